@@ -1,0 +1,113 @@
+"""Places365 classes, indoor/outdoor, and the scene map from fine classes to album labels.
+
+A mapped label's score is the sum of its fine classes' probabilities, so a new map re-tags
+from the stored probability vectors without the network.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+_DATA = resources.files("models") / "data"
+
+
+class SceneMapError(ValueError):
+    """A scene-map or class-list file that does not fit the classes."""
+
+
+def _class_name(path_token: str) -> str:
+    # "/a/apartment_building/outdoor" -> "apartment_building/outdoor"
+    parts = path_token.strip("/").split("/", 1)
+    return parts[1] if len(parts) == 2 else parts[0]
+
+
+def load_categories(path: str | Path | None = None) -> tuple[str, ...]:
+    """The 365 Places365 class names in the index order the classifier uses."""
+    text = Path(path).read_text() if path else (_DATA / "categories_places365.txt").read_text()
+    rows = [line.split() for line in text.splitlines() if line.strip()]
+    names = sorted(rows, key=lambda r: int(r[1]))
+    return tuple(_class_name(r[0]) for r in names)
+
+
+def load_indoor(path: str | Path | None = None) -> dict[str, bool]:
+    """Class name -> True when indoor (the IO list says 1 indoor, 2 outdoor)."""
+    text = Path(path).read_text() if path else (_DATA / "IO_places365.txt").read_text()
+    return {_class_name(tok): flag == "1" for tok, flag in (ln.split() for ln in text.splitlines())}
+
+
+@dataclass(frozen=True)
+class SceneMap:
+    """Fine classes (index order) -> album label, or None for a class kept out of albums."""
+
+    categories: tuple[str, ...]
+    albums_by_class: tuple[str | None, ...]
+    indoor: tuple[bool, ...]
+
+    @classmethod
+    def load(
+        cls, path: str | Path | None = None, categories: tuple[str, ...] | None = None
+    ) -> SceneMap:
+        categories = categories or load_categories()
+        text = Path(path).read_text() if path else (_DATA / "scene_map.csv").read_text()
+        mapping: dict[str, str | None] = {}
+        for row in csv.DictReader(text.splitlines()):
+            name = (row.get("places365_class") or "").strip()
+            if not name:
+                continue
+            if name in mapping:
+                raise SceneMapError(f"scene map lists {name!r} twice")
+            mapping[name] = (row.get("album") or "").strip() or None
+        missing = [c for c in categories if c not in mapping]
+        if missing:
+            raise SceneMapError(
+                f"scene map misses {len(missing)} classes, e.g. {', '.join(missing[:3])}"
+            )
+        unknown = sorted(set(mapping) - set(categories))
+        if unknown:
+            raise SceneMapError(f"scene map names unknown classes, e.g. {', '.join(unknown[:3])}")
+        io = load_indoor()
+        return cls(
+            categories=categories,
+            albums_by_class=tuple(mapping[c] for c in categories),
+            indoor=tuple(io.get(c, False) for c in categories),
+        )
+
+    @property
+    def albums(self) -> tuple[str, ...]:
+        return tuple(sorted({a for a in self.albums_by_class if a}))
+
+    def matrix(self) -> np.ndarray:
+        """(classes, albums) 0/1 matrix: probabilities @ matrix = album scores."""
+        albums = self.albums
+        col = {a: i for i, a in enumerate(albums)}
+        m = np.zeros((len(self.categories), len(albums)), dtype=np.float32)
+        for i, a in enumerate(self.albums_by_class):
+            if a:
+                m[i, col[a]] = 1.0
+        return m
+
+    def top_classes(self, probs: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
+        """Per row of (N, classes) probabilities, the k best fine classes."""
+        order = np.argsort(-probs, axis=1)[:, :k]
+        return [[(self.categories[j], float(p[j])) for j in row] for p, row in zip(probs, order)]
+
+    def album_scores(
+        self, probs: np.ndarray, k: int = 3, min_score: float = 0.0
+    ) -> list[list[tuple[str, float]]]:
+        """Per row, the k best album labels with summed probabilities (>= min_score)."""
+        scores = probs @ self.matrix()
+        albums = self.albums
+        order = np.argsort(-scores, axis=1)[:, :k]
+        return [
+            [(albums[j], float(s[j])) for j in row if s[j] >= min_score]
+            for s, row in zip(scores, order)
+        ]
+
+    def indoor_probability(self, probs: np.ndarray) -> np.ndarray:
+        """Per row, the summed probability of indoor classes."""
+        return probs @ np.asarray(self.indoor, dtype=np.float32)

@@ -1,0 +1,44 @@
+"""The input transform a checkpoint ships with; serving takes it from there."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class InputTransform:
+    """Resize the shorter side to ``resize``, centre-crop ``crop``, normalise."""
+
+    resize: int = 256
+    crop: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> InputTransform:
+        return cls(
+            resize=int(data["resize"]),
+            crop=int(data["crop"]),
+            mean=tuple(float(v) for v in data["mean"]),  # type: ignore[arg-type]
+            std=tuple(float(v) for v in data["std"]),  # type: ignore[arg-type]
+        )
+
+    def to_batch(self, crops: list[np.ndarray]) -> Tensor:
+        """Stack uint8 HxWx3 crops of ``crop`` size into a normalised NCHW float batch."""
+        for c in crops:
+            if c.shape != (self.crop, self.crop, 3) or c.dtype != np.uint8:
+                raise ValueError(f"expected uint8 {self.crop}x{self.crop}x3 crops, got {c.shape}")
+        batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255.0)
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        return (batch - mean) / std

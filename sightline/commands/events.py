@@ -1,0 +1,39 @@
+"""`sightline events parse FILE.json`: what the handler does with each record."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from sightline.cli import CliError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("events", help="upload events")
+    esub = p.add_subparsers(dest="events_command", metavar="ACTION", required=True)
+    parse = esub.add_parser("parse", help="print the handler's action per record (JSON lines)")
+    parse.add_argument("file", help="event JSON file, or - for standard input")
+    parse.set_defaults(func=parse_events)
+
+
+def parse_events(args: argparse.Namespace) -> int:
+    from handlers.core import plan
+    from handlers.rules import OwnerRule
+    from sightline.settings import Settings
+
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot read {args.file}: {exc.strerror}") from None
+    try:
+        event = json.loads(text)
+    except ValueError as exc:
+        raise CliError(f"{args.file}: not JSON ({exc})") from None
+    if not isinstance(event, dict):
+        raise CliError(f"{args.file}: an event is a JSON object")
+    s = Settings.from_env()
+    for action in plan(event, OwnerRule(s.owner_pattern, s.default_owner)):
+        print(json.dumps(action.to_json(), ensure_ascii=False))
+    return 0

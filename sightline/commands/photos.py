@@ -1,0 +1,95 @@
+"""`sightline inspect PHOTO` and `sightline tag PHOTO...`: the worker's pipeline on local files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("inspect", help="format, size, orientation, time and GPS of a photo")
+    p.add_argument("photo")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=inspect_photo)
+    t = sub.add_parser("tag", help="tag local photos (no S3, broker or database)")
+    t.add_argument("photos", nargs="+")
+    t.add_argument("--json", action="store_true", help="one JSON object per photo, per line")
+    t.set_defaults(func=tag_photos)
+
+
+def _read(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+def inspect_photo(args: argparse.Namespace) -> int:
+    from sightline.settings import Settings
+    from workers.exif import read_exif
+    from workers.photos import PhotoError, decode
+
+    s = Settings.from_env()
+    try:
+        data = _read(args.photo)
+        photo = decode(data, resize=32, crop=32, max_pixels=s.max_pixels)
+    except OSError as exc:
+        out: dict = {"error": f"cannot read {args.photo}: {exc.strerror}"}
+    except PhotoError as exc:
+        out = {"error": str(exc)}
+    else:
+        facts = read_exif(data)
+        out = {
+            "format": photo.format,
+            "width": photo.width,
+            "height": photo.height,
+            "orientation": photo.orientation,
+            "taken_at": facts.taken_at.isoformat() if facts.taken_at else None,
+            "gps": {"lat": facts.gps[0], "lon": facts.gps[1]} if facts.gps else None,
+            "camera": facts.camera,
+        }
+    if args.json:
+        print(json.dumps(out))
+    elif "error" in out:
+        print(f"sightline: {args.photo}: {out['error']}", file=sys.stderr)
+    else:
+        for k, v in out.items():
+            print(f"{k:12} {v}")
+    return 2 if "error" in out else 0
+
+
+def tag_photos(args: argparse.Namespace) -> int:
+    from sightline.settings import Settings
+    from workers.inference import SceneLandmarkModel
+    from workers.pipeline import analyse
+
+    s = Settings.from_env()
+    model = SceneLandmarkModel(
+        weights=s.weights, allow_untrained=s.allow_untrained, arch=s.arch, device=s.device
+    )
+    model.load()
+    assert model.meta is not None
+    if not model.meta.trained:
+        note = "untrained network: these labels are noise, not predictions"
+        print(json.dumps({"warning": note}) if args.json else f"WARNING: {note}")
+    status = 0
+    for path in args.photos:
+        try:
+            data = _read(path)
+        except OSError as exc:
+            result: dict = {"photo": path, "error": f"cannot read: {exc.strerror}"}
+        else:
+            r = analyse([data], model, max_pixels=s.max_pixels)[0]
+            result = {
+                "photo": path,
+                **(r.to_json() if hasattr(r, "to_json") else {"error": str(r)}),
+            }
+        status = 2 if "error" in result else status
+        if args.json:
+            print(json.dumps(result))
+        elif "error" in result:
+            print(f"{path}: error: {result['error']}")
+        else:
+            top = ", ".join(f"{c['class']} {c['probability']:.3f}" for c in result["scenes"])
+            albums = ", ".join(f"{a['album']} {a['score']:.3f}" for a in result["albums"])
+            print(f"{path}: {top}\n    albums: {albums}")
+    return status

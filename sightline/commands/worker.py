@@ -1,0 +1,49 @@
+"""`sightline worker`: a Celery worker with the model loaded once for the process."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from sightline.cli import CliError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("worker", help="start a tagging worker")
+    p.add_argument("--queues", default="tag,maintenance", help="comma-separated queues")
+    p.add_argument("--concurrency", type=int, default=1)
+    p.add_argument("--pool", default="solo", help="solo (one process owns the GPU), prefork …")
+    p.add_argument("--loglevel", default="INFO")
+    p.add_argument("--no-retries", action="store_true", help="fail at once (tests)")
+    p.add_argument("--hostname", default=None)
+    p.set_defaults(func=run_worker)
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    from sightline.embedded import database_url
+    from sightline.settings import Settings
+    from workers.app import configure
+    from workers.runtime import WorkerRuntime
+
+    settings = Settings.from_env()
+    if not settings.broker_url:
+        raise CliError("CELERY_BROKER_URL is not set (e.g. redis://127.0.0.1:6379/0)")
+    url, _server = database_url(settings)
+    runtime = WorkerRuntime(settings, url)
+    runtime.model.load()  # refuse to start without weights, before taking any task
+    options = json.loads(os.environ.get("SIGHTLINE_BROKER_OPTIONS") or "{}")
+    app = configure(runtime, settings.broker_url, options, retries=not args.no_retries)
+    argv = [
+        "worker",
+        f"--queues={args.queues}",
+        f"--concurrency={args.concurrency}",
+        f"--pool={args.pool}",
+        f"--loglevel={args.loglevel}",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if args.hostname:
+        argv.append(f"--hostname={args.hostname}")
+    app.worker_main(argv)
+    return 0

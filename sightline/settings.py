@@ -1,0 +1,73 @@
+"""Settings, read once at a process's entry point and passed down as arguments.
+
+``models/`` never imports this module.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def data_dir() -> Path:
+    """The user's data folder for sightline (embedded Postgres lives here)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(os.environ.get("SIGHTLINE_DATA_DIR") or Path(base) / "sightline")
+
+
+def _env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise SystemExit(f"sightline: {name} must be a number, got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None  # None: the embedded pgserver database
+    broker_url: str | None = None  # None: the embedded default (SQS on the local endpoint)
+    s3_endpoint_url: str | None = None  # None: AWS itself
+    weights: str | None = None
+    allow_untrained: bool = False
+    arch: str = "wide_resnet50_2"
+    device: str = "auto"
+    owner_pattern: str = "users/{owner}/"
+    default_owner: str | None = None
+    max_object_bytes: int = 64 * 1024 * 1024
+    max_pixels: int = 100_000_000
+    db_timeout_s: float = 30.0
+    s3_timeout_s: float = 30.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        return cls(
+            database_url=env.get("DATABASE_URL") or None,
+            broker_url=env.get("CELERY_BROKER_URL") or None,
+            s3_endpoint_url=env.get("SIGHTLINE_S3_ENDPOINT_URL")
+            or env.get("AWS_ENDPOINT_URL_S3")
+            or env.get("AWS_ENDPOINT_URL")
+            or None,
+            weights=env.get("SIGHTLINE_WEIGHTS") or None,
+            allow_untrained=_env_bool("SIGHTLINE_ALLOW_UNTRAINED"),
+            arch=env.get("SIGHTLINE_ARCH") or "wide_resnet50_2",
+            device=env.get("SIGHTLINE_DEVICE") or "auto",
+            owner_pattern=env.get("SIGHTLINE_OWNER_PATTERN") or "users/{owner}/",
+            default_owner=env.get("SIGHTLINE_DEFAULT_OWNER") or None,
+            max_object_bytes=int(_env_float("SIGHTLINE_MAX_OBJECT_BYTES", 64 * 1024 * 1024)),
+            max_pixels=int(_env_float("SIGHTLINE_MAX_PIXELS", 100_000_000)),
+            db_timeout_s=_env_float("SIGHTLINE_DB_TIMEOUT_S", 30.0),
+            s3_timeout_s=_env_float("SIGHTLINE_S3_TIMEOUT_S", 30.0),
+        )

@@ -1,0 +1,117 @@
+"""The one model wrapper of a worker process: ``load()`` once, then ``predict`` batches."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+
+from models.checkpoint import CheckpointMeta, load_checkpoint, untrained
+from models.network import SightlineNet
+from models.scenes import SceneMap, load_categories
+from models.transforms import InputTransform
+
+log = logging.getLogger("sightline.worker")
+
+# Small inputs for the test-sized network; the real one uses the torchvision defaults.
+_UNTRAINED_TRANSFORMS = {"tiny": InputTransform(resize=73, crop=64)}
+
+
+class ModelUnavailable(RuntimeError):
+    """No usable weights: the worker refuses to start."""
+
+
+class SceneLandmarkModel:
+    """WRN-50-2 scene probabilities and landmark embeddings for batches of crops."""
+
+    def __init__(
+        self,
+        *,
+        weights: str | None,
+        allow_untrained: bool = False,
+        arch: str = "wide_resnet50_2",
+        device: str = "auto",
+        scene_map_path: str | None = None,
+    ) -> None:
+        self.weights = weights
+        self.allow_untrained = allow_untrained
+        self.arch = arch
+        self.device_name = device
+        self.scene_map_path = scene_map_path
+        self._lock = threading.Lock()
+        self._net: SightlineNet | None = None
+        self.meta: CheckpointMeta | None = None
+        self.scene_map: SceneMap | None = None
+        self.device = torch.device("cpu")
+
+    @property
+    def loaded(self) -> bool:
+        return self._net is not None
+
+    @property
+    def transform(self) -> InputTransform:
+        self.load()
+        assert self.meta is not None
+        return self.meta.transform
+
+    def load(self) -> None:
+        """Load weights once per process; safe to call again."""
+        if self._net is not None:
+            return
+        with self._lock:
+            if self._net is not None:
+                return
+            if self.weights:
+                net, meta = load_checkpoint(self.weights)
+            elif self.allow_untrained:
+                net, meta = untrained(
+                    arch=self.arch,
+                    categories=load_categories(),
+                    transform=_UNTRAINED_TRANSFORMS.get(self.arch),
+                )
+                print(
+                    f"WARNING: sightline is running an UNTRAINED {self.arch} network: scene "
+                    "labels and landmark matches are noise, not predictions.",
+                    file=sys.stderr,
+                )
+            else:
+                raise ModelUnavailable(
+                    "no weights: set SIGHTLINE_WEIGHTS to a sightline checkpoint, or "
+                    "SIGHTLINE_ALLOW_UNTRAINED=1 to run an untrained network (demo, tests)"
+                )
+            self.scene_map = SceneMap.load(self.scene_map_path, categories=meta.categories)
+            self.device = self._pick_device()
+            net = net.to(self.device).eval()
+            if self.device.type == "cuda":
+                torch.backends.cudnn.benchmark = True
+                net = net.to(memory_format=torch.channels_last)
+            self.meta = meta
+            self._net = net
+            log.info("model %s loaded on %s", meta.model_version, self.device)
+
+    def _pick_device(self) -> torch.device:
+        if self.device_name == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device_name)
+
+    @torch.inference_mode()
+    def predict(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(N, classes) scene probabilities and (N, dim) unit embeddings, float32."""
+        self.load()
+        assert self._net is not None and self.meta is not None
+        batch = self.meta.transform.to_batch(crops).to(self.device, non_blocking=True)
+        if self.device.type == "cuda":
+            batch = batch.contiguous(memory_format=torch.channels_last)
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            ctx = torch.autocast("cuda", dtype=dtype)
+        else:
+            ctx = nullcontext()
+        with ctx:
+            logits, emb = self._net(batch)
+        probs = torch.softmax(logits.float(), dim=1)
+        emb = torch.nn.functional.normalize(emb.float(), dim=1)
+        return probs.cpu().numpy(), emb.cpu().numpy()

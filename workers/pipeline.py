@@ -1,0 +1,110 @@
+"""Bytes to tags: decode, EXIF, one forward pass per batch, scene map, landmark matches.
+
+Shared by the Celery task and `sightline tag`; no S3, broker or database here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.landmarks import LandmarkIndex
+from workers.exif import ExifFacts, read_exif
+from workers.inference import SceneLandmarkModel
+from workers.photos import DecodedPhoto, PhotoError, decode
+
+
+@dataclass(frozen=True)
+class LiveRelease:
+    """A landmark release the worker matches against (active, or being re-tagged)."""
+
+    version: str
+    model_version: str
+    index: LandmarkIndex
+
+
+@dataclass
+class TagResult:
+    photo: DecodedPhoto
+    exif: ExifFacts
+    probs: np.ndarray  # (classes,)
+    embedding: np.ndarray  # (dim,)
+    scenes: list[tuple[str, float]]  # top-5 fine classes
+    albums: list[tuple[str, float]]  # mapped album labels, best first
+    indoor: float
+    model_version: str
+    trained: bool
+    # release version -> [(landmark_id, score)], best first
+    matches: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        gps = self.exif.gps
+        return {
+            "format": self.photo.format,
+            "width": self.photo.width,
+            "height": self.photo.height,
+            "taken_at": self.exif.taken_at.isoformat() if self.exif.taken_at else None,
+            "gps": {"lat": gps[0], "lon": gps[1]} if gps else None,
+            "scenes": [{"class": c, "probability": round(p, 6)} for c, p in self.scenes],
+            "albums": [{"album": a, "score": round(s, 6)} for a, s in self.albums],
+            "indoor": self.indoor >= 0.5,
+            "indoor_probability": round(self.indoor, 6),
+            "landmarks": [
+                {"release": r, "landmark_id": lid, "score": round(s, 6)}
+                for r, ms in self.matches.items()
+                for lid, s in ms
+            ],
+            "model_version": self.model_version,
+            "trained": self.trained,
+        }
+
+
+def analyse(
+    datas: list[bytes],
+    model: SceneLandmarkModel,
+    releases: list[LiveRelease] = (),  # type: ignore[assignment]
+    *,
+    max_pixels: int = 100_000_000,
+) -> list[TagResult | PhotoError]:
+    """Tag a batch of photos; a photo that cannot be decoded yields its PhotoError."""
+    model.load()
+    assert model.meta is not None and model.scene_map is not None
+    t = model.meta.transform
+    decoded: list[DecodedPhoto | PhotoError] = []
+    for data in datas:
+        try:
+            decoded.append(decode(data, resize=t.resize, crop=t.crop, max_pixels=max_pixels))
+        except PhotoError as exc:
+            decoded.append(exc)
+    good = [i for i, d in enumerate(decoded) if isinstance(d, DecodedPhoto)]
+    out: list[TagResult | PhotoError] = list(decoded)  # type: ignore[arg-type]
+    if not good:
+        return out
+    probs, embs = model.predict([decoded[i].crop for i in good])  # type: ignore[union-attr]
+    sm = model.scene_map
+    scenes = sm.top_classes(probs, k=5)
+    albums = sm.album_scores(probs, k=3)
+    indoor = sm.indoor_probability(probs)
+    exifs = [read_exif(datas[i]) for i in good]
+    gps = np.array([e.gps if e.gps else (np.nan, np.nan) for e in exifs], dtype=np.float64)
+    # A release built from another model's embeddings would match noise: skip it.
+    usable = [r for r in releases if r.model_version == model.meta.model_version]
+    matched = {r.version: (r.index, r.index.match(embs, gps)) for r in usable}
+    for n, i in enumerate(good):
+        out[i] = TagResult(
+            photo=decoded[i],  # type: ignore[arg-type]
+            exif=exifs[n],
+            probs=probs[n],
+            embedding=embs[n],
+            scenes=scenes[n],
+            albums=albums[n],
+            indoor=float(indoor[n]),
+            model_version=model.meta.model_version,
+            trained=model.meta.trained,
+            matches={
+                version: [(index.landmark_ids[m.landmark], m.score) for m in per_photo[n]]
+                for version, (index, per_photo) in matched.items()
+            },
+        )
+    return out
