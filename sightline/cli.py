@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 # Modules under sightline.commands, in --help order.
-COMMAND_MODULES = ("demo", "worker", "db", "events", "photos")
+COMMAND_MODULES = ("demo", "worker", "db", "events", "photos", "bench")
 
 
 class CliError(Exception):
