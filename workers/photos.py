@@ -29,6 +29,7 @@ class DecodedPhoto:
     width: int  # after orientation
     height: int
     orientation: int
+    decoded_size: tuple[int, int]  # the raster libjpeg produced (after DCT scaling)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -77,6 +78,8 @@ def _decode(data: bytes, resize: int, crop: int, max_pixels: int) -> DecodedPhot
         orientation = 1
     # JPEG: let libjpeg scale by 1/2, 1/4 or 1/8 while decoding (never a full decode).
     img.draft("RGB", (resize, resize))
+    img.load()
+    decoded_size = img.size
     img = _to_rgb(ImageOps.exif_transpose(img) or img)
     out_w, out_h = (h, w) if orientation in {5, 6, 7, 8} else (w, h)
     scale = resize / min(img.size)
@@ -84,4 +87,4 @@ def _decode(data: bytes, resize: int, crop: int, max_pixels: int) -> DecodedPhot
     img = img.resize(new_size, Image.Resampling.BILINEAR)
     left, top = (new_size[0] - crop) // 2, (new_size[1] - crop) // 2
     arr = np.asarray(img.crop((left, top, left + crop, top + crop)), dtype=np.uint8)
-    return DecodedPhoto(arr, fmt, out_w, out_h, orientation)
+    return DecodedPhoto(arr, fmt, out_w, out_h, orientation, decoded_size)

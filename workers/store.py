@@ -144,6 +144,12 @@ def write_status(
     return row[0]
 
 
+def as_array(vector: Any) -> np.ndarray:
+    """pgvector's Vector (or a plain sequence) as float32."""
+    values = vector.to_numpy() if hasattr(vector, "to_numpy") else vector
+    return np.asarray(values, dtype=np.float32)
+
+
 def load_live_releases(cur: Any, cache: dict[str, LiveRelease]) -> list[LiveRelease]:
     """The releases new photos are matched against: the active one and any being re-tagged.
 
@@ -178,7 +184,7 @@ def load_index(cur: Any, version: str, dim: int, thresholds: Any) -> LandmarkInd
     def vectors(table: str) -> tuple[np.ndarray, np.ndarray]:
         cur.execute(f"SELECT landmark_id, embedding FROM {table} WHERE release = %s", (version,))
         got = cur.fetchall()
-        vecs = np.array([np.asarray(e, dtype=np.float32) for _, e in got], dtype=np.float32)
+        vecs = np.array([as_array(e) for _, e in got], dtype=np.float32)
         return vecs.reshape(len(got), dim), np.array([pos[lid] for lid, _ in got], dtype=np.int64)
 
     centroids, c_owner = vectors("centroids")

@@ -1,0 +1,87 @@
+"""The command line as a user meets it: JSON out, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+
+from sightline.samples import synthetic_jpeg
+from tests.conftest import run_cli
+
+TINY = {"SIGHTLINE_ALLOW_UNTRAINED": "1", "SIGHTLINE_ARCH": "tiny"}
+
+
+def test_inspect_reports_size_orientation_time_and_gps(tmp_path) -> None:
+    photo = tmp_path / "p.jpg"
+    photo.write_bytes(
+        synthetic_jpeg(
+            gps=(-33.85678, 151.2153),
+            orientation=6,
+            taken_at="2023:12:31 23:59:00",
+            offset="+11:00",
+        )
+    )
+    out = run_cli("inspect", str(photo), "--json")
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert (info["format"], info["width"], info["height"], info["orientation"]) == (
+        "JPEG",
+        600,
+        800,
+        6,
+    )
+    assert info["taken_at"] == "2023-12-31T23:59:00+11:00"
+    assert abs(info["gps"]["lat"] + 33.85678) < 1e-4 and abs(info["gps"]["lon"] - 151.2153) < 1e-4
+    assert info["camera"] == "SightlineCam Demo 1"
+
+
+def test_inspect_unreadable_photo_is_json_error_and_status_2(tmp_path) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"nope")
+    out = run_cli("inspect", str(bad), "--json")
+    assert out.returncode == 2
+    assert "error" in json.loads(out.stdout)
+    assert "Traceback" not in out.stderr
+
+
+def test_tag_says_untrained_and_tags_each_photo_or_reports_its_error(tmp_path) -> None:
+    good = tmp_path / "good.jpg"
+    good.write_bytes(synthetic_jpeg(width=200, height=150))
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG broken")
+    out = run_cli("tag", str(good), str(bad), str(tmp_path / "missing.jpg"), "--json", env=TINY)
+    lines = [json.loads(x) for x in out.stdout.splitlines()]
+    assert "untrained" in lines[0]["warning"]
+    g, b, m = lines[1:]
+    assert len(g["scenes"]) == 5 and g["trained"] is False
+    assert g["scenes"][0]["probability"] >= g["scenes"][-1]["probability"]
+    assert isinstance(g["indoor"], bool) and g["albums"]
+    assert "not an image" in b["error"] or "corrupt" in b["error"]
+    assert "cannot read" in m["error"]
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+
+
+def test_tag_without_weights_refuses_to_run() -> None:
+    """No weights and no explicit permission: a clear refusal, not an untrained model."""
+    out = run_cli("tag", "x.jpg", env={"SIGHTLINE_ALLOW_UNTRAINED": "", "SIGHTLINE_WEIGHTS": ""})
+    assert out.returncode == 2
+    assert "no weights" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_worker_without_broker_is_a_one_line_error() -> None:
+    out = run_cli("worker", env={**TINY, "CELERY_BROKER_URL": ""})
+    assert out.returncode == 2 and "CELERY_BROKER_URL is not set" in out.stderr
+
+
+def test_db_upgrade_twice_changes_nothing_the_second_time(empty_db_url: str) -> None:
+    env = {"DATABASE_URL": empty_db_url}
+    first = run_cli("db", "upgrade", "--json", env=env)
+    second = run_cli("db", "upgrade", "--json", env=env)
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert json.loads(first.stdout)["applied"] == json.loads(second.stdout)["current"]
+    assert json.loads(second.stdout)["applied"] == []
+
+
+def test_db_upgrade_on_unreachable_database_is_a_one_line_error() -> None:
+    out = run_cli("db", "upgrade", env={"DATABASE_URL": "postgresql://x@127.0.0.1:1/none"})
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "cannot connect" in out.stderr

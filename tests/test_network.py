@@ -1,0 +1,92 @@
+"""The two-branch network and its checkpoints (tiny arch, CPU)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, untrained
+from models.network import sightline_net
+from models.scenes import load_categories
+
+
+class _Evil:
+    """Stands for any object a malicious pickle would build."""
+
+
+def _batch(n: int = 2, size: int = 64) -> torch.Tensor:
+    return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(1))
+
+
+def test_forward_gives_logits_per_class_and_unit_embeddings() -> None:
+    """Scene logits have one column per class; embeddings are unit length and dim wide."""
+    net = sightline_net(arch="tiny", num_classes=7, embedding_dim=16).eval()
+    logits, emb = net(_batch(3))
+    assert logits.shape == (3, 7)
+    assert emb.shape == (3, 16)
+    assert torch.allclose(emb.norm(dim=1), torch.ones(3), atol=1e-5)
+
+
+def test_branches_share_the_trunk_but_not_layer4() -> None:
+    """The landmark branch has its own layer4 (trained further), the trunk is shared."""
+    net = sightline_net(arch="tiny", num_classes=3, embedding_dim=8)
+    assert net.scene_layer4 is not net.landmark_layer4
+    a = dict(net.scene_layer4.named_parameters())
+    b = dict(net.landmark_layer4.named_parameters())
+    assert a.keys() == b.keys()
+    assert all(a[k].data_ptr() != b[k].data_ptr() for k in a)
+
+
+def test_unknown_arch_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown arch"):
+        sightline_net(arch="resnet9000")
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, suffix: str) -> None:
+    """A saved checkpoint loads with its metadata and reproduces the outputs exactly."""
+    net, meta = untrained(arch="tiny", categories=load_categories(), embedding_dim=32, seed=3)
+    path = tmp_path / f"ckpt{suffix}"
+    if suffix == ".safetensors":
+        save_checkpoint(net, meta, path)
+    else:
+        torch.save({"state_dict": net.state_dict(), "meta": meta.to_json()}, path)
+    loaded, lmeta = load_checkpoint(path)
+    x = _batch()
+    with torch.inference_mode():
+        a, b = net(x), loaded(x)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert lmeta.categories == meta.categories and lmeta.embedding_dim == 32
+    assert len(lmeta.sha256) == 64 and lmeta.model_version.startswith(meta.version + "+")
+    assert lmeta.trained is False
+
+
+def test_classifier_width_comes_from_the_checkpoint_categories(tmp_path) -> None:
+    net, meta = untrained(arch="tiny", categories=("a", "b", "c"), embedding_dim=8)
+    save_checkpoint(net, meta, tmp_path / "c.safetensors")
+    loaded, _ = load_checkpoint(tmp_path / "c.safetensors")
+    assert loaded.scene_fc.out_features == 3
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"", "cannot read checkpoint"), (b"garbage" * 10, "cannot read checkpoint")],
+)
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path, content: bytes, message: str) -> None:
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path)
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path) -> None:
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "none.safetensors")
+
+
+def test_pickled_objects_are_never_loaded(tmp_path) -> None:
+    """torch.load runs with weights_only: a pickle with arbitrary objects is refused."""
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": {}, "meta": _Evil()}, path)
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(path)
