@@ -82,6 +82,7 @@ class _Demo:
 
         url, self._pg = database_url(self.settings)
         migrate.upgrade(url)
+        self.started = self._db_now(url)
         say(
             f"postgres : {'DATABASE_URL' if self.settings.database_url else 'embedded pgserver'}"
             f" (schema {migrate.applied(url)[-1]})"
@@ -197,8 +198,8 @@ class _Demo:
                 with conn, conn.cursor() as cur:
                     cur.execute(
                         "SELECT count(*) FROM photos WHERE bucket = %s AND key = ANY(%s) "
-                        "AND status = ANY(%s)",
-                        (BUCKET, keys, list(TERMINAL)),
+                        "AND status = ANY(%s) AND updated_at >= %s",
+                        (BUCKET, keys, list(TERMINAL), self.started),
                     )
                     done = cur.fetchone()[0]
                 if done >= len(keys):
@@ -216,6 +217,17 @@ class _Demo:
         finally:
             conn.close()
 
+    @staticmethod
+    def _db_now(url: str) -> Any:
+        from workers.db import connect
+
+        conn = connect(url, register=False)
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT now()")
+            now = cur.fetchone()[0]
+        conn.close()
+        return now
+
     def _print_albums(self, url: str, owner: str) -> None:
         from sightline import albums
         from workers.db import connect
@@ -225,13 +237,15 @@ class _Demo:
             say()
             say(f"photos of {owner!r}:")
             cur.execute(
-                "SELECT key, status, coalesce(error, ''), gps_lat, gps_lon, taken_at, width, "
-                "height FROM photos WHERE owner = %s ORDER BY key",
+                "SELECT key, status, coalesce(error, ''), gps_lat, gps_lon, "
+                "coalesce(to_char(taken_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI \"UTC\"'), "
+                "to_char(taken_at_local, 'YYYY-MM-DD HH24:MI \"camera clock\"')), width, height "
+                "FROM photos WHERE owner = %s ORDER BY key",
                 (owner,),
             )
             for key, status, error, lat, lon, taken, w, h in cur.fetchall():
                 where = f" gps {lat:.4f},{lon:.4f}" if lat is not None else ""
-                when = f" taken {taken:%Y-%m-%d %H:%M}" if taken else ""
+                when = f" taken {taken}" if taken else ""
                 size = f" {w}x{h}" if w else ""
                 say(f"  {status:7} {key}{size}{where}{when}{'  -- ' + error if error else ''}")
             scene = albums.scene_albums(cur, owner)
