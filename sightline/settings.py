@@ -46,6 +46,9 @@ class Settings:
     default_owner: str | None = None
     max_object_bytes: int = 64 * 1024 * 1024
     max_pixels: int = 100_000_000
+    batch_size: int = 16
+    batch_wait_ms: float = 200.0
+    max_retries: int = 5
     db_timeout_s: float = 30.0
     s3_timeout_s: float = 30.0
     extra: dict[str, str] = field(default_factory=dict)
@@ -68,6 +71,9 @@ class Settings:
             default_owner=env.get("SIGHTLINE_DEFAULT_OWNER") or None,
             max_object_bytes=int(_env_float("SIGHTLINE_MAX_OBJECT_BYTES", 64 * 1024 * 1024)),
             max_pixels=int(_env_float("SIGHTLINE_MAX_PIXELS", 100_000_000)),
+            batch_size=max(1, int(_env_float("SIGHTLINE_BATCH_SIZE", 16))),
+            batch_wait_ms=_env_float("SIGHTLINE_BATCH_WAIT_MS", 200.0),
+            max_retries=int(_env_float("SIGHTLINE_MAX_RETRIES", 5)),
             db_timeout_s=_env_float("SIGHTLINE_DB_TIMEOUT_S", 30.0),
             s3_timeout_s=_env_float("SIGHTLINE_S3_TIMEOUT_S", 30.0),
         )

@@ -1,19 +1,21 @@
-"""The Celery app and its two tasks. Configured at the process entry point (`configure`)."""
+"""The Celery app and its tasks. Configured at the process entry point (`configure`).
+
+`sightline.tag` is a batching task: messages are buffered and flushed every N photos or T
+seconds into one forward pass. Late acknowledgement: a batch's messages are acked after its
+writes (idempotent upserts), so a crash redelivers instead of losing photos.
+"""
 
 from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Mapping
 from typing import Any
 
 from celery import Celery, Task
+from celery_batches import Batches
 
-from sightline.contract import (
-    FORGET_TASK,
-    MAINTENANCE_QUEUE,
-    TAG_QUEUE,
-    TAG_TASK,
-)
+from sightline.contract import FORGET_TASK, MAINTENANCE_QUEUE, TAG_QUEUE, TAG_TASK
 from workers.errors import TransientError
 from workers.runtime import WorkerRuntime
 
@@ -25,10 +27,10 @@ app.conf.update(
     accept_content=["json"],
     result_serializer="json",
     task_ignore_result=True,
-    # Writes are idempotent upserts, so redelivery after a crash is safe: ack late.
     task_acks_late=True,
+    # A worker killed mid-batch (OOM, SIGKILL) leaves its messages to be redelivered.
     task_reject_on_worker_lost=True,
-    worker_prefetch_multiplier=4,
+    worker_prefetch_multiplier=32,
     task_routes={TAG_TASK: {"queue": TAG_QUEUE}, FORGET_TASK: {"queue": MAINTENANCE_QUEUE}},
     task_default_queue=TAG_QUEUE,
     task_soft_time_limit=300,
@@ -38,7 +40,7 @@ app.conf.update(
 )
 
 _runtime: WorkerRuntime | None = None
-MAX_RETRIES = 5
+_retry_policy = {"max_retries": 5, "base_s": 2.0, "cap_s": 300.0}
 
 
 def configure(
@@ -46,15 +48,22 @@ def configure(
     broker_url: str,
     transport_options: dict | None = None,
     *,
-    retries: bool = True,
+    batch_size: int = 16,
+    batch_wait_s: float = 0.2,
+    max_retries: int = 5,
+    retry_base_s: float = 2.0,
 ) -> Celery:
-    """Bind the process's runtime and broker; call once before starting the worker."""
-    global _runtime, MAX_RETRIES
+    """Bind the process's runtime, broker and batching; call once before the worker starts."""
+    global _runtime
     _runtime = runtime
-    MAX_RETRIES = MAX_RETRIES if retries else 0
+    _retry_policy.update(max_retries=max_retries, base_s=retry_base_s)
     app.conf.broker_url = broker_url
     if transport_options:
         app.conf.broker_transport_options = transport_options
+    tag.flush_every = batch_size
+    tag.flush_interval = batch_wait_s
+    # Enough prefetched messages to fill the batch in flight and the next one.
+    app.conf.worker_prefetch_multiplier = max(4, 2 * batch_size)
     return app
 
 
@@ -64,33 +73,58 @@ def runtime() -> WorkerRuntime:
     return _runtime
 
 
-def _run(task: Task, method: str, kwargs: dict[str, Any]) -> str:
+def backoff_s(retries: int) -> float:
+    """Exponential backoff with full jitter: uniform(0, min(cap, base * 2**retries))."""
+    return random.uniform(0, min(_retry_policy["cap_s"], _retry_policy["base_s"] * 2**retries))
+
+
+def _retry_or_park(task: Task, kwargs: Mapping[str, Any], retries: int, exc: Exception) -> str:
+    rt = runtime()
+    if retries >= _retry_policy["max_retries"]:
+        rt.park(kwargs, str(exc))
+        return "failed"
+    log.warning(
+        "retry %d for %s/%s in backoff: %s",
+        retries + 1,
+        kwargs.get("bucket"),
+        kwargs.get("key"),
+        exc,
+    )
+    # Re-published before this message is acked: at-least-once, never lost.
+    task.apply_async(kwargs=dict(kwargs), countdown=backoff_s(retries), retries=retries + 1)
+    return "retrying"
+
+
+@app.task(name=TAG_TASK, base=Batches, bind=True, flush_every=16, flush_interval=0.2)
+def tag(self: Task, requests: list[Any]) -> list[str]:
+    """Tag a batch of uploaded photos (identities only in the messages)."""
     rt = runtime()
     try:
-        return getattr(rt, method)(kwargs)
-    except TransientError as exc:
-        if task.request.retries >= MAX_RETRIES:
-            rt.park(kwargs, str(exc))
-            return "failed"
-        # Exponential backoff with full jitter, capped: 2, 4, 8 ... seconds.
-        delay = random.uniform(0, min(300, 2 ** (task.request.retries + 1)))
-        raise task.retry(exc=exc, countdown=delay) from exc
-    except Exception as exc:  # a bug or an unexpected fault: park the photo, keep the worker
-        log.exception("unexpected error on %s/%s", kwargs.get("bucket"), kwargs.get("key"))
-        rt.park(kwargs, f"unexpected {type(exc).__name__}: {exc}")
-        return "failed"
-
-
-@app.task(name=TAG_TASK, bind=True, max_retries=None)
-def tag(self: Task, **kwargs: Any) -> str:
-    """Tag one uploaded photo (identity only in the message)."""
-    return _run(self, "tag", kwargs)
+        outcomes = rt.tag_batch([r.kwargs for r in requests])
+    except Exception as exc:  # a bug: retry the photos rather than ack them away
+        log.exception("batch of %d failed unexpectedly", len(requests))
+        outcomes = [TransientError(f"unexpected {type(exc).__name__}: {exc}")] * len(requests)
+    result = []
+    for req, outcome in zip(requests, outcomes):
+        if isinstance(outcome, TransientError):
+            retries = int((req.request_dict or {}).get("retries") or 0)
+            outcome = _retry_or_park(self, req.kwargs, retries, outcome)
+        result.append(outcome)
+    return result
 
 
 @app.task(name=FORGET_TASK, bind=True, max_retries=None)
 def forget(self: Task, **kwargs: Any) -> str:
     """Drop a deleted photo's tags, keeping a tombstone that orders later events."""
-    return _run(self, "forget", kwargs)
+    outcome = runtime().forget(kwargs)
+    if isinstance(outcome, TransientError):
+        if self.request.retries >= _retry_policy["max_retries"]:
+            log.error(
+                "gave up forgetting %s/%s: %s", kwargs.get("bucket"), kwargs.get("key"), outcome
+            )
+            return "failed"
+        raise self.retry(exc=outcome, countdown=backoff_s(self.request.retries))
+    return outcome
 
 
 QUEUES = (TAG_QUEUE, MAINTENANCE_QUEUE)

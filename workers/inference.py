@@ -42,7 +42,7 @@ class SceneLandmarkModel:
         self.arch = arch
         self.device_name = device
         self.scene_map_path = scene_map_path
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._net: SightlineNet | None = None
         self.meta: CheckpointMeta | None = None
         self.scene_map: SceneMap | None = None
@@ -110,7 +110,7 @@ class SceneLandmarkModel:
             ctx = torch.autocast("cuda", dtype=dtype)
         else:
             ctx = nullcontext()
-        with ctx:
+        with self._lock, ctx:  # batches in flight share one network: one forward at a time
             logits, emb = self._net(batch)
         probs = torch.softmax(logits.float(), dim=1)
         emb = torch.nn.functional.normalize(emb.float(), dim=1)

@@ -5,6 +5,7 @@ Shared by the Celery task and `sightline tag`; no S3, broker or database here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,51 +61,80 @@ class TagResult:
         }
 
 
-def analyse(
-    datas: list[bytes],
+@dataclass(frozen=True)
+class Prepared:
+    """A decoded photo and its EXIF: the CPU/I-O half of tagging, done off the model."""
+
+    photo: DecodedPhoto
+    exif: ExifFacts
+
+
+def prepare(data: bytes, model: SceneLandmarkModel, *, max_pixels: int) -> Prepared:
+    """Decode to the model's input crop and read EXIF; raises PhotoError."""
+    t = model.transform
+    photo = decode(data, resize=t.resize, crop=t.crop, max_pixels=max_pixels)
+    return Prepared(photo, read_exif(data))
+
+
+def infer(
+    prepared: list[Prepared],
     model: SceneLandmarkModel,
-    releases: list[LiveRelease] = (),  # type: ignore[assignment]
-    *,
-    max_pixels: int = 100_000_000,
-) -> list[TagResult | PhotoError]:
-    """Tag a batch of photos; a photo that cannot be decoded yields its PhotoError."""
-    model.load()
-    assert model.meta is not None and model.scene_map is not None
-    t = model.meta.transform
-    decoded: list[DecodedPhoto | PhotoError] = []
-    for data in datas:
-        try:
-            decoded.append(decode(data, resize=t.resize, crop=t.crop, max_pixels=max_pixels))
-        except PhotoError as exc:
-            decoded.append(exc)
-    good = [i for i, d in enumerate(decoded) if isinstance(d, DecodedPhoto)]
-    out: list[TagResult | PhotoError] = list(decoded)  # type: ignore[arg-type]
-    if not good:
-        return out
-    probs, embs = model.predict([decoded[i].crop for i in good])  # type: ignore[union-attr]
-    sm = model.scene_map
+    releases: Sequence[LiveRelease] = (),
+) -> list[TagResult]:
+    """One forward pass for the batch, then scene map and landmark matches per photo."""
+    if not prepared:
+        return []
+    probs, embs = model.predict([p.photo.crop for p in prepared])
+    meta, sm = model.meta, model.scene_map
+    assert meta is not None and sm is not None
     scenes = sm.top_classes(probs, k=5)
     albums = sm.album_scores(probs, k=3)
     indoor = sm.indoor_probability(probs)
-    exifs = [read_exif(datas[i]) for i in good]
-    gps = np.array([e.gps if e.gps else (np.nan, np.nan) for e in exifs], dtype=np.float64)
+    gps = np.array(
+        [p.exif.gps if p.exif.gps else (np.nan, np.nan) for p in prepared], dtype=np.float64
+    )
     # A release built from another model's embeddings would match noise: skip it.
-    usable = [r for r in releases if r.model_version == model.meta.model_version]
+    usable = [r for r in releases if r.model_version == meta.model_version]
     matched = {r.version: (r.index, r.index.match(embs, gps)) for r in usable}
-    for n, i in enumerate(good):
-        out[i] = TagResult(
-            photo=decoded[i],  # type: ignore[arg-type]
-            exif=exifs[n],
+    return [
+        TagResult(
+            photo=p.photo,
+            exif=p.exif,
             probs=probs[n],
             embedding=embs[n],
             scenes=scenes[n],
             albums=albums[n],
             indoor=float(indoor[n]),
-            model_version=model.meta.model_version,
-            trained=model.meta.trained,
+            model_version=meta.model_version,
+            trained=meta.trained,
             matches={
                 version: [(index.landmark_ids[m.landmark], m.score) for m in per_photo[n]]
                 for version, (index, per_photo) in matched.items()
             },
         )
+        for n, p in enumerate(prepared)
+    ]
+
+
+def analyse(
+    datas: list[bytes],
+    model: SceneLandmarkModel,
+    releases: Sequence[LiveRelease] = (),
+    *,
+    max_pixels: int = 100_000_000,
+) -> list[TagResult | PhotoError]:
+    """Tag a batch of photos; a photo that cannot be decoded yields its PhotoError."""
+    model.load()
+    out: list[TagResult | PhotoError] = []
+    good: list[Prepared] = []
+    slots: list[int] = []
+    for data in datas:
+        try:
+            good.append(prepare(data, model, max_pixels=max_pixels))
+            slots.append(len(out))
+            out.append(PhotoError("pending"))
+        except PhotoError as exc:
+            out.append(exc)
+    for slot, result in zip(slots, infer(good, model, releases)):
+        out[slot] = result
     return out

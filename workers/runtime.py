@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg2
@@ -16,18 +19,44 @@ from workers.errors import ObjectGone, TransientError
 from workers.fetch import fetch, s3_client
 from workers.inference import SceneLandmarkModel
 from workers.photos import PhotoError
-from workers.pipeline import LiveRelease, analyse
-from workers.store import is_stale, load_live_releases, write_status, write_tagged
+from workers.pipeline import LiveRelease, Prepared, infer, prepare
+from workers.store import (
+    load_live_releases,
+    stale_keys,
+    status_item,
+    tagged_item,
+    write_photos,
+)
 
 log = logging.getLogger("sightline.worker")
 
 _RELEASE_TTL_S = 30.0  # how long a worker trusts its view of the live releases
 
+# What a task ended as: a status string, or a TransientError to retry.
+Outcome = str | TransientError
+
+
+@dataclass
+class StageTimes:
+    """Milliseconds spent per stage, summed over batches (for logs and the benchmark)."""
+
+    ms: dict[str, float] = field(default_factory=dict)
+    photos: int = 0
+    batches: int = 0
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.ms[name] = self.ms.get(name, 0.0) + (time.perf_counter() - t0) * 1000
+
 
 class WorkerRuntime:
     """Built once at the process entry point; tasks call into it."""
 
-    def __init__(self, settings: Settings, database_url: str) -> None:
+    def __init__(self, settings: Settings, database_url: str, *, io_threads: int = 8) -> None:
         self.settings = settings
         self.database_url = database_url
         self.model = SceneLandmarkModel(
@@ -36,8 +65,10 @@ class WorkerRuntime:
             arch=settings.arch,
             device=settings.device,
         )
+        self.times = StageTimes()
+        self._io = ThreadPoolExecutor(io_threads, thread_name_prefix="sightline-io")
         self._s3: Any = None
-        self._conn: Any = None
+        self._local = threading.local()  # a database connection per batch thread
         self._releases: dict[str, LiveRelease] = {}
         self._live: list[LiveRelease] = []
         self._live_at = 0.0
@@ -50,18 +81,23 @@ class WorkerRuntime:
         return self._s3
 
     def conn(self) -> Any:
-        if self._conn is None or self._conn.closed:
+        """This thread's database connection (one per batch thread; reconnects after faults)."""
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if conn is None or conn.closed:
             try:
-                self._conn = connect(self.database_url, timeout_s=self.settings.db_timeout_s)
+                conn = connect(self.database_url, timeout_s=self.settings.db_timeout_s)
             except DatabaseError as exc:
                 raise TransientError(str(exc)) from exc
-        return self._conn
+            local.conn = conn
+        return conn
 
     def _drop_conn(self) -> None:
-        if self._conn is not None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
             with contextlib.suppress(psycopg2.Error):
-                self._conn.close()
-        self._conn = None
+                conn.close()
+            self._local.conn = None
 
     def live_releases(self) -> list[LiveRelease]:
         if time.monotonic() - self._live_at > _RELEASE_TTL_S:
@@ -72,19 +108,63 @@ class WorkerRuntime:
         return self._live
 
     # ------------------------------------------------------------------ tasks
-    def tag(self, task: Mapping[str, Any]) -> str:
-        """Tag one photo; returns its final status. Raises TransientError to be retried."""
+    def tag_batch(self, tasks: list[Mapping[str, Any]]) -> list[Outcome]:
+        """Tag a batch: fetch and decode concurrently, one forward pass, one write round trip.
+
+        Returns per task its final status ('tagged', 'failed', 'gone', 'stale') or the
+        TransientError that should make it retry. Never raises for one photo's fault.
+        """
         try:
-            return self._tag(task)
+            return self._tag_batch(tasks)
+        except TransientError as exc:
+            return [exc] * len(tasks)
         except psycopg2.OperationalError as exc:
             self._drop_conn()
-            raise TransientError(f"database unavailable: {exc}") from exc
+            return [TransientError(f"database unavailable: {exc}")] * len(tasks)
 
-    def _tag(self, task: Mapping[str, Any]) -> str:
+    def _tag_batch(self, tasks: list[Mapping[str, Any]]) -> list[Outcome]:
+        self.model.load()
+        outcomes: list[Outcome | None] = [None] * len(tasks)
         conn = self.conn()
-        with conn, conn.cursor() as cur:
-            if is_stale(cur, task):  # a newer event already decided this key
-                return "stale"
+        with self.times.stage("check"), conn, conn.cursor() as cur:
+            stale = stale_keys(cur, tasks)  # a newer event already decided these keys
+        todo = []
+        for i, t in enumerate(tasks):
+            if (t["bucket"], t["key"]) in stale:
+                outcomes[i] = "stale"
+            else:
+                todo.append(i)
+        with self.times.stage("fetch_decode"):
+            prepared = list(self._io.map(lambda i: self._fetch_prepare(tasks[i]), todo))
+        items: list[tuple[int, dict[str, Any]]] = []
+        ready = [(i, p) for i, p in zip(todo, prepared) if isinstance(p, Prepared)]
+        for i, p in zip(todo, prepared):
+            if isinstance(p, TransientError):
+                outcomes[i] = p
+            elif isinstance(p, ObjectGone):
+                items.append((i, status_item(tasks[i], "gone", str(p))))
+            elif isinstance(p, PhotoError):
+                items.append((i, status_item(tasks[i], "failed", str(p))))
+        releases = self.live_releases()
+        with self.times.stage("model"):
+            results = infer([p for _, p in ready], self.model, releases)
+        items += [(i, tagged_item(tasks[i], r)) for (i, _), r in zip(ready, results)]
+        with self.times.stage("write"), conn, conn.cursor() as cur:
+            written = write_photos(cur, [item for _, item in items])
+        for (i, item), (_, outcome) in zip(items, written):
+            if outcome.startswith("error: "):
+                log.error("write refused for %s/%s: %s", item["bucket"], item["key"], outcome)
+                outcome = "failed"
+            elif item["status"] != "tagged" and outcome != "stale":
+                log.warning(
+                    "%s s3://%s/%s: %s", outcome, item["bucket"], item["key"], item["error"]
+                )
+            outcomes[i] = outcome
+        self.times.photos += len(tasks)
+        self.times.batches += 1
+        return [o if o is not None else "failed" for o in outcomes]
+
+    def _fetch_prepare(self, task: Mapping[str, Any]) -> Prepared | Exception:
         try:
             data = fetch(
                 self.s3,
@@ -93,37 +173,32 @@ class WorkerRuntime:
                 task.get("version_id"),
                 self.settings.max_object_bytes,
             )
-        except ObjectGone as exc:
-            return self._record(task, "gone", str(exc))
-        except PhotoError as exc:
-            return self._record(task, "failed", str(exc))
-        result = analyse(
-            [data], self.model, self.live_releases(), max_pixels=self.settings.max_pixels
-        )[0]
-        if isinstance(result, PhotoError):
-            return self._record(task, "failed", str(result))
-        with conn, conn.cursor() as cur:
-            applied = write_tagged(cur, task, result)
-        return "tagged" if applied is not None else "stale"
+            return prepare(data, self.model, max_pixels=self.settings.max_pixels)
+        except (TransientError, ObjectGone, PhotoError) as exc:
+            return exc
+        except Exception as exc:  # an unexpected client fault: treat as transient, bounded
+            return TransientError(f"{type(exc).__name__}: {exc}")
 
-    def forget(self, task: Mapping[str, Any]) -> str:
-        try:
-            return self._record(task, "deleted", None)
-        except psycopg2.OperationalError as exc:
-            self._drop_conn()
-            raise TransientError(f"database unavailable: {exc}") from exc
+    def tag(self, task: Mapping[str, Any]) -> Outcome:
+        return self.tag_batch([task])[0]
+
+    def forget(self, task: Mapping[str, Any]) -> Outcome:
+        return self.record(task, "deleted", None)
 
     def park(self, task: Mapping[str, Any], reason: str) -> None:
         """Retries are spent: leave the photo failed with its reason for an operator."""
-        try:
-            self._record(task, "failed", f"gave up after retries: {reason}")
-        except (psycopg2.Error, TransientError) as exc:
-            log.error("cannot park %s/%s: %s", task.get("bucket"), task.get("key"), exc)
+        outcome = self.record(task, "failed", f"gave up after retries: {reason}")
+        if isinstance(outcome, TransientError):
+            log.error("cannot park %s/%s: %s", task.get("bucket"), task.get("key"), outcome)
 
-    def _record(self, task: Mapping[str, Any], status: str, reason: str | None) -> str:
-        if reason:
-            log.warning("%s s3://%s/%s: %s", status, task["bucket"], task["key"], reason)
-        conn = self.conn()
-        with conn, conn.cursor() as cur:
-            applied = write_status(cur, task, status, reason)
-        return status if applied is not None else "stale"
+    def record(self, task: Mapping[str, Any], status: str, reason: str | None) -> Outcome:
+        try:
+            conn = self.conn()
+            with conn, conn.cursor() as cur:
+                ((_, outcome),) = write_photos(cur, [status_item(task, status, reason)])
+        except TransientError as exc:
+            return exc
+        except psycopg2.OperationalError as exc:
+            self._drop_conn()
+            return TransientError(f"database unavailable: {exc}")
+        return "failed" if outcome.startswith("error: ") else outcome

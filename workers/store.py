@@ -8,140 +8,110 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 import numpy as np
-from psycopg2.extras import execute_values
 
 from models.landmarks import LandmarkIndex, Thresholds
 from workers.pipeline import LiveRelease, TagResult
 
-_GUARD = (
-    "sightline_not_older(EXCLUDED.sequencer, EXCLUDED.event_time, "
-    "photos.sequencer, photos.event_time)"
-)
 _IDENTITY = ("owner", "bucket", "key", "version_id", "etag", "size", "sequencer", "event_time")
-
-
-def _identity(task: Mapping[str, Any]) -> tuple:
-    return tuple(task.get(k) for k in _IDENTITY)
+_THRESHOLD_KEYS = frozenset(Thresholds.__dataclass_fields__)
 
 
 def is_stale(cur: Any, task: Mapping[str, Any]) -> bool:
     """True when the stored row already reflects a newer event for this key."""
+    return stale_keys(cur, [task]) == {(task["bucket"], task["key"])}
+
+
+def stale_keys(cur: Any, tasks: list[Mapping[str, Any]]) -> set[tuple[str, str]]:
+    """The (bucket, key) of tasks a newer stored event already decided: one query."""
+    if not tasks:
+        return set()
     cur.execute(
-        "SELECT NOT sightline_not_older(%s, %s, sequencer, event_time) "
-        "FROM photos WHERE bucket = %s AND key = %s",
-        (task.get("sequencer"), task.get("event_time"), task["bucket"], task["key"]),
+        "SELECT p.bucket, p.key FROM photos p JOIN unnest(%s::text[], %s::text[], %s::text[], "
+        "%s::timestamptz[]) AS t(bucket, key, seq, at) ON p.bucket = t.bucket AND p.key = t.key "
+        "WHERE NOT sightline_not_older(t.seq, t.at, p.sequencer, p.event_time)",
+        (
+            [t["bucket"] for t in tasks],
+            [t["key"] for t in tasks],
+            [t.get("sequencer") for t in tasks],
+            [t.get("event_time") for t in tasks],
+        ),
     )
-    row = cur.fetchone()
-    return bool(row and row[0])
+    return {(b, k) for b, k in cur.fetchall()}
 
 
-def _split_time(taken: datetime | None) -> tuple[datetime | None, datetime | None]:
-    if taken is None:
-        return None, None
-    return (taken, None) if taken.tzinfo else (None, taken)
+def _identity(task: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: task.get(k) for k in _IDENTITY}
+
+
+def tagged_item(task: Mapping[str, Any], result: TagResult) -> dict[str, Any]:
+    """One tagged photo as sightline_write_photos() takes it."""
+    taken = result.exif.taken_at
+    gps = result.exif.gps or (None, None)
+    return {
+        **_identity(task),
+        "status": "tagged",
+        "error": None,
+        "taken_at": taken.isoformat() if taken and taken.tzinfo else None,
+        "taken_at_local": taken.isoformat() if taken and not taken.tzinfo else None,
+        "gps_lat": gps[0],
+        "gps_lon": gps[1],
+        "width": result.photo.width,
+        "height": result.photo.height,
+        "camera": result.exif.camera,
+        "model_version": result.model_version,
+        "model_trained": result.trained,
+        "embedding": np.asarray(result.embedding, dtype=np.float32).tolist(),
+        "scene_probs": np.asarray(result.probs, dtype=np.float32).tolist(),
+        "indoor": result.indoor,
+        "scenes": [[c, p] for c, p in result.scenes],
+        "albums": [[a, sc] for a, sc in result.albums],
+        "matches": [[rel, lid, sc] for rel, ms in result.matches.items() for lid, sc in ms],
+    }
+
+
+def status_item(task: Mapping[str, Any], status: str, reason: str | None) -> dict[str, Any]:
+    """A failed, gone or deleted photo: its tags are dropped, the row stays."""
+    return {**_identity(task), "status": status, "error": reason}
+
+
+def write_photos(cur: Any, items: list[dict[str, Any]]) -> list[tuple[int | None, str]]:
+    """Write a batch in one round trip; per item (photo id or None, outcome).
+
+    Each photo is its own sub-transaction: one bad row never loses the others.
+    """
+    if not items:
+        return []
+    cur.execute(
+        "SELECT idx, photo_id, outcome FROM sightline_write_photos(%s::jsonb) ORDER BY idx",
+        (json.dumps(items),),
+    )
+    return [(pid, outcome) for _, pid, outcome in cur.fetchall()]
 
 
 def write_tagged(cur: Any, task: Mapping[str, Any], result: TagResult) -> int | None:
-    """Upsert a tagged photo with its scenes, albums and matches; None when stale."""
-    aware, local = _split_time(result.exif.taken_at)
-    gps = result.exif.gps or (None, None)
-    cur.execute(
-        f"""
-        INSERT INTO photos ({", ".join(_IDENTITY)}, status, error, attempts, taken_at,
-            taken_at_local, gps_lat, gps_lon, width, height, camera, model_version,
-            model_trained, embedding, scene_probs, indoor)
-        VALUES ({", ".join(["%s"] * len(_IDENTITY))}, 'tagged', NULL, 1, %s, %s, %s, %s, %s,
-            %s, %s, %s, %s, %s, %s, %s)
-        ON CONFLICT (bucket, key) DO UPDATE SET
-            owner = EXCLUDED.owner, version_id = EXCLUDED.version_id, etag = EXCLUDED.etag,
-            size = EXCLUDED.size, sequencer = EXCLUDED.sequencer,
-            event_time = EXCLUDED.event_time, status = 'tagged', error = NULL,
-            attempts = photos.attempts + 1, taken_at = EXCLUDED.taken_at,
-            taken_at_local = EXCLUDED.taken_at_local, gps_lat = EXCLUDED.gps_lat,
-            gps_lon = EXCLUDED.gps_lon, width = EXCLUDED.width, height = EXCLUDED.height,
-            camera = EXCLUDED.camera, model_version = EXCLUDED.model_version,
-            model_trained = EXCLUDED.model_trained, embedding = EXCLUDED.embedding,
-            scene_probs = EXCLUDED.scene_probs, indoor = EXCLUDED.indoor, updated_at = now()
-        WHERE {_GUARD}
-        RETURNING id
-        """,
-        (
-            *_identity(task),
-            aware,
-            local,
-            gps[0],
-            gps[1],
-            result.photo.width,
-            result.photo.height,
-            result.exif.camera,
-            result.model_version,
-            result.trained,
-            np.asarray(result.embedding, dtype=np.float32),
-            [float(p) for p in result.probs],
-            result.indoor,
-        ),
-    )
-    row = cur.fetchone()
-    if row is None:
-        return None
-    photo_id = row[0]
-    _clear_tags(cur, photo_id)
-    execute_values(
-        cur,
-        "INSERT INTO photo_scenes (photo_id, rank, class_name, probability) VALUES %s",
-        [(photo_id, r + 1, c, p) for r, (c, p) in enumerate(result.scenes)],
-    )
-    if result.albums:
-        execute_values(
-            cur,
-            "INSERT INTO photo_albums (photo_id, rank, album, score) VALUES %s",
-            [(photo_id, r + 1, a, s) for r, (a, s) in enumerate(result.albums)],
-        )
-    rows = [(rel, photo_id, lid, s) for rel, ms in result.matches.items() for lid, s in ms]
-    if rows:
-        execute_values(
-            cur,
-            "INSERT INTO landmark_matches (release, photo_id, landmark_id, score) VALUES %s",
-            rows,
-        )
-    return photo_id
-
-
-def _clear_tags(cur: Any, photo_id: int) -> None:
-    cur.execute("DELETE FROM photo_scenes WHERE photo_id = %s", (photo_id,))
-    cur.execute("DELETE FROM photo_albums WHERE photo_id = %s", (photo_id,))
-    cur.execute("DELETE FROM landmark_matches WHERE photo_id = %s", (photo_id,))
+    """Upsert one tagged photo with its tags; None when a newer event already won."""
+    return _one(write_photos(cur, [tagged_item(task, result)]))
 
 
 def write_status(
     cur: Any, task: Mapping[str, Any], status: str, reason: str | None = None
 ) -> int | None:
-    """Record a photo as failed, gone or deleted (dropping its tags); None when stale."""
-    cur.execute(
-        f"""
-        INSERT INTO photos ({", ".join(_IDENTITY)}, status, error, attempts)
-        VALUES ({", ".join(["%s"] * len(_IDENTITY))}, %s, %s, 1)
-        ON CONFLICT (bucket, key) DO UPDATE SET
-            owner = EXCLUDED.owner, version_id = EXCLUDED.version_id, etag = EXCLUDED.etag,
-            size = EXCLUDED.size, sequencer = EXCLUDED.sequencer,
-            event_time = EXCLUDED.event_time, status = EXCLUDED.status,
-            error = EXCLUDED.error, attempts = photos.attempts + 1, updated_at = now(),
-            embedding = NULL,
-            scene_probs = NULL, indoor = NULL
-        WHERE {_GUARD}
-        RETURNING id
-        """,
-        (*_identity(task), status, reason),
-    )
-    row = cur.fetchone()
-    if row is None:
-        return None
-    _clear_tags(cur, row[0])
-    return row[0]
+    """Record a photo as failed, gone or deleted; None when a newer event already won."""
+    return _one(write_photos(cur, [status_item(task, status, reason)]))
+
+
+def _one(results: list[tuple[int | None, str]]) -> int | None:
+    ((pid, outcome),) = results
+    if outcome.startswith("error: "):
+        raise WriteError(outcome.removeprefix("error: "))
+    return pid
+
+
+class WriteError(RuntimeError):
+    """A photo row the database refused (a bug or bad data, not a transient fault)."""
 
 
 def as_array(vector: Any) -> np.ndarray:

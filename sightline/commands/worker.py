@@ -12,8 +12,15 @@ from sightline.cli import CliError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("worker", help="start a tagging worker")
     p.add_argument("--queues", default="tag,maintenance", help="comma-separated queues")
-    p.add_argument("--concurrency", type=int, default=1)
-    p.add_argument("--pool", default="solo", help="solo (one process owns the GPU), prefork …")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=2,
+        help="batches in flight: while one runs the network, the next is fetched and decoded",
+    )
+    p.add_argument("--pool", default="threads", help="threads (one process owns the model)")
+    p.add_argument("--batch-size", type=int, default=None, help="photos per forward pass")
+    p.add_argument("--batch-wait-ms", type=float, default=None, help="flush a partial batch")
     p.add_argument("--loglevel", default="INFO")
     p.add_argument("--no-retries", action="store_true", help="fail at once (tests)")
     p.add_argument("--hostname", default=None)
@@ -33,7 +40,14 @@ def run_worker(args: argparse.Namespace) -> int:
     runtime = WorkerRuntime(settings, url)
     runtime.model.load()  # refuse to start without weights, before taking any task
     options = json.loads(os.environ.get("SIGHTLINE_BROKER_OPTIONS") or "{}")
-    app = configure(runtime, settings.broker_url, options, retries=not args.no_retries)
+    app = configure(
+        runtime,
+        settings.broker_url,
+        options,
+        batch_size=args.batch_size or settings.batch_size,
+        batch_wait_s=(args.batch_wait_ms or settings.batch_wait_ms) / 1000.0,
+        max_retries=0 if args.no_retries else settings.max_retries,
+    )
     argv = [
         "worker",
         f"--queues={args.queues}",
