@@ -85,3 +85,39 @@ def test_db_upgrade_on_unreachable_database_is_a_one_line_error() -> None:
     out = run_cli("db", "upgrade", env={"DATABASE_URL": "postgresql://x@127.0.0.1:1/none"})
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "cannot connect" in out.stderr
+
+
+def test_bench_worker_prints_its_figures_and_commits_rows(db_url: str) -> None:
+    """The worker benchmark runs the real path (tiny network, small photos) and reports
+    every figure it promises; rows committed = warm-up batch + 2 batches per round."""
+    out = run_cli(
+        "bench",
+        "worker",
+        "--json",
+        "--batch-size",
+        "2",
+        "--batches",
+        "1",
+        "--photos",
+        "1",
+        "--width",
+        "640",
+        "--height",
+        "480",
+        env={**TINY, "DATABASE_URL": db_url},
+    )
+    assert out.returncode == 0, out.stderr
+    figures = json.loads(out.stdout)
+    for key in [
+        "end_to_end_images_per_s",
+        "model_only_images_per_s",
+        "ratio",
+        "decode_full_ms",
+        "decode_draft_ms",
+        "decode_speedup",
+        "batch_size",
+        "device",
+    ]:
+        assert key in figures
+    assert figures["rows_committed"] == 6 and figures["batch_size"] == 2
+    assert figures["trained"] is False and figures["device"] == "cpu"

@@ -6,6 +6,7 @@ import logging
 import sys
 import threading
 from contextlib import nullcontext
+from typing import Any
 
 import numpy as np
 import torch
@@ -92,6 +93,12 @@ class SceneLandmarkModel:
             self.meta = meta
             self._net = net
             log.info("model %s loaded on %s", meta.model_version, self.device)
+
+    def cpu_turn(self) -> Any:
+        """A context for CPU-heavy work beside the network: the forward pass's own lock on
+        a CPU device (so the two take turns at full width), nothing on a GPU."""
+        self.load()
+        return self._lock if self.device.type == "cpu" else nullcontext()
 
     def _pick_device(self) -> torch.device:
         if self.device_name == "auto":

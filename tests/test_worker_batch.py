@@ -1,0 +1,121 @@
+"""The worker's batch path against real S3 (moto over HTTP) and Postgres."""
+
+from __future__ import annotations
+
+import uuid
+
+import boto3
+import pytest
+
+from sightline.contract import normalize_sequencer
+from sightline.samples import synthetic_jpeg
+from sightline.settings import Settings
+from tests.conftest import start_worker, stop_worker, wait_for, worker_env
+from workers.errors import TransientError
+from workers.runtime import WorkerRuntime
+from workers.store import status_item, write_photos
+
+
+def _task(bucket: str, key: str, seq: str = "10", owner: str = "alice") -> dict:
+    return {
+        "bucket": bucket,
+        "key": key,
+        "version_id": None,
+        "etag": None,
+        "size": None,
+        "sequencer": normalize_sequencer(seq),
+        "event_time": None,
+        "owner": owner,
+    }
+
+
+@pytest.fixture
+def bucket(moto_endpoint: str) -> tuple:
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint)
+    name = f"w-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=name)
+    return s3, name
+
+
+def _runtime(db_url: str, endpoint: str, **settings) -> WorkerRuntime:
+    return WorkerRuntime(
+        Settings(allow_untrained=True, arch="tiny", s3_endpoint_url=endpoint, **settings), db_url
+    )
+
+
+def test_batch_outcomes_per_photo(bucket, db, db_url, moto_endpoint) -> None:
+    """One batch: good photos tagged, a corrupt one failed, a deleted one gone, a stale one
+    skipped; each photo's fate is its own."""
+    s3, name = bucket
+    for key, data in {
+        "a.jpg": synthetic_jpeg(seed=1),
+        "b.jpg": synthetic_jpeg(seed=2),
+        "bad.jpg": b"\xff\xd8 broken",
+        "old.jpg": synthetic_jpeg(seed=3),
+    }.items():
+        s3.put_object(Bucket=name, Key=key, Body=data)
+    with db, db.cursor() as cur:  # a newer delete for old.jpg is already recorded
+        write_photos(cur, [status_item(_task(name, "old.jpg", seq="99"), "deleted", None)])
+    rt = _runtime(db_url, moto_endpoint)
+    tasks = [_task(name, k) for k in ["a.jpg", "b.jpg", "bad.jpg", "missing.jpg", "old.jpg"]]
+    assert rt.tag_batch(tasks) == ["tagged", "tagged", "failed", "gone", "stale"]
+    assert rt.times.batches == 1 and rt.times.photos == 5
+    with db, db.cursor() as cur:
+        cur.execute("SELECT key, status, error IS NOT NULL FROM photos ORDER BY key")
+        rows = cur.fetchall()
+    assert rows == [
+        ("a.jpg", "tagged", False),
+        ("b.jpg", "tagged", False),
+        ("bad.jpg", "failed", True),
+        ("missing.jpg", "gone", True),
+        ("old.jpg", "deleted", False),
+    ]
+
+
+def test_unreachable_s3_is_transient_not_failed(db_url) -> None:
+    """An S3 endpoint that does not answer makes the photo retry, not fail."""
+    rt = _runtime(db_url, "http://127.0.0.1:9")
+    rt.settings = Settings(
+        allow_untrained=True, arch="tiny", s3_endpoint_url="http://127.0.0.1:9", s3_timeout_s=1.0
+    )
+    (outcome,) = rt.tag_batch([_task("b", "x.jpg")])
+    assert isinstance(outcome, TransientError)
+
+
+def test_one_refused_row_does_not_lose_the_batch(db) -> None:
+    """A row the database refuses is reported alone; the rest of the batch is written."""
+    good = status_item(_task("b", "ok.jpg"), "failed", "reason")
+    bad = {**status_item(_task("b", "bad.jpg"), "failed", "r"), "gps_lat": 123.0}
+    with db, db.cursor() as cur:
+        results = write_photos(cur, [good, bad, {**good, "key": "ok2.jpg"}])
+    assert results[0][1] == "failed" and results[2][1] == "failed"
+    assert results[1][0] is None and results[1][1].startswith("error: ")
+    with db, db.cursor() as cur:
+        cur.execute("SELECT key FROM photos ORDER BY key")
+        assert [r[0] for r in cur.fetchall()] == ["ok.jpg", "ok2.jpg"]
+
+
+def test_worker_parks_a_photo_when_retries_are_spent(db, db_url, redis_url, tmp_path) -> None:
+    """With retries off, a photo whose S3 never answers ends failed with the reason, and the
+    worker goes on with the next photo."""
+    from celery import Celery
+
+    env = worker_env(db_url, redis_url, "http://127.0.0.1:9", SIGHTLINE_S3_TIMEOUT_S="1")
+    worker = start_worker(env, "--no-retries", log=tmp_path / "w.log")
+    try:
+        sender = Celery(broker=redis_url, set_as_current=False)
+        for key in ["one.jpg", "two.jpg"]:
+            sender.send_task("sightline.tag", kwargs=_task("b", key), queue="tag")
+
+        def parked() -> bool:
+            with db, db.cursor() as cur:
+                cur.execute("SELECT count(*) FROM photos WHERE status = 'failed'")
+                return cur.fetchone()[0] == 2
+
+        wait_for(parked, timeout=90, what=f"two parked photos ({tmp_path / 'w.log'})")
+    finally:
+        stop_worker(worker)
+    with db, db.cursor() as cur:
+        cur.execute("SELECT error, attempts FROM photos ORDER BY key")
+        rows = cur.fetchall()
+    assert all(e.startswith("gave up after retries: S3 unreachable") for e, _ in rows)
