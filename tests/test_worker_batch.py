@@ -119,3 +119,58 @@ def test_worker_parks_a_photo_when_retries_are_spent(db, db_url, redis_url, tmp_
         cur.execute("SELECT error, attempts FROM photos ORDER BY key")
         rows = cur.fetchall()
     assert all(e.startswith("gave up after retries: S3 unreachable") for e, _ in rows)
+
+
+def test_object_over_the_size_cap_fails_without_download(bucket, db, db_url, moto_endpoint):
+    """An object above SIGHTLINE_MAX_OBJECT_BYTES is refused with its reason."""
+    s3, name = bucket
+    s3.put_object(Bucket=name, Key="big.jpg", Body=synthetic_jpeg(seed=5))
+    rt = _runtime(db_url, moto_endpoint, max_object_bytes=10_000)
+    assert rt.tag_batch([_task(name, "big.jpg")]) == ["failed"]
+    with db, db.cursor() as cur:
+        cur.execute("SELECT error FROM photos")
+        assert cur.fetchone()[0].startswith("object too large")
+
+
+def test_versioned_object_is_read_at_the_events_version(bucket, db, db_url, moto_endpoint):
+    """With a version id, the worker tags that version even after a newer one is written."""
+    s3, name = bucket
+    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    v1 = s3.put_object(Bucket=name, Key="v.jpg", Body=synthetic_jpeg(width=320, height=240))
+    s3.put_object(Bucket=name, Key="v.jpg", Body=b"not an image any more")
+    rt = _runtime(db_url, moto_endpoint)
+    task = {**_task(name, "v.jpg"), "version_id": v1["VersionId"]}
+    assert rt.tag_batch([task]) == ["tagged"]
+    with db, db.cursor() as cur:
+        cur.execute("SELECT width, version_id FROM photos")
+        assert cur.fetchone() == (320, v1["VersionId"])
+
+
+def test_redelivered_message_gives_one_row(db, db_url, redis_url, moto_endpoint, tmp_path):
+    """The same task delivered twice through the broker leaves one tagged row (written twice,
+    idempotently)."""
+    from celery import Celery
+
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint)
+    name = f"w-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=name)
+    s3.put_object(Bucket=name, Key="users/a/x.jpg", Body=synthetic_jpeg(seed=9))
+    worker = start_worker(worker_env(db_url, redis_url, moto_endpoint), log=tmp_path / "w.log")
+    try:
+        sender = Celery(broker=redis_url, set_as_current=False)
+        for _ in range(2):
+            sender.send_task("sightline.tag", kwargs=_task(name, "users/a/x.jpg"), queue="tag")
+
+        def attempts() -> int:
+            with db, db.cursor() as cur:
+                cur.execute("SELECT coalesce(sum(attempts), 0) FROM photos")
+                return cur.fetchone()[0]
+
+        wait_for(lambda: attempts() == 2, timeout=90, what="two writes of one photo")
+    finally:
+        stop_worker(worker)
+    with db, db.cursor() as cur:
+        cur.execute("SELECT count(*), min(status) FROM photos")
+        assert cur.fetchone() == (1, "tagged")
+        cur.execute("SELECT count(*) FROM photo_scenes")
+        assert cur.fetchone()[0] == 5
