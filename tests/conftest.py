@@ -4,8 +4,10 @@ the broker, moto's S3/SQS server over HTTP, and real worker processes."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,11 +30,15 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory):
-    """One embedded Postgres 16 + pgvector for the session (its own data folder)."""
-    server = embedded_postgres(tmp_path_factory.mktemp("pg") / "data")
+def pg_server():
+    """One embedded Postgres 16 + pgvector for the session, in a folder of its own (not
+    pytest's rotated temp folders, which a parallel run may remove under it)."""
+    folder = Path(tempfile.mkdtemp(prefix="sightline-pg-"))
+    folder.chmod(0o755)  # pgserver runs postgres as its own user when we are root
+    server = embedded_postgres(folder / "data")
     yield server
     server.cleanup()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _db_url(server, name: str) -> str:
