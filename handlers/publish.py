@@ -19,12 +19,15 @@ log = logging.getLogger("sightline.handler")
 
 def default_transport_options(broker_url: str, timeout_s: float) -> dict[str, Any]:
     """Confirms where the broker offers them, and timeouts so a dead broker fails fast."""
+    # One quick reconnect for a blip; kombu's default waits 2 s first. The source retries
+    # the records anyway, so holding the batch longer buys nothing.
+    options: dict[str, Any] = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
     scheme = broker_url.split("://", 1)[0].lower()
     if scheme.startswith("amqp") or scheme.startswith("pyamqp"):
-        return {"confirm_publish": True, "read_timeout": timeout_s, "write_timeout": timeout_s}
-    if scheme in {"redis", "rediss"}:
-        return {"socket_connect_timeout": timeout_s, "socket_timeout": timeout_s}
-    return {}
+        options.update(confirm_publish=True, read_timeout=timeout_s, write_timeout=timeout_s)
+    elif scheme in {"redis", "rediss"}:
+        options.update(socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+    return options
 
 
 class CeleryPublisher:
