@@ -213,11 +213,18 @@ def run(args: argparse.Namespace) -> int:
 
     if args.records < 1 or args.batch < 1 or args.imports < 1:
         raise CliError("--records, --batch and --imports must be positive")
-    events = sqs_batches(args.records, args.batch)
+    import logging
+
+    from kombu import Connection
+
     try:
-        full = bench_handle(args.redis_url, events, args.records)
+        with Connection(args.redis_url, connect_timeout=5) as conn:
+            conn.ensure_connection(max_retries=1)
     except Exception as exc:
         raise CliError(f"Redis at {args.redis_url} is not usable: {exc}") from None
+    logging.getLogger("sightline.handler").setLevel(logging.ERROR)  # no per-record lines
+    events = sqs_batches(args.records, args.batch)
+    full = bench_handle(args.redis_url, events, args.records)
     redis_pub = bench_publish(args.redis_url, args.records, args.batch)
     try:
         amqp_pub = bench_publish(args.amqp_url, min(args.records, 5000), args.batch)
