@@ -1,7 +1,7 @@
-"""The handler's one core: envelopes in, per-record actions out, tasks published.
+"""The handler's one core: an invocation in, per-record actions out, tasks published.
 
-Every entry point (Lambda, the operators' `events parse`) goes through ``plan``; one bad
-record is reported by itself and never fails the batch.
+Every entry point (the Lambda function, the MinIO webhook, the operators' `events parse`)
+goes through ``plan``; one bad record is reported by itself and never fails the batch.
 """
 
 from __future__ import annotations
@@ -11,26 +11,31 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from handlers.events import EventError, ObjectEvent, iter_envelopes, iter_s3_records
+from handlers.envelopes import Broken, Skip, iter_units
+from handlers.events import EventError, ObjectEvent, is_sqs_event
 from handlers.rules import OwnerRule, skip_reason
 from sightline.contract import FORGET_TASK, TAG_TASK, ObjectTask
 
 log = logging.getLogger("sightline.handler")
 
+_TASK_OF = {"tag": TAG_TASK, "delete": FORGET_TASK}
+_REFUSED = "key outside the owner pattern"
 
-@dataclass
+
+@dataclass(eq=False)
 class Action:
-    """What the handler does with one record."""
+    """What the handler does with one record: "tag", "delete", "ignore" or "error"."""
 
-    action: str  # "tag" | "delete" | "ignore" | "error"
+    action: str
     message_id: str | None = None
     event: ObjectEvent | None = None
     owner: str | None = None
     reason: str | None = None
+    same_as: Action | None = None  # a duplicate shares the fate of the record it repeats
 
     @property
     def task_name(self) -> str | None:
-        return {"tag": TAG_TASK, "delete": FORGET_TASK}.get(self.action)
+        return _TASK_OF.get(self.action)
 
     def task(self) -> ObjectTask:
         e = self.event
@@ -64,41 +69,77 @@ class Action:
 
 def plan(event: Mapping[str, Any], owners: OwnerRule) -> list[Action]:
     """Decide, record by record, what to do with an invocation's event."""
-    actions: list[Action] = []
-    for env in iter_envelopes(event):
-        try:
-            records = list(iter_s3_records(env.body))
-        except EventError as exc:
-            actions.append(Action("error", env.message_id, reason=str(exc)))
-            continue
-        for record in records:
-            actions.append(_plan_record(record, env.message_id, owners))
+    actions = [
+        _plan_item(item, unit.message_id, owners)
+        for unit in iter_units(event)
+        for item in unit.items
+    ]
+    _settle_batch(actions)
     return actions
 
 
-def _plan_record(record: Any, message_id: str | None, owners: OwnerRule) -> Action:
+def _plan_item(item: Any, message_id: str | None, owners: OwnerRule) -> Action:
+    if isinstance(item, Skip):
+        return Action("ignore", message_id, reason=item.reason)
+    if isinstance(item, Broken):
+        return Action("error", message_id, reason=item.reason)
     try:
-        ev = record.to_event()
-    except (EventError, KeyError, TypeError, ValueError) as exc:
-        return Action("error", message_id, reason=str(exc) or type(exc).__name__)
+        ev = item.to_event()
+    except EventError as exc:
+        return Action("error", message_id, reason=str(exc))
     reason = skip_reason(ev)
     if reason:
         return Action("ignore", message_id, ev, reason=reason)
     owner = owners.owner_of(ev.key)
     if owner is None:
-        return Action("ignore", message_id, ev, reason="key outside the owner pattern")
+        return Action("ignore", message_id, ev, reason=f"{_REFUSED} {owners.pattern!r}")
     return Action("tag" if ev.created else "delete", message_id, ev, owner=owner)
+
+
+def _settle_batch(actions: list[Action]) -> None:
+    """One task per record, and only the newest record per key (by S3's sequencer rule).
+
+    Ignored records count too: a newer empty or non-image write supersedes an older photo.
+    Normalised sequencers are padded to one width, so string order is S3's order.
+    """
+    first: dict[tuple[Any, ...], Action] = {}
+    newest: dict[tuple[str, str], str] = {}
+    for a in actions:
+        if a.event is None or a.action == "error":
+            continue
+        ident = a.event.identity()
+        if ident in first:
+            if a.task_name:
+                a.action, a.same_as = "ignore", first[ident]
+                a.reason = "duplicate of an earlier record in this batch"
+            continue
+        first[ident] = a
+        seq = a.event.sequencer
+        if seq and seq > newest.get((a.event.bucket, a.event.key), ""):
+            newest[(a.event.bucket, a.event.key)] = seq
+    for a in actions:
+        if a.task_name and a.event and a.event.sequencer:
+            top = newest[(a.event.bucket, a.event.key)]
+            if a.event.sequencer < top:
+                a.action = "ignore"
+                a.reason = f"superseded by a newer event for this key in the batch ({top})"
 
 
 class Publisher(Protocol):
     def publish(self, tasks: list[tuple[str, ObjectTask]]) -> list[Exception | None]:
         """Send tasks by name; per task, None or the error that stopped it."""
+        ...
 
 
 @dataclass
 class BatchResult:
     actions: list[Action] = field(default_factory=list)
     failed_message_ids: list[str] = field(default_factory=list)
+    from_sqs: bool = False
+
+    @property
+    def errors(self) -> list[Action]:
+        return [a for a in self.actions if a.action == "error"]
 
     def response(self) -> dict[str, Any]:
         """The Lambda SQS partial batch response: only the failed messages are retried."""
@@ -106,19 +147,24 @@ class BatchResult:
 
 
 def handle(event: Mapping[str, Any], owners: OwnerRule, publisher: Publisher) -> BatchResult:
-    """Plan the event, publish its tasks, and report failures per message."""
+    """Plan the event, publish its tasks in one go, and report failures per message."""
     actions = plan(event, owners)
     work = [a for a in actions if a.task_name]
-    errors = publisher.publish([(a.task_name, a.task()) for a in work]) if work else []  # type: ignore[misc]
-    for a, err in zip(work, errors):
-        if err is not None:
-            a.action, a.reason = "error", f"publish failed: {err}"
-    failed: list[str] = []
+    if work:
+        errors = publisher.publish([(a.task_name, a.task()) for a in work])  # type: ignore[misc]
+        for a, err in zip(work, errors, strict=True):
+            if err is not None:
+                a.action, a.reason = "error", f"publish failed: {type(err).__name__}: {err}"
+    failed: dict[str, None] = {}  # ordered set
     for a in actions:
+        if a.same_as is not None and a.same_as.action == "error":
+            a.action, a.reason = "error", a.same_as.reason
         if a.action == "error":
             log.warning("record failed: %s (message %s)", a.reason, a.message_id)
-            if a.message_id and a.message_id not in failed:
-                failed.append(a.message_id)
+            if a.message_id:
+                failed[a.message_id] = None
+        elif a.action == "ignore" and a.event and (a.reason or "").startswith(_REFUSED):
+            log.warning("refused %s/%s: %s", a.event.bucket, a.event.key, a.reason)
         elif a.action == "ignore":
-            log.info("record ignored: %s", a.reason)
-    return BatchResult(actions, failed)
+            log.info("ignored: %s", a.reason)
+    return BatchResult(actions, list(failed), from_sqs=is_sqs_event(event))

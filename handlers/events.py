@@ -1,46 +1,140 @@
-"""Typed, read-only views over S3 event envelopes, and the one place keys are decoded.
+"""Typed, read-only views over the event envelopes, and the one place keys are decoded.
 
-Views hold the raw dict and expose properties: no I/O, no copies.
+One thin view per envelope (S3 record, SQS message, SNS notification, EventBridge event,
+MinIO webhook payload) over the raw dict: properties, no I/O, no copies. Every view that
+names an object builds its ``ObjectEvent`` through ``object_event``, the only code that turns
+a key as it arrives into the key as it is stored.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote_plus
 
 from sightline.contract import normalize_sequencer
+
+Kind = Literal["created", "removed", "other"]
+
+# S3 record event names (MinIO prefixes them with "s3:"). Only these change an object's
+# content; tagging, ACL, restore, replication and MinIO's PutTagging/PutRetention do not.
+_CREATED = frozenset({"Put", "Post", "Copy", "CompleteMultipartUpload"})
+_REMOVED = frozenset(
+    {
+        "ObjectRemoved:Delete",
+        "ObjectRemoved:DeleteMarkerCreated",
+        "ObjectRemoved:DeleteAllVersions",  # MinIO
+        "LifecycleExpiration:Delete",
+        "LifecycleExpiration:DeleteMarkerCreated",
+    }
+)
+# EventBridge detail types for the same two kinds.
+_EB_KINDS: dict[str, Kind] = {"Object Created": "created", "Object Deleted": "removed"}
 
 
 class EventError(ValueError):
     """A record the handler cannot read, with the reason in one line."""
 
 
-def decode_s3_key(raw: str) -> str:
-    """S3 and MinIO URL-encode keys with '+' for a space; a literal '+' arrives as %2B."""
-    return unquote_plus(raw, encoding="utf-8", errors="strict")
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObjectEvent:
     """A normalised object event: what happened to which object, in which order."""
 
-    created: bool  # False: removed
+    kind: Kind
     bucket: str
-    key: str  # decoded
+    key: str  # decoded: the identity everywhere downstream
     version_id: str | None
     etag: str | None
     size: int | None
-    sequencer: str | None  # normalised
+    sequencer: str | None  # normalised (sightline.contract.normalize_sequencer)
     event_time: str | None
     event_name: str
     content_type: str | None = None
 
+    @property
+    def created(self) -> bool:
+        return self.kind == "created"
+
+    def identity(self) -> tuple[Any, ...]:
+        """What makes two records the same record (S3 may deliver one twice)."""
+        # Without a sequencer only the time tells two writes of the same bytes apart.
+        when = self.sequencer or self.event_time
+        return (self.bucket, self.key, self.version_id, self.kind, self.etag, self.size, when)
+
+
+def object_event(
+    *,
+    kind: Kind,
+    bucket: Any,
+    raw_key: Any,
+    url_encoded: bool,
+    version_id: Any = None,
+    etag: Any = None,
+    size: Any = None,
+    sequencer: Any = None,
+    event_time: Any = None,
+    event_name: str = "",
+    content_type: Any = None,
+) -> ObjectEvent:
+    """The one place a key is decoded; everything else gets the ObjectEvent.
+
+    S3 and MinIO records URL-encode keys with '+' for a space (a literal '+' arrives as
+    %2B); EventBridge sends the key as it is.
+    """
+    if not isinstance(bucket, str) or not bucket:
+        raise EventError("record has no bucket name")
+    if not isinstance(raw_key, str) or not raw_key:
+        raise EventError("record has no object key")
+    if url_encoded:
+        try:
+            key = unquote_plus(raw_key, encoding="utf-8", errors="strict")
+        except UnicodeDecodeError as exc:
+            raise EventError(f"object key is not UTF-8 once decoded: {raw_key!r}") from exc
+    else:
+        key = raw_key
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int | str)):
+        raise EventError(f"object size is not a number: {size!r}")
+    try:
+        size_n = int(size) if size is not None else None
+    except ValueError:
+        raise EventError(f"object size is not a number: {size!r}") from None
+    return ObjectEvent(
+        kind=kind,
+        bucket=bucket,
+        key=key,
+        version_id=_text(version_id),
+        etag=_text(etag),
+        size=size_n,
+        sequencer=normalize_sequencer(_text(sequencer)),
+        event_time=_text(event_time),
+        event_name=event_name,
+        content_type=_text(content_type),
+    )
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+def _mapping(value: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise EventError(f"{what} is not a JSON object")
+    return value
+
+
+def _json(text: Any, what: str) -> Any:
+    if not isinstance(text, str):
+        raise EventError(f"{what} is not a string")
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise EventError(f"{what} is not JSON: {exc}") from None
+
 
 class S3Record:
-    """One S3 notification record (eventVersion 2.x)."""
+    """One S3 notification record (eventVersion 2.x), from S3 itself or from MinIO."""
 
     __slots__ = ("raw",)
 
@@ -49,100 +143,147 @@ class S3Record:
 
     @property
     def event_name(self) -> str:
-        return str(self.raw.get("eventName") or "")
+        name = self.raw.get("eventName")
+        if not isinstance(name, str) or not name:
+            raise EventError("record has no eventName")
+        return name.removeprefix("s3:")  # MinIO: "s3:ObjectCreated:Put"
 
     @property
-    def event_time(self) -> str | None:
-        return self.raw.get("eventTime")
+    def kind(self) -> Kind:
+        name = self.event_name
+        category, _, verb = name.partition(":")
+        if category == "ObjectCreated" and verb in _CREATED:
+            return "created"
+        return "removed" if name in _REMOVED else "other"
 
     @property
-    def s3(self) -> Mapping[str, Any]:
-        s3 = self.raw.get("s3")
-        if not isinstance(s3, Mapping):
-            raise EventError("record has no 's3' object")
-        return s3
-
-    @property
-    def bucket(self) -> str:
-        name = (self.s3.get("bucket") or {}).get("name")
-        if not name:
-            raise EventError("record has no bucket name")
-        return str(name)
+    def bucket(self) -> Mapping[str, Any]:
+        return _mapping(self.s3.get("bucket"), "s3.bucket")
 
     @property
     def object(self) -> Mapping[str, Any]:
-        obj = self.s3.get("object")
-        if not isinstance(obj, Mapping) or "key" not in obj:
-            raise EventError("record has no object key")
-        return obj
+        return _mapping(self.s3.get("object"), "s3.object")
+
+    @property
+    def s3(self) -> Mapping[str, Any]:
+        return _mapping(self.raw.get("s3"), "record's 's3'")
 
     def to_event(self) -> ObjectEvent:
-        name = self.event_name
-        if name.startswith("ObjectCreated:"):
-            created = True
-        elif name.startswith("ObjectRemoved:"):
-            created = False
-        else:
-            raise EventError(f"unsupported event {name!r}")
         obj = self.object
-        try:
-            key = decode_s3_key(str(obj["key"]))
-        except UnicodeDecodeError as exc:
-            raise EventError(f"object key is not valid UTF-8 once decoded: {exc}") from exc
-        size = obj.get("size")
-        return ObjectEvent(
-            created=created,
-            bucket=self.bucket,
-            key=key,
-            version_id=obj.get("versionId") or None,
-            etag=obj.get("eTag") or obj.get("etag") or None,
-            size=int(size) if size is not None else None,
-            sequencer=normalize_sequencer(obj.get("sequencer")),
-            event_time=self.event_time,
-            event_name=name,
-            content_type=obj.get("contentType"),
+        return object_event(
+            kind=self.kind,
+            bucket=self.bucket.get("name"),
+            raw_key=obj.get("key"),
+            url_encoded=True,
+            version_id=obj.get("versionId"),
+            etag=obj.get("eTag") or obj.get("etag"),
+            size=obj.get("size"),
+            sequencer=obj.get("sequencer"),
+            event_time=self.raw.get("eventTime"),
+            event_name=self.event_name,
+            content_type=obj.get("contentType"),  # MinIO sends it; S3 does not
         )
 
 
-@dataclass(frozen=True)
-class Envelope:
-    """One unit the source retries on its own: an SQS message, or a whole direct event."""
+class EventBridgeEvent:
+    """An Amazon EventBridge event from S3 ("Object Created", "Object Deleted", ...)."""
 
-    message_id: str | None  # SQS messageId: what batchItemFailures names
-    body: Any  # the S3 notification (dict) inside it, or an EventError
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        self.raw = raw
+
+    @property
+    def detail_type(self) -> str:
+        return str(self.raw.get("detail-type") or "")
+
+    @property
+    def detail(self) -> Mapping[str, Any]:
+        return _mapping(self.raw.get("detail"), "EventBridge 'detail'")
+
+    def to_event(self) -> ObjectEvent:
+        if self.raw.get("source") != "aws.s3":
+            raise EventError(f"EventBridge event from {self.raw.get('source')!r}, not aws.s3")
+        detail = self.detail
+        obj = _mapping(detail.get("object"), "detail.object")
+        return object_event(
+            kind=_EB_KINDS.get(self.detail_type, "other"),
+            bucket=_mapping(detail.get("bucket"), "detail.bucket").get("name"),
+            raw_key=obj.get("key"),
+            url_encoded=False,  # EventBridge sends keys as they are
+            version_id=obj.get("version-id"),
+            etag=obj.get("etag"),
+            size=obj.get("size"),
+            sequencer=obj.get("sequencer"),
+            event_time=self.raw.get("time"),
+            event_name=self.detail_type,
+        )
 
 
-def is_s3_test_event(payload: Mapping[str, Any]) -> bool:
-    return payload.get("Event") == "s3:TestEvent"
+class SQSMessage:
+    """One message of a Lambda SQS batch: the unit that batchItemFailures names."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        self.raw = raw
+
+    @property
+    def message_id(self) -> str | None:
+        return _text(self.raw.get("messageId"))
+
+    def payload(self) -> Any:
+        return _json(self.raw.get("body"), "SQS body")
 
 
-def iter_envelopes(event: Mapping[str, Any]) -> Iterator[Envelope]:
-    """Yield the S3 notifications an invocation carries: direct, or inside SQS messages."""
+class SNSNotification:
+    """An SNS message: the ``Sns`` object of a Lambda SNS record, or an SQS body from SNS."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        self.raw = raw
+
+    @property
+    def type(self) -> str:
+        return str(self.raw.get("Type") or "Notification")
+
+    @property
+    def message_id(self) -> str | None:
+        return _text(self.raw.get("MessageId"))
+
+    def payload(self) -> Any:
+        return _json(self.raw.get("Message"), "SNS Message")
+
+
+class MinioNotification:
+    """The body MinIO's webhook target POSTs: ``{"EventName", "Key", "Records": [...]}``."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        self.raw = raw
+
+    @property
+    def event_name(self) -> str:
+        return str(self.raw.get("EventName") or "")
+
+    @property
+    def key(self) -> str:
+        """``bucket/key``, already decoded by MinIO (for logs; identity comes from Records)."""
+        return str(self.raw.get("Key") or "")
+
+    @property
+    def records(self) -> list[Any] | None:
+        records = self.raw.get("Records")
+        return records if isinstance(records, list) else None
+
+
+def is_sqs_event(event: Mapping[str, Any]) -> bool:
+    """A Lambda SQS batch: the only envelope whose messages are retried one by one."""
     records = event.get("Records")
-    if isinstance(records, list) and records and records[0].get("eventSource") == "aws:sqs":
-        for message in records:
-            mid = message.get("messageId")
-            try:
-                body: Any = json.loads(message.get("body") or "")
-            except (TypeError, ValueError) as exc:
-                body = EventError(f"SQS body is not JSON: {exc}")
-            yield Envelope(mid, body)
-    else:
-        yield Envelope(None, event)
-
-
-def iter_s3_records(payload: Any) -> Iterator[S3Record]:
-    """The S3 records of one notification (none for a test event)."""
-    if isinstance(payload, EventError):
-        raise payload
-    if not isinstance(payload, Mapping):
-        raise EventError("notification is not a JSON object")
-    if is_s3_test_event(payload):
-        return
-    records = payload.get("Records")
-    if not isinstance(records, list):
-        raise EventError("notification has no 'Records' list")
-    for r in records:
-        if not isinstance(r, Mapping):
-            raise EventError("record is not a JSON object")
-        yield S3Record(r)
+    return (
+        isinstance(records, list)
+        and bool(records)
+        and all(isinstance(r, Mapping) and r.get("eventSource") == "aws:sqs" for r in records)
+    )

@@ -1,36 +1,44 @@
-"""The AWS Lambda entry point: ``handlers.lambda_function.handler``."""
+"""The AWS Lambda entry point: ``handlers.lambda_function.handler``.
+
+SQS batches answer with ``batchItemFailures`` (enable ReportBatchItemFailures on the event
+source mapping). Direct invocations (S3, SNS, EventBridge) are asynchronous: a failed record
+raises ``HandlerFailed`` so Lambda retries the event and, after its retries, hands it to the
+function's on-failure destination or dead-letter queue.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from typing import Any
 
+from handlers.config import HandlerConfig
 from handlers.core import handle
 from handlers.publish import CeleryPublisher
-from handlers.rules import OwnerRule
 
 logging.getLogger().setLevel(os.environ.get("SIGHTLINE_LOG_LEVEL", "INFO"))
 
-# Read once per container, as Lambda reuses it across invocations.
-_OWNERS = OwnerRule(
-    os.environ.get("SIGHTLINE_OWNER_PATTERN") or "users/{owner}/",
-    os.environ.get("SIGHTLINE_DEFAULT_OWNER") or None,
-)
+# Read once per container: Lambda reuses it (and the broker connection) across invocations.
+_CONFIG = HandlerConfig.from_env()
 _PUBLISHER: CeleryPublisher | None = None
+
+
+class HandlerFailed(RuntimeError):
+    """Some records of a direct invocation failed; raising makes the source retry them."""
 
 
 def _publisher() -> CeleryPublisher:
     global _PUBLISHER
     if _PUBLISHER is None:
-        url = os.environ.get("CELERY_BROKER_URL")
-        if not url:
+        if not _CONFIG.broker_url:
             raise RuntimeError("CELERY_BROKER_URL is not set")
-        options = json.loads(os.environ.get("SIGHTLINE_BROKER_OPTIONS") or "{}")
-        _PUBLISHER = CeleryPublisher(url, options)
+        _PUBLISHER = CeleryPublisher(_CONFIG.broker_url, _CONFIG.broker_options)
     return _PUBLISHER
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    return handle(event, _OWNERS, _publisher()).response()
+    result = handle(event, _CONFIG.owners, _publisher())
+    if not result.from_sqs and result.errors:
+        reasons = "; ".join(sorted({a.reason or "?" for a in result.errors}))
+        raise HandlerFailed(f"{len(result.errors)} record(s) failed: {reasons}")
+    return result.response()

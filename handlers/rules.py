@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from handlers.events import ObjectEvent
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".heic", ".heif", ".webp", ".tif", ".tiff"})
+# Content types that say nothing about the bytes (SDKs default to them): the extension decides.
+_GENERIC_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})
 
 
 @dataclass(frozen=True)
@@ -16,32 +18,35 @@ class OwnerRule:
 
     pattern: str = "users/{owner}/"
     default_owner: str | None = None
+    _regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.pattern.count("{owner}") != 1:
             raise ValueError("SIGHTLINE_OWNER_PATTERN must contain {owner} exactly once")
         head, tail = self.pattern.split("{owner}")
-        object.__setattr__(
-            self,
-            "_regex",
-            re.compile("^" + re.escape(head) + r"(?P<owner>[^/]+)" + re.escape(tail)),
-        )
+        regex = re.compile("^" + re.escape(head) + r"(?P<owner>[^/]+)" + re.escape(tail))
+        object.__setattr__(self, "_regex", regex)
 
     def owner_of(self, key: str) -> str | None:
-        m = self._regex.match(key)  # type: ignore[attr-defined]
+        m = self._regex.match(key)
         return m.group("owner") if m else self.default_owner
 
 
 def skip_reason(event: ObjectEvent) -> str | None:
-    """Why an event is ignored, or None when it is work. Deletes skip only non-images."""
+    """Why an event is ignored, or None when it is work."""
+    if event.kind == "other":
+        return f"event type not handled ({event.event_name})"
     if event.key.endswith("/"):
         return "folder marker"
     dot = event.key.rfind(".")
     ext = event.key[dot:].lower() if dot > event.key.rfind("/") else ""
     if ext not in IMAGE_EXTENSIONS:
         return f"not an image extension ({ext or 'none'})"
-    if event.content_type and not event.content_type.lower().startswith("image/"):
-        return f"not an image content type ({event.content_type})"
-    if event.created and event.size == 0:
+    if not event.created:
+        return None  # a delete carries no size or content type worth checking
+    ctype = (event.content_type or "").split(";", 1)[0].strip().lower()
+    if ctype and ctype not in _GENERIC_TYPES and not ctype.startswith("image/"):
+        return f"not an image content type ({ctype})"
+    if event.size == 0:
         return "empty object"
     return None

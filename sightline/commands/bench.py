@@ -9,7 +9,7 @@ import argparse
 import importlib
 
 # Modules under sightline.benches.
-BENCH_MODULES: tuple[str, ...] = ("worker",)
+BENCH_MODULES: tuple[str, ...] = ("worker", "handler")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -1,4 +1,8 @@
-"""`sightline events parse FILE.json`: what the handler does with each record."""
+"""`sightline events parse FILE.json`: what the handler does with each record.
+
+Any envelope the handler takes (S3, SQS, SNS, SNS in SQS, EventBridge, MinIO webhook body)
+goes through the handler's own ``plan``: the very code path, minus the publish.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("events", help="upload events")
     esub = p.add_subparsers(dest="events_command", metavar="ACTION", required=True)
     parse = esub.add_parser("parse", help="print the handler's action per record (JSON lines)")
-    parse.add_argument("file", help="event JSON file, or - for standard input")
+    parse.add_argument("file", help="event JSON file (any envelope), or - for standard input")
     parse.set_defaults(func=parse_events)
 
 

@@ -1,0 +1,124 @@
+"""Unwrap an invocation into its retry units and, inside each, its object records.
+
+Shapes recognised: S3 notification (``Records[].s3``, from S3 or MinIO), the MinIO webhook
+body, SQS batches (``Records[].body``), SNS (``Records[].Sns.Message``, or an SNS message as
+an SQS body), EventBridge events (direct or as an SQS body), and ``s3:TestEvent``.
+Nothing here raises for one bad record: it becomes a ``Broken`` item next to the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from handlers.events import (
+    EventBridgeEvent,
+    EventError,
+    MinioNotification,
+    S3Record,
+    SNSNotification,
+    SQSMessage,
+    is_sqs_event,
+)
+
+# SNS-in-SQS nests twice at most (SQS -> SNS -> S3); anything deeper is not a real shape.
+_MAX_DEPTH = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """Not an object record and not an error (S3's test event, SNS control messages)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Broken:
+    """A record or message the handler cannot read."""
+
+    reason: str
+
+
+Item = S3Record | EventBridgeEvent | Skip | Broken
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """What the source retries on its own: one SQS message, or the whole direct event."""
+
+    message_id: str | None
+    items: tuple[Item, ...]
+
+
+def iter_units(event: Mapping[str, Any]) -> Iterator[Unit]:
+    """The retry units of one invocation, each with its items in order."""
+    if is_sqs_event(event):
+        for raw in event["Records"]:
+            message = SQSMessage(raw)
+            try:
+                items = tuple(iter_items(message.payload()))
+            except EventError as exc:
+                items = (Broken(str(exc)),)
+            yield Unit(message.message_id, items)
+    else:
+        yield Unit(None, tuple(iter_items(event)))
+
+
+def iter_items(payload: Any, depth: int = 0) -> Iterator[Item]:
+    """Every object record in one payload, unwrapping SNS; bad parts become ``Broken``."""
+    if depth > _MAX_DEPTH:
+        yield Broken("envelopes nested too deep")
+        return
+    if not isinstance(payload, Mapping):
+        yield Broken("event is not a JSON object")
+        return
+    if payload.get("Event") == "s3:TestEvent":
+        yield Skip("s3:TestEvent")
+    elif "detail-type" in payload:
+        yield EventBridgeEvent(payload)
+    elif "TopicArn" in payload and "Message" in payload:  # an SNS message delivered to SQS
+        yield from _sns(SNSNotification(payload), depth)
+    elif "EventName" in payload and "Key" in payload:  # MinIO's webhook body
+        yield from _minio(MinioNotification(payload))
+    elif isinstance(payload.get("Records"), list):
+        if not payload["Records"]:
+            yield Broken("notification has an empty 'Records' list")
+        for raw in payload["Records"]:
+            yield from _record(raw, depth)
+    else:
+        yield Broken("not a known event envelope (S3, SQS, SNS, EventBridge or MinIO)")
+
+
+def _record(raw: Any, depth: int) -> Iterator[Item]:
+    if not isinstance(raw, Mapping):
+        yield Broken("record is not a JSON object")
+    elif isinstance(raw.get("Sns"), Mapping):
+        yield from _sns(SNSNotification(raw["Sns"]), depth)
+    elif "s3" in raw:
+        yield S3Record(raw)
+    elif raw.get("eventSource") == "aws:sqs":
+        yield Broken("an SQS message inside another envelope")
+    else:
+        yield Broken("record is neither an S3 nor an SNS record")
+
+
+def _sns(note: SNSNotification, depth: int) -> Iterator[Item]:
+    if note.type != "Notification":  # SubscriptionConfirmation, UnsubscribeConfirmation
+        yield Skip(f"SNS {note.type}")
+        return
+    try:
+        inner = note.payload()
+    except EventError as exc:
+        yield Broken(str(exc))
+        return
+    yield from iter_items(inner, depth + 1)
+
+
+def _minio(note: MinioNotification) -> Iterator[Item]:
+    records = note.records
+    if not records:
+        yield Broken(f"MinIO notification for {note.key!r} has no records")
+        return
+    for raw in records:
+        yield from _record(raw, 0)
