@@ -96,7 +96,8 @@ def test_three_uploads_end_in_album_sql(
 
         def handler(event, context):
             result = handle(event, OwnerRule(), publisher)
-            seen.extend(result.actions)
+            # Object records only: the s3:TestEvent the bucket sent first is ignored too.
+            seen.extend(a for a in result.actions if a.event is not None)
             return result.response()
 
         wait_for(
@@ -154,11 +155,18 @@ def test_deleted_upload_leaves_the_albums(
 
     try:
         s3.put_object(Bucket=bucket, Key="users/bob/a.jpg", Body=synthetic_jpeg(seed=1))
-        wait_for(lambda: poll_once(sqs, queue, handler)[0], timeout=30, what="upload event")
-        wait_for(lambda: status() == "tagged", timeout=120, what="tagged")
+        # Keep delivering events (the bucket's s3:TestEvent may come first) until done.
+        wait_for(
+            lambda: poll_once(sqs, queue, handler) and status() == "tagged",
+            timeout=120,
+            what="tagged",
+        )
         s3.delete_object(Bucket=bucket, Key="users/bob/a.jpg")
-        wait_for(lambda: poll_once(sqs, queue, handler)[0], timeout=30, what="delete event")
-        wait_for(lambda: status() == "deleted", timeout=60, what="deleted")
+        wait_for(
+            lambda: poll_once(sqs, queue, handler) and status() == "deleted",
+            timeout=60,
+            what="deleted",
+        )
     finally:
         stop_worker(worker)
     with db, db.cursor() as cur:
