@@ -12,7 +12,7 @@ import torch
 
 from models.checkpoint import CheckpointMeta, load_checkpoint, untrained
 from models.network import SightlineNet
-from models.scenes import SceneMap, load_categories
+from models.scenes import SceneMap, load_categories, load_sift
 from models.transforms import InputTransform
 
 log = logging.getLogger("sightline.worker")
@@ -36,12 +36,15 @@ class SceneLandmarkModel:
         arch: str = "wide_resnet50_2",
         device: str = "auto",
         scene_map_path: str | None = None,
+        sift_path: str | None = None,
     ) -> None:
         self.weights = weights
         self.allow_untrained = allow_untrained
         self.arch = arch
         self.device_name = device
         self.scene_map_path = scene_map_path
+        self.sift_path = sift_path  # None: the shipped sift list; "none": no extra classes
+        self._keep: torch.Tensor | None = None
         self._lock = threading.Lock()
         self._net: SightlineNet | None = None
         self.meta: CheckpointMeta | None = None
@@ -83,12 +86,17 @@ class SceneLandmarkModel:
                     "no weights: set SIGHTLINE_WEIGHTS to a sightline checkpoint, or "
                     "SIGHTLINE_ALLOW_UNTRAINED=1 to run an untrained network (demo, tests)"
                 )
-            self.scene_map = SceneMap.load(self.scene_map_path, categories=meta.categories)
+            # Classes the checkpoint never learnt stay out, and the setting may drop more.
+            excluded = frozenset(meta.excluded) | load_sift(self.sift_path)
+            self.scene_map = SceneMap.load(
+                self.scene_map_path, categories=meta.categories, excluded=excluded
+            )
             self.device = self._pick_device()
             net = net.to(self.device).eval()
             if self.device.type == "cuda":
                 torch.backends.cudnn.benchmark = True
                 net = net.to(memory_format=torch.channels_last)
+            self._keep = torch.from_numpy(self.scene_map.keep()).to(self.device)
             self.meta = meta
             self._net = net
             log.info("model %s loaded on %s", meta.model_version, self.device)
@@ -112,6 +120,8 @@ class SceneLandmarkModel:
             ctx = nullcontext()
         with ctx:
             logits, emb = self._net(batch)
-        probs = torch.softmax(logits.float(), dim=1)
+        # Softmax over the kept classes only: the sift classes get exactly 0.
+        assert self._keep is not None
+        probs = torch.softmax(logits.float().masked_fill(~self._keep, float("-inf")), dim=1)
         emb = torch.nn.functional.normalize(emb.float(), dim=1)
         return probs.cpu().numpy(), emb.cpu().numpy()

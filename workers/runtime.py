@@ -35,6 +35,8 @@ class WorkerRuntime:
             allow_untrained=settings.allow_untrained,
             arch=settings.arch,
             device=settings.device,
+            scene_map_path=settings.scene_map,
+            sift_path=settings.sift,
         )
         self._s3: Any = None
         self._conn: Any = None
