@@ -20,6 +20,9 @@ COMMAND_MODULES = (
     "events",
     "photos",
     "scenes",
+    "train",
+    "eval",
+    "explain",
     "bench",
 )
 
