@@ -334,3 +334,28 @@ def test_train_landmarks_cli_refuses_a_manifest_with_missing_images(tmp_path, sc
     )
     assert proc.returncode == 2
     assert "1 manifest images are missing" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_landmark_training_resumes_after_an_interruption(tmp_path: Path):
+    """A run stopped after its first epoch resumes at the next one; no epoch runs twice."""
+    net, meta = untrained(
+        arch="tiny", categories=load_categories(), embedding_dim=16, transform=TINY
+    )
+    save_checkpoint(net, meta, tmp_path / "scene.safetensors")
+    manifest = make_manifest(tmp_path / "data", per_class=2)
+    cfg = _landmark_cfg(
+        manifest, tmp_path / "scene.safetensors", tmp_path / "out", epochs_per_stage=2, max_steps=1
+    )
+
+    def stop_after_first_epoch(line: str) -> None:
+        if line.startswith("{"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_landmarks(cfg, log=stop_after_first_epoch)
+    logs: list[str] = []
+    cfg.resume = True
+    result = train_landmarks(cfg, log=logs.append)
+    assert [(r["stage"], r["epoch"]) for r in result.history] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    assert any("after stage 1 epoch 1" in ln for ln in logs)
+    assert sum(ln.startswith("{") for ln in logs) == 3
