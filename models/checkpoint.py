@@ -30,6 +30,8 @@ class CheckpointMeta:
     version: str
     transform: InputTransform = field(default_factory=InputTransform)
     trained: bool = True
+    # Sift classes the network was trained without; serving never predicts them.
+    excluded: tuple[str, ...] = ()
     sha256: str = ""
 
     @property
@@ -46,6 +48,7 @@ class CheckpointMeta:
                 "version": self.version,
                 "transform": self.transform.to_dict(),
                 "trained": self.trained,
+                "excluded": list(self.excluded),
             }
         )
 
@@ -59,6 +62,7 @@ class CheckpointMeta:
             version=str(data["version"]),
             transform=InputTransform.from_dict(data["transform"]),
             trained=bool(data.get("trained", True)),
+            excluded=tuple(data.get("excluded", ())),
         )
 
 

@@ -48,10 +48,18 @@ class SightlineNet(nn.Module):
         """Feature maps of the scene branch (N, C, h, w): what class activation maps use."""
         return self.scene_layer4(shared)
 
+    def landmark_features(self, shared: Tensor) -> Tensor:
+        """Feature maps of the landmark branch (N, C, h, w)."""
+        return self.landmark_layer4(shared)
+
+    def embed_features(self, shared: Tensor) -> Tensor:
+        """The FC + BN output before L2 normalisation: what the training losses see."""
+        pooled = torch.flatten(F.adaptive_avg_pool2d(self.landmark_features(shared), 1), 1)
+        return self.embed_bn(self.embed_fc(pooled))
+
     def embed(self, shared: Tensor) -> Tensor:
         """Unit-length landmark embeddings (N, embedding_dim) from trunk output."""
-        pooled = torch.flatten(F.adaptive_avg_pool2d(self.landmark_layer4(shared), 1), 1)
-        return F.normalize(self.embed_bn(self.embed_fc(pooled)), dim=1)
+        return F.normalize(self.embed_features(shared), dim=1)
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """Scene logits (N, num_classes) and unit embeddings (N, embedding_dim)."""

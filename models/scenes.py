@@ -16,6 +16,10 @@ import numpy as np
 _DATA = resources.files("models") / "data"
 
 
+# The album cell that drops a class explicitly: still predicted, in no album.
+DROP = "-"
+
+
 class SceneMapError(ValueError):
     """A scene-map or class-list file that does not fit the classes."""
 
@@ -40,6 +44,30 @@ def load_indoor(path: str | Path | None = None) -> dict[str, bool]:
     return {_class_name(tok): flag == "1" for tok, flag in (ln.split() for ln in text.splitlines())}
 
 
+def load_sift(path: str | Path | None = None) -> frozenset[str]:
+    """The "sift" classes: left out of training and prediction. One class a line, ``#`` comments.
+
+    ``path`` None reads the shipped list (51 classes, so 314 are kept, as in the seed);
+    ``"none"`` keeps every class. Names are checked against the Places365 list.
+    """
+    if path is not None and str(path).strip().lower() == "none":
+        return frozenset()
+    text = Path(path).read_text() if path else (_DATA / "sift_excluded.txt").read_text()
+    names = {n for n in (ln.split("#", 1)[0].strip() for ln in text.splitlines()) if n}
+    categories = load_categories()
+    unknown = sorted(names - set(categories))
+    if unknown:
+        raise SceneMapError(f"sift list names unknown classes, e.g. {', '.join(unknown[:3])}")
+    if len(names) >= len(categories):
+        raise SceneMapError("sift list excludes every class")
+    return frozenset(names)
+
+
+def keep_mask(categories: tuple[str, ...], excluded: frozenset[str]) -> np.ndarray:
+    """Boolean (classes,) mask, True for the classes the network may predict."""
+    return np.array([c not in excluded for c in categories], dtype=bool)
+
+
 @dataclass(frozen=True)
 class SceneMap:
     """Fine classes (index order) -> album label, or None for a class kept out of albums."""
@@ -47,11 +75,20 @@ class SceneMap:
     categories: tuple[str, ...]
     albums_by_class: tuple[str | None, ...]
     indoor: tuple[bool, ...]
+    excluded: frozenset[str] = frozenset()
 
     @classmethod
     def load(
-        cls, path: str | Path | None = None, categories: tuple[str, ...] | None = None
+        cls,
+        path: str | Path | None = None,
+        categories: tuple[str, ...] | None = None,
+        *,
+        excluded: frozenset[str] = frozenset(),
     ) -> SceneMap:
+        """Read a ``places365_class,album`` CSV; ``-`` (or an empty cell) drops a class.
+
+        Every class must be listed exactly once. Sift classes (``excluded``) are in no album.
+        """
         categories = categories or load_categories()
         text = Path(path).read_text() if path else (_DATA / "scene_map.csv").read_text()
         mapping: dict[str, str | None] = {}
@@ -61,7 +98,8 @@ class SceneMap:
                 continue
             if name in mapping:
                 raise SceneMapError(f"scene map lists {name!r} twice")
-            mapping[name] = (row.get("album") or "").strip() or None
+            album = (row.get("album") or "").strip()
+            mapping[name] = None if album in ("", DROP) else album
         missing = [c for c in categories if c not in mapping]
         if missing:
             raise SceneMapError(
@@ -73,9 +111,27 @@ class SceneMap:
         io = load_indoor()
         return cls(
             categories=categories,
-            albums_by_class=tuple(mapping[c] for c in categories),
+            albums_by_class=tuple(None if c in excluded else mapping[c] for c in categories),
             indoor=tuple(io.get(c, False) for c in categories),
+            excluded=frozenset(excluded),
         )
+
+    def keep(self) -> np.ndarray:
+        """Boolean (classes,) mask of the classes that are predicted (not sift)."""
+        return keep_mask(self.categories, self.excluded)
+
+    def renormalise(self, probs: np.ndarray) -> np.ndarray:
+        """Zero the sift classes and rescale each row to sum to 1 over the kept ones."""
+        kept = np.where(self.keep(), probs, 0.0).astype(probs.dtype)
+        total = kept.sum(axis=1, keepdims=True)
+        return kept / np.maximum(total, np.finfo(probs.dtype).tiny)
+
+    def describe(self) -> dict[str, dict[str, object]]:
+        """The map in force, per class: album (None when dropped or sift), indoor, excluded."""
+        return {
+            c: {"album": a, "indoor": io, "excluded": c in self.excluded}
+            for c, a, io in zip(self.categories, self.albums_by_class, self.indoor)
+        }
 
     @property
     def albums(self) -> tuple[str, ...]:

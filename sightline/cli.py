@@ -13,7 +13,18 @@ import sys
 from collections.abc import Sequence
 
 # Modules under sightline.commands, in --help order.
-COMMAND_MODULES = ("demo", "worker", "db", "events", "photos", "bench")
+COMMAND_MODULES = (
+    "demo",
+    "worker",
+    "db",
+    "events",
+    "photos",
+    "scenes",
+    "train",
+    "eval",
+    "explain",
+    "bench",
+)
 
 
 class CliError(Exception):

@@ -42,6 +42,8 @@ class Settings:
     allow_untrained: bool = False
     arch: str = "wide_resnet50_2"
     device: str = "auto"
+    scene_map: str | None = None  # None: models/data/scene_map.csv
+    sift: str | None = None  # None: models/data/sift_excluded.txt; "none": keep all 365
     owner_pattern: str = "users/{owner}/"
     default_owner: str | None = None
     max_object_bytes: int = 64 * 1024 * 1024
@@ -67,6 +69,8 @@ class Settings:
             allow_untrained=_env_bool("SIGHTLINE_ALLOW_UNTRAINED"),
             arch=env.get("SIGHTLINE_ARCH") or "wide_resnet50_2",
             device=env.get("SIGHTLINE_DEVICE") or "auto",
+            scene_map=env.get("SIGHTLINE_SCENE_MAP") or None,
+            sift=env.get("SIGHTLINE_SIFT") or None,
             owner_pattern=env.get("SIGHTLINE_OWNER_PATTERN") or "users/{owner}/",
             default_owner=env.get("SIGHTLINE_DEFAULT_OWNER") or None,
             max_object_bytes=int(_env_float("SIGHTLINE_MAX_OBJECT_BYTES", 64 * 1024 * 1024)),

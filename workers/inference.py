@@ -13,13 +13,11 @@ import torch
 
 from models.checkpoint import CheckpointMeta, load_checkpoint, untrained
 from models.network import SightlineNet
-from models.scenes import SceneMap, load_categories
-from models.transforms import InputTransform
+from models.scenes import SceneMap, load_categories, load_sift
+from models.transforms import InputTransform, default_transform
 
 log = logging.getLogger("sightline.worker")
 
-# Small inputs for the test-sized network; the real one uses the torchvision defaults.
-_UNTRAINED_TRANSFORMS = {"tiny": InputTransform(resize=73, crop=64)}
 
 
 class ModelUnavailable(RuntimeError):
@@ -37,12 +35,15 @@ class SceneLandmarkModel:
         arch: str = "wide_resnet50_2",
         device: str = "auto",
         scene_map_path: str | None = None,
+        sift_path: str | None = None,
     ) -> None:
         self.weights = weights
         self.allow_untrained = allow_untrained
         self.arch = arch
         self.device_name = device
         self.scene_map_path = scene_map_path
+        self.sift_path = sift_path  # None: the shipped sift list; "none": no extra classes
+        self._keep: torch.Tensor | None = None
         self._lock = threading.RLock()
         self._net: SightlineNet | None = None
         self.meta: CheckpointMeta | None = None
@@ -72,7 +73,7 @@ class SceneLandmarkModel:
                 net, meta = untrained(
                     arch=self.arch,
                     categories=load_categories(),
-                    transform=_UNTRAINED_TRANSFORMS.get(self.arch),
+                    transform=default_transform(self.arch),
                 )
                 print(
                     f"WARNING: sightline is running an UNTRAINED {self.arch} network: scene "
@@ -84,12 +85,17 @@ class SceneLandmarkModel:
                     "no weights: set SIGHTLINE_WEIGHTS to a sightline checkpoint, or "
                     "SIGHTLINE_ALLOW_UNTRAINED=1 to run an untrained network (demo, tests)"
                 )
-            self.scene_map = SceneMap.load(self.scene_map_path, categories=meta.categories)
+            # Classes the checkpoint never learnt stay out, and the setting may drop more.
+            excluded = frozenset(meta.excluded) | load_sift(self.sift_path)
+            self.scene_map = SceneMap.load(
+                self.scene_map_path, categories=meta.categories, excluded=excluded
+            )
             self.device = self._pick_device()
             net = net.to(self.device).eval()
             if self.device.type == "cuda":
                 torch.backends.cudnn.benchmark = True
                 net = net.to(memory_format=torch.channels_last)
+            self._keep = torch.from_numpy(self.scene_map.keep()).to(self.device)
             self.meta = meta
             self._net = net
             log.info("model %s loaded on %s", meta.model_version, self.device)
@@ -119,6 +125,8 @@ class SceneLandmarkModel:
             ctx = nullcontext()
         with self._lock, ctx:  # batches in flight share one network: one forward at a time
             logits, emb = self._net(batch)
-        probs = torch.softmax(logits.float(), dim=1)
+        # Softmax over the kept classes only: the sift classes get exactly 0.
+        assert self._keep is not None
+        probs = torch.softmax(logits.float().masked_fill(~self._keep, float("-inf")), dim=1)
         emb = torch.nn.functional.normalize(emb.float(), dim=1)
         return probs.cpu().numpy(), emb.cpu().numpy()

@@ -65,6 +65,8 @@ class WorkerRuntime:
             allow_untrained=settings.allow_untrained,
             arch=settings.arch,
             device=settings.device,
+            scene_map_path=settings.scene_map,
+            sift_path=settings.sift,
         )
         self.times = StageTimes()
         self._io = ThreadPoolExecutor(io_threads, thread_name_prefix="sightline-io")

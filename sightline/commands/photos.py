@@ -64,7 +64,12 @@ def tag_photos(args: argparse.Namespace) -> int:
 
     s = Settings.from_env()
     model = SceneLandmarkModel(
-        weights=s.weights, allow_untrained=s.allow_untrained, arch=s.arch, device=s.device
+        weights=s.weights,
+        allow_untrained=s.allow_untrained,
+        arch=s.arch,
+        device=s.device,
+        scene_map_path=s.scene_map,
+        sift_path=s.sift,
     )
     model.load()
     assert model.meta is not None

@@ -1,0 +1,147 @@
+"""`sightline explain PHOTO --out cam.png`: where the network looked.
+
+Writes two PNGs the size of the photo: the class activation map of the top scene class
+(``--out``) and the landmark branch's map (``--landmark-out``, default ``<out>.landmark.png``):
+the CAM of the embedding's similarity to the best-matching centroid of ``--centroids``, or,
+without centroids, to the photo's own embedding (which regions make the embedding what it is).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("explain", help="class activation maps of a photo, as PNGs")
+    p.add_argument("photo", type=Path)
+    p.add_argument("--out", required=True, type=Path, help="scene CAM PNG")
+    p.add_argument("--landmark-out", type=Path, help="landmark map PNG (default <out>.landmark)")
+    p.add_argument("--centroids", type=Path, help="(K, D) float .npy of landmark centroids")
+    p.add_argument("--centroid-names", type=Path, help="text file, one name per centroid row")
+    p.add_argument("--weights", help="checkpoint (default: SIGHTLINE_WEIGHTS)")
+    p.add_argument("--json", action="store_true", help="print what was drawn as JSON")
+    p.set_defaults(func=explain_photo)
+
+
+def _load_photo(path: Path, max_pixels: int):
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    import workers.photos  # noqa: F401  (registers the HEIC opener)
+    from sightline.cli import CliError
+
+    try:
+        with Image.open(path) as img:
+            if img.width * img.height > max_pixels:
+                raise CliError(f"{path}: {img.width}x{img.height} pixels exceeds {max_pixels}")
+            img = ImageOps.exif_transpose(img) or img
+            return img.convert("RGB")
+    except FileNotFoundError:
+        raise CliError(f"{path}: no such file") from None
+    except UnidentifiedImageError:
+        raise CliError(f"{path}: not an image (format not recognised)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise CliError(f"{path}: cannot decode image: {exc}") from None
+
+
+def _centroids(args: argparse.Namespace, dim: int):
+    import numpy as np
+
+    from sightline.cli import CliError
+
+    if args.centroids is None:
+        return None, None
+    try:
+        c = np.load(args.centroids, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise CliError(f"{args.centroids}: cannot read centroids ({exc})") from None
+    if c.ndim != 2 or c.shape[1] != dim or len(c) == 0:
+        raise CliError(f"{args.centroids}: expected a (K, {dim}) array, got {c.shape}")
+    names = [f"centroid {i}" for i in range(len(c))]
+    if args.centroid_names:
+        given = [ln.strip() for ln in args.centroid_names.read_text().splitlines() if ln.strip()]
+        if len(given) != len(c):
+            raise CliError(f"{args.centroid_names}: {len(given)} names for {len(c)} centroids")
+        names = given
+    c = c.astype(np.float32)
+    return c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12), names
+
+
+def explain_photo(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from models.cam import embedding_cam, normalise_map, scene_cam
+    from sightline.camview import overlay
+    from sightline.cli import CliError
+    from sightline.loading import load_network, scene_map_for
+    from sightline.settings import Settings
+
+    s = Settings.from_env()
+    net, meta = load_network(s, args.weights)
+    sm = scene_map_for(s, meta)
+    centroids, names = _centroids(args, meta.embedding_dim)
+    photo = _load_photo(args.photo, s.max_pixels)
+    t = meta.transform
+    # The whole photo, shorter side at the crop size: the map covers every pixel.
+    scale = t.crop / min(photo.size)
+    size = (max(1, round(photo.width * scale)), max(1, round(photo.height * scale)))
+    arr = np.asarray(photo.resize(size), dtype=np.float32) / 255.0
+    x = torch.from_numpy(arr).permute(2, 0, 1)[None]
+    x = (x - torch.tensor(t.mean).view(1, 3, 1, 1)) / torch.tensor(t.std).view(1, 3, 1, 1)
+    net.eval()
+    with torch.no_grad():
+        shared = net.trunk(x)
+        pooled = torch.flatten(F.adaptive_avg_pool2d(net.scene_features(shared), 1), 1)
+        keep = torch.from_numpy(sm.keep())
+        probs = torch.softmax(net.scene_fc(pooled).masked_fill(~keep, float("-inf")), dim=1)
+        emb = net.embed(shared)
+    top = sm.top_classes(probs.numpy(), k=5)[0]
+    albums = sm.album_scores(probs.numpy(), k=3)[0]
+    best = int(probs.argmax())
+    hw = (photo.height, photo.width)
+    scene_map = normalise_map(scene_cam(net, shared, torch.tensor([best]))[0], hw).numpy()
+    if centroids is not None:
+        sims = torch.from_numpy(centroids) @ emb[0]
+        k = int(sims.argmax())
+        direction = torch.from_numpy(centroids[k])[None]
+        landmark_what = f"similarity to {names[k]} ({float(sims[k]):.2f})"
+    else:
+        direction = emb
+        landmark_what = "the photo's own embedding (no --centroids given)"
+    lm_map = normalise_map(embedding_cam(net, shared, direction)[0], hw).numpy()
+    warn = None if meta.trained else "UNTRAINED network: noise, not a prediction"
+    scene_lines = [f"scene CAM: {top[0][0]} {top[0][1]:.3f}"]
+    scene_lines += [f"  {name} {p:.3f}" for name, p in top[1:]]
+    if albums:
+        scene_lines.append("albums: " + ", ".join(f"{a} {p:.3f}" for a, p in albums))
+    lm_lines = ["landmark map: " + landmark_what]
+    out = args.out
+    lm_out = args.landmark_out or out.with_name(out.stem + ".landmark.png")
+    try:
+        overlay(photo, scene_map, scene_lines, warn).save(out, format="PNG")
+        overlay(photo, lm_map, lm_lines, warn).save(lm_out, format="PNG")
+    except OSError as exc:
+        raise CliError(f"cannot write {exc.filename}: {exc.strerror}") from None
+    summary = {
+        "photo": str(args.photo),
+        "size": [photo.width, photo.height],
+        "model_version": meta.model_version,
+        "trained": meta.trained,
+        "scene_cam": str(out),
+        "scene_class": top[0][0],
+        "scenes": [[n, round(p, 4)] for n, p in top],
+        "albums": [[a, round(p, 4)] for a, p in albums],
+        "landmark_map": str(lm_out),
+        "landmark_map_of": landmark_what,
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        if warn:
+            print(f"WARNING: {warn}")
+        print(f"{out}: scene CAM of {top[0][0]} ({top[0][1]:.2f})")
+        print(f"{lm_out}: landmark map of {landmark_what}")
+    return 0

@@ -1,0 +1,1 @@
+"""`sightline eval <what>` subcommands, one module each with a ``register(subparsers)``."""

@@ -1,0 +1,119 @@
+"""The scene map and the sift list: shipped data reviewed, bad files refused, the map in
+force printed, sift classes never predicted."""
+
+from __future__ import annotations
+
+import csv
+import json
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_cli
+
+from models.scenes import DROP, SceneMap, SceneMapError, load_categories, load_indoor, load_sift
+
+SHIPPED = resources.files("models") / "data" / "scene_map.csv"
+
+
+def _rows() -> list[dict[str, str]]:
+    return list(csv.DictReader(SHIPPED.read_text().splitlines()))
+
+
+def test_shipped_map_lists_every_class_once_with_a_label_or_an_explicit_drop():
+    """Each of the 365 classes has one row whose album is a label or the explicit '-'."""
+    rows = _rows()
+    assert [r["places365_class"] for r in rows] == list(load_categories())
+    assert all(r["album"].strip() for r in rows), "an empty album cell is not explicit"
+
+
+def test_shipped_map_has_the_seed_groups_and_real_groups():
+    """The seed's forest/hospital/hotel groups hold, and most albums group several classes."""
+    sm = SceneMap.load()
+    album = dict(zip(sm.categories, sm.albums_by_class))
+    for name in ("bamboo_forest", "forest/broadleaf", "forest_path", "forest_road", "rainforest"):
+        assert album[name] == "forest"
+    for name in ("hospital", "hospital_room", "nursery", "operating_room"):
+        assert album[name] == "hospital"
+    for name in ("hotel/outdoor", "hotel_room", "inn/outdoor", "youth_hostel"):
+        assert album[name] == "hotel"
+    assert album["beach"] == album["coast"] == album["ocean"]
+    assert album["church/indoor"] == album["temple/asia"]
+    assert album["castle"] == album["palace"]
+    sizes = np.asarray(sm.matrix()).sum(axis=0)
+    assert len(sm.albums) < 120 and (sizes >= 2).sum() >= 45
+
+
+def test_shipped_sift_keeps_314_classes_including_the_seeds_examples():
+    """The shipped sift list leaves 314 classes, and names aqueduct, tree_house, barndoor."""
+    sift = load_sift()
+    assert {"aqueduct", "tree_house", "barndoor"} <= sift
+    assert len(load_categories()) - len(sift) == 314
+
+
+def test_a_map_that_misses_a_class_is_rejected(tmp_path: Path):
+    """Leaving out one class's row makes loading fail, naming the class."""
+    lines = SHIPPED.read_text().splitlines()
+    path = tmp_path / "map.csv"
+    path.write_text("\n".join(ln for ln in lines if not ln.startswith("beach,")) + "\n")
+    with pytest.raises(SceneMapError, match=r"misses 1 classes, e\.g\. beach"):
+        SceneMap.load(path)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [("beach,sea\n", "twice"), ("moon_base,space\n", "unknown classes")],
+)
+def test_a_map_with_a_duplicate_or_unknown_class_is_rejected(tmp_path, extra, message):
+    """A class listed twice, or a name Places365 does not have, is refused."""
+    path = tmp_path / "map.csv"
+    path.write_text(SHIPPED.read_text() + extra)
+    with pytest.raises(SceneMapError, match=message):
+        SceneMap.load(path)
+
+
+def test_a_sift_list_with_an_unknown_class_is_rejected(tmp_path: Path):
+    """A sift list naming a class Places365 lacks is refused; 'none' keeps every class."""
+    path = tmp_path / "sift.txt"
+    path.write_text("# comment\naqueduct\nmoon_base\n")
+    with pytest.raises(SceneMapError, match="moon_base"):
+        load_sift(path)
+    assert load_sift("none") == frozenset()
+
+
+def test_renormalise_zeroes_sift_classes_and_rescales_the_rest():
+    """Probabilities of sift classes become 0 and the kept ones are rescaled to sum to 1."""
+    sm = SceneMap.load(excluded=frozenset({"aqueduct", "beach"}))
+    probs = np.full((2, 365), 1 / 365, dtype=np.float32)
+    out = sm.renormalise(probs)
+    idx = {c: i for i, c in enumerate(sm.categories)}
+    assert out[:, idx["aqueduct"]].max() == 0 and out[:, idx["beach"]].max() == 0
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(out[:, idx["coast"]], 1 / 363, rtol=1e-5)
+
+
+def test_scenes_json_prints_the_map_in_force_for_all_classes(tmp_path: Path):
+    """`sightline scenes --json`: 365 classes with album, indoor flag and sift exclusion."""
+    sift = tmp_path / "sift.txt"
+    sift.write_text("beach\n")
+    proc = run_cli("scenes", "--json", env={"SIGHTLINE_SIFT": str(sift)})
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert list(out) == list(load_categories())
+    indoor = load_indoor()
+    assert all(out[c]["indoor"] == indoor[c] for c in out)
+    assert out["forest_path"] == {"album": "forest", "indoor": False, "excluded": False}
+    assert out["beach"] == {"album": None, "indoor": False, "excluded": True}
+    assert out["coast"]["album"] == "sea & beach"
+    dropped = {r["places365_class"] for r in _rows() if r["album"] == DROP}
+    assert all(out[c]["album"] is None for c in dropped)
+
+
+def test_scenes_refuses_a_broken_map_with_one_line(tmp_path: Path):
+    """A map file that misses classes gives exit status 2 and one error line."""
+    path = tmp_path / "map.csv"
+    path.write_text("places365_class,album\nbeach,sea\n")
+    proc = run_cli("scenes", "--map", str(path))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "misses 364 classes" in proc.stderr
