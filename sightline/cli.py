@@ -13,7 +13,17 @@ import sys
 from collections.abc import Sequence
 
 # Modules under sightline.commands, in --help order.
-COMMAND_MODULES = ("demo", "worker", "db", "events", "photos", "bench")
+COMMAND_MODULES = (
+    "demo",
+    "worker",
+    "db",
+    "events",
+    "photos",
+    "landmarks",
+    "retag",
+    "eval",
+    "bench",
+)
 
 
 class CliError(Exception):
@@ -44,7 +54,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # never a bare traceback; SIGHTLINE_DEBUG=1 shows it
         if os.environ.get("SIGHTLINE_DEBUG"):
             raise
-        known = {"DatabaseError", "CheckpointError", "ModelUnavailable", "SceneMapError"}
+        known = {
+            "DatabaseError",
+            "CheckpointError",
+            "ModelUnavailable",
+            "SceneMapError",
+            "ReleaseError",
+            "ReleaseRefused",
+        }
         kind = type(exc).__name__
         print(
             f"sightline: error: {exc}" if kind in known else f"sightline: {kind}: {exc}",

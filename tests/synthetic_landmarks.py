@@ -89,3 +89,34 @@ def references(rng: np.random.Generator, world: World, per: int = 4, sigma: floa
     """3-5 reference photos per landmark, from its main (first) viewpoint."""
     refs = [noisy(rng, v[0], per, sigma) for v in world.views]
     return np.concatenate(refs), np.repeat(np.arange(len(world.views)), per).astype(np.int64)
+
+
+def insert_photos(
+    conn, embeddings: np.ndarray, gps: np.ndarray, model_version: str, owner: str = "alice"
+) -> list[int]:
+    """Stored, tagged photos with these embeddings (as the worker leaves them); their ids."""
+    from psycopg2.extras import execute_values
+
+    rows = [
+        (
+            owner,
+            "b",
+            f"{owner}/{model_version}/{i}.jpg",
+            "tagged",
+            model_version,
+            None if np.isnan(g[0]) else float(g[0]),
+            None if np.isnan(g[1]) else float(g[1]),
+            np.asarray(e, np.float32),
+        )
+        for i, (e, g) in enumerate(zip(embeddings, gps))
+    ]
+    with conn, conn.cursor() as cur:
+        got = execute_values(
+            cur,
+            "INSERT INTO photos (owner, bucket, key, status, model_version, gps_lat, gps_lon,"
+            " embedding) VALUES %s RETURNING id",
+            rows,
+            page_size=2000,
+            fetch=True,
+        )
+    return [r[0] for r in got]

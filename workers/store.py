@@ -178,7 +178,8 @@ def load_index(cur: Any, version: str, dim: int, thresholds: Any) -> LandmarkInd
     def vectors(table: str) -> tuple[np.ndarray, np.ndarray]:
         cur.execute(f"SELECT landmark_id, embedding FROM {table} WHERE release = %s", (version,))
         got = cur.fetchall()
-        vecs = np.array([np.asarray(e, dtype=np.float32) for _, e in got], dtype=np.float32)
+        # pgvector >= 0.3 returns Vector objects, not arrays.
+        vecs = np.array([e.to_numpy() for _, e in got], dtype=np.float32)
         return vecs.reshape(len(got), dim), np.array([pos[lid] for lid, _ in got], dtype=np.int64)
 
     centroids, c_owner = vectors("centroids")

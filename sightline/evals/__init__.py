@@ -1,0 +1,1 @@
+"""Offline evaluations, one module each, registered in sightline/commands/eval.py."""
