@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 KM_PER_DEGREE_LAT = 111.32
-_CHUNK = 1024  # photos per matrix product: bounds memory at (chunk, centroids) floats
+_CHUNK = 2048  # photos per matrix product: bounds memory at (chunk, centroids) floats
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,7 @@ class LandmarkIndex:
         order = np.argsort(centroid_landmarks, kind="stable")
         self._centroids = np.ascontiguousarray(centroids[order])
         owners = centroid_landmarks[order]
+        self._owners = owners
         self._starts = _group_starts(owners)
         self._present = owners[self._starts]
         # The mean of dot products is the dot product with the mean reference, so
@@ -122,7 +123,9 @@ class LandmarkIndex:
         out = np.full((len(embeddings), len(self)), -np.inf, dtype=np.float32)
         if len(self._centroids) == 0 or len(embeddings) == 0:
             return out
-        sims = np.asarray(embeddings, dtype=np.float32) @ self._centroids.T
+        e = np.asarray(embeddings, dtype=np.float32)
+        # One photo: a matrix-vector product on the row-major centroids is faster.
+        sims = (self._centroids @ e[0])[None] if len(e) == 1 else e @ self._centroids.T
         out[:, self._present] = np.maximum.reduceat(sims, self._starts, axis=1)
         return out
 
@@ -154,6 +157,24 @@ class LandmarkIndex:
             raise ValueError(f"{len(gps)} GPS rows for {len(embeddings)} embeddings")
         return embeddings, gps
 
+    def _candidates(self, e: np.ndarray, floor: float) -> tuple:
+        """(row, landmark, best centroid score) for every landmark scoring >= floor.
+
+        Thresholds are high, so candidates are few: reduce per landmark on them only
+        instead of over the whole (photos, centroids) matrix.
+        """
+        if len(self._centroids) == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+        sims = (self._centroids @ e[0])[None] if len(e) == 1 else e @ self._centroids.T
+        rows, idx = np.nonzero(sims >= floor)
+        s = sims[rows, idx]
+        cols = self._owners[idx]
+        order = np.lexsort((-s, cols, rows))
+        rows, cols, s = rows[order], cols[order], s[order]
+        first = np.ones(len(rows), dtype=bool)
+        first[1:] = (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])
+        return rows[first], cols[first], s[first]
+
     def match_arrays(self, embeddings: np.ndarray, gps: np.ndarray | None = None) -> MatchArrays:
         """The passing (photo, landmark, score) triples of a batch, vectorised.
 
@@ -166,9 +187,7 @@ class LandmarkIndex:
         for lo in range(0, len(embeddings), _CHUNK):
             e = embeddings[lo : lo + _CHUNK]
             g = gps[lo : lo + _CHUNK]
-            scores = self.landmark_scores(e)
-            rows, cols = np.nonzero(scores >= floor)  # candidates are few: thresholds are high
-            s = scores[rows, cols]
+            rows, cols, s = self._candidates(e, floor)
             has_gps = np.isfinite(g[rows]).all(axis=1)
             geo_ok = (
                 has_gps

@@ -11,3 +11,7 @@ CREATE INDEX centroids_embedding_ip_512 ON centroids
 
 -- A re-tag streams one model version's embeddings in photo-id order.
 CREATE INDEX photos_model_id ON photos (model_version, id) WHERE embedding IS NOT NULL;
+
+-- Keep embeddings in the row: a 512-wide vector (2 KB) would otherwise go to TOAST, and a
+-- re-tag would pay one TOAST lookup per photo. Random floats do not compress anyway.
+ALTER TABLE photos ALTER COLUMN embedding SET STORAGE PLAIN;

@@ -9,7 +9,7 @@ import argparse
 import importlib
 
 # Modules under sightline.benches.
-BENCH_MODULES: tuple[str, ...] = ()
+BENCH_MODULES: tuple[str, ...] = ("match", "retag")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
