@@ -23,6 +23,8 @@ COMMAND_MODULES = (
     "train",
     "eval",
     "explain",
+    "landmarks",
+    "retag",
     "bench",
 )
 
@@ -55,7 +57,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # never a bare traceback; SIGHTLINE_DEBUG=1 shows it
         if os.environ.get("SIGHTLINE_DEBUG"):
             raise
-        known = {"DatabaseError", "CheckpointError", "ModelUnavailable", "SceneMapError"}
+        known = {
+            "DatabaseError",
+            "CheckpointError",
+            "ModelUnavailable",
+            "SceneMapError",
+            "ReleaseError",
+            "ReleaseRefused",
+        }
         kind = type(exc).__name__
         print(
             f"sightline: error: {exc}" if kind in known else f"sightline: {kind}: {exc}",

@@ -1,0 +1,128 @@
+"""`sightline bench retag`: re-tag throughput over stored embeddings, the batched method
+(binary COPY + one matrix product per batch) against a per-row pgvector query, in one run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("retag", help="re-tag photos/s (targets >= 10,000/s and >= 20x per-row)")
+    p.add_argument("--photos", type=int, default=200_000)
+    p.add_argument("--centroids", type=int, default=13_000)
+    p.add_argument("--dim", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=20_000)
+    p.add_argument("--per-row-sample", type=int, default=2_000, help="photos timed per row")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def _fill(conn, rng, release, n: int) -> None:
+    import numpy as np
+
+    from sightline.benches._synthetic import queries
+    from workers import pgcopy
+
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            f"CREATE TEMP TABLE stage (id bigint, lat float8, lon float8, "
+            f"embedding vector({release.embedding_dim}))"
+        )
+        for lo in range(0, n, 50_000):
+            k = min(50_000, n - lo)
+            q, gps = queries(rng, release, k)
+            pgcopy.copy_in(cur, "stage", np.arange(lo + 1, lo + k + 1), gps, q)
+        cur.execute(
+            "INSERT INTO photos (id, owner, bucket, key, status, model_version, gps_lat, gps_lon,"
+            " embedding) SELECT id, 'bench', 'bench', 'p/' || id, 'tagged', %s,"
+            " nullif(lat, 'NaN'), nullif(lon, 'NaN'), embedding FROM stage",
+            (release.model_version,),
+        )
+        cur.execute("DROP TABLE stage")
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT setval('photos_id_seq', %s)", (n,))
+    old = conn.autocommit
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("VACUUM ANALYZE photos")
+    conn.autocommit = old
+
+
+def _per_row(conn, release, sample: int) -> float:
+    """photos/s of one pgvector query per photo, writing its matches like the batch does."""
+    from workers.store import load_index
+
+    dim = release.embedding_dim
+    cast = f"embedding::vector({dim})"
+    top = (
+        f"SELECT landmark_id, -({cast} <#> %(q)s::vector({dim})) FROM centroids "
+        f"WHERE vector_dims(embedding) = {dim} AND release = %(r)s "
+        f"ORDER BY {cast} <#> %(q)s::vector({dim}) LIMIT 10"
+    )
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT embedding_dim, thresholds FROM releases WHERE version = %s", (release.version,)
+        )
+        th = load_index(cur, release.version, *cur.fetchone()).thresholds
+        cur.execute(
+            "SELECT id, embedding FROM photos WHERE embedding IS NOT NULL ORDER BY id LIMIT %s",
+            (sample,),
+        )
+        rows = cur.fetchall()
+    start = time.perf_counter()
+    with conn, conn.cursor() as cur:
+        for pid, emb in rows:
+            cur.execute(top, {"q": emb, "r": release.version})
+            for lid, score in cur.fetchall():
+                if score >= th.general:
+                    cur.execute(
+                        "INSERT INTO landmark_matches VALUES (%s, %s, %s, %s) "
+                        "ON CONFLICT DO NOTHING",
+                        (release.version, pid, lid, score),
+                    )
+        conn.rollback()  # the baseline's writes are not kept
+    return len(rows) / (time.perf_counter() - start)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from sightline.benches._scratch import scratch_database
+    from sightline.benches._synthetic import random_release
+    from workers.db import connect
+    from workers.releases import import_release
+    from workers.retag import retag_release
+
+    rng = np.random.default_rng(0)
+    release = random_release(rng, centroids=args.centroids, dim=args.dim)
+    with scratch_database() as url:
+        conn = connect(url, timeout_s=900)
+        import_release(conn, release)
+        t0 = time.perf_counter()
+        _fill(conn, rng, release, args.photos)
+        fill_s = time.perf_counter() - t0
+        summary = retag_release(conn, release.version, batch_size=args.batch_size, progress=False)
+        per_row = _per_row(conn, release, args.per_row_sample)
+        conn.close()
+    rate = summary.photos / summary.seconds
+    out = {
+        "photos": summary.photos,
+        "centroids": len(release.centroids),
+        "dim": args.dim,
+        "batch_size": args.batch_size,
+        "seconds": round(summary.seconds, 3),
+        "photos_per_s": round(rate, 1),
+        "matches": summary.matches,
+        "per_row_photos_per_s": round(per_row, 1),
+        "per_row_sample": args.per_row_sample,
+        "ratio": round(rate / per_row, 1),
+        "fill_seconds": round(fill_s, 1),
+    }
+    if args.json:
+        print(json.dumps(out))
+    else:
+        for k, v in out.items():
+            print(f"{k:22} {v}")
+    return 0

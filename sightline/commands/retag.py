@@ -1,0 +1,78 @@
+"""`sightline retag`: re-match stored embeddings against a release, or re-file scene albums
+under a new scene map, without the network."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from sightline.cli import CliError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("retag", help="re-tag stored photos without the network (resumable)")
+    p.add_argument("--release", help="release version to re-match every stored embedding against")
+    p.add_argument("--scene-map", help="CSV places365_class,album: re-file scene albums")
+    p.add_argument("--batch-size", type=int, default=20_000)
+    p.add_argument(
+        "--no-activate",
+        action="store_true",
+        help="leave the release 'ready' instead of switching the albums to it when complete",
+    )
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=retag)
+
+
+def retag(args: argparse.Namespace) -> int:
+    from sightline.embedded import database_url
+    from sightline.settings import Settings
+    from workers.db import connect
+    from workers.releases import ReleaseRefused
+    from workers.retag import retag_release, retag_scenes
+
+    if not args.release and not args.scene_map:
+        raise CliError("give --release VERSION, --scene-map FILE, or both")
+    if args.batch_size < 1:
+        raise CliError("--batch-size must be at least 1")
+    scene_map = None
+    if args.scene_map:
+        from models.scenes import SceneMap, SceneMapError
+
+        try:
+            scene_map = SceneMap.load(args.scene_map)
+        except (OSError, SceneMapError) as exc:
+            raise CliError(f"scene map {args.scene_map}: {exc}") from None
+    s = Settings.from_env()
+    url, _server = database_url(s)
+    conn = connect(url, timeout_s=max(s.db_timeout_s, 300))
+    out: dict = {}
+    try:
+        if args.release:
+            summary = retag_release(
+                conn,
+                args.release,
+                batch_size=args.batch_size,
+                progress=not args.no_progress,
+                make_active=not args.no_activate,
+            )
+            out["release"] = summary.to_json()
+        if scene_map is not None:
+            out["scene_map"] = {
+                "photos": retag_scenes(conn, scene_map, progress=not args.no_progress)
+            }
+    except ReleaseRefused as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        conn.close()
+    if args.json:
+        print(json.dumps(out))
+    if not args.json and "release" in out:
+        r = out["release"]
+        print(
+            f"release {r['release']}: {r['photos']} photos re-matched, {r['matches']} matches, "
+            f"{r['photos_per_s']} photos/s; status {r['status']}"
+        )
+    if not args.json and "scene_map" in out:
+        print(f"scene map: {out['scene_map']['photos']} photos re-filed")
+    return 0

@@ -1,0 +1,121 @@
+"""Reading the landmark commands' input files, with one-line errors for bad input."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from sightline.cli import CliError
+
+
+def load_array(path: str | None, what: str, ndim: int, *, integer: bool = False) -> Any:
+    """A .npy file (never unpickled) of the given rank."""
+    import numpy as np
+
+    if path is None:
+        return None
+    try:
+        a = np.load(Path(path), allow_pickle=False)
+    except FileNotFoundError:
+        raise CliError(f"{what}: no such file {path}") from None
+    except (OSError, ValueError) as exc:
+        raise CliError(f"{what}: {path} is not a .npy array ({exc})") from None
+    if a.ndim != ndim:
+        raise CliError(f"{what}: {path} has shape {a.shape}, expected {ndim} dimensions")
+    if integer and a.dtype.kind not in "iu":
+        raise CliError(f"{what}: {path} must hold integer labels, not {a.dtype}")
+    if not integer and a.dtype.kind != "f":
+        raise CliError(f"{what}: {path} must hold floats, not {a.dtype}")
+    if not integer and what != "gps" and not np.isfinite(a).all():
+        raise CliError(f"{what}: {path} contains NaN or infinity")
+    return a
+
+
+def load_embeddings(path: str, what: str = "embeddings") -> Any:
+    """(N, D) float32 unit vectors (re-normalised: stored vectors may drift in float16)."""
+    from models.centroids import l2_normalise
+
+    return l2_normalise(load_array(path, what, 2))
+
+
+def same_length(**arrays: Any) -> None:
+    sizes = {k: len(v) for k, v in arrays.items() if v is not None}
+    if len(set(sizes.values())) > 1:
+        raise CliError(
+            "inputs differ in length: " + ", ".join(f"{k} {n}" for k, n in sizes.items())
+        )
+
+
+def load_gps(path: str | None, n: int) -> Any:
+    g = load_array(path, "gps", 2)
+    if g is not None and (g.shape != (n, 2)):
+        raise CliError(f"gps: {path} has shape {g.shape}, expected ({n}, 2) lat, lon")
+    return g
+
+
+def read_landmarks_csv(path: str) -> list[dict[str, Any]]:
+    """Rows of id,name,city,country,lat,lon (city, country, lat, lon may be empty)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise CliError(f"landmarks: cannot read {path}: {exc.strerror}") from None
+    reader = csv.DictReader(text.splitlines())
+    if not reader.fieldnames or not {"id", "name"} <= set(reader.fieldnames):
+        raise CliError(f"landmarks: {path} needs a header with at least id,name")
+    rows, seen = [], set()
+    for n, row in enumerate(reader, start=2):
+        lid = (row.get("id") or "").strip()
+        if not lid:
+            raise CliError(f"landmarks: {path} line {n} has no id")
+        if lid in seen:
+            raise CliError(f"landmarks: {path} lists id {lid} twice")
+        seen.add(lid)
+        for key in ("lat", "lon"):
+            value = (row.get(key) or "").strip()
+            try:
+                row[key] = float(value) if value else None
+            except ValueError:
+                raise CliError(
+                    f"landmarks: {path} line {n}: {key} {value!r} is not a number"
+                ) from None
+        for key, limit in (("lat", 90), ("lon", 180)):
+            if row[key] is not None and abs(row[key]) > limit:
+                raise CliError(f"landmarks: {path} line {n}: {key} {row[key]} out of range")
+        rows.append({**row, "id": lid, "name": (row.get("name") or "").strip()})
+    return rows
+
+
+def truth_indices(labels: Any, landmark_ids: Any) -> Any:
+    """Labels (-1: not a landmark) -> release landmark indices; unknown landmarks -> -2."""
+    import numpy as np
+
+    from models.landmark_eval import NONE, UNKNOWN
+
+    pos = {str(x): i for i, x in enumerate(landmark_ids)}
+    return np.array(
+        [NONE if int(v) == -1 else pos.get(str(int(v)), UNKNOWN) for v in labels], dtype=np.int64
+    )
+
+
+def read_train_counts(path: str, landmark_ids: Any) -> Any:
+    """Per release landmark, its training photo count from a CSV (id,count); -1 unknown."""
+    import numpy as np
+
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise CliError(f"train counts: cannot read {path}: {exc.strerror}") from None
+    reader = csv.DictReader(text.splitlines())
+    fields = set(reader.fieldnames or ())
+    id_col = "landmark_id" if "landmark_id" in fields else "id"
+    count_col = "count" if "count" in fields else "photos"
+    if not {id_col, count_col} <= fields:
+        raise CliError(f"train counts: {path} needs columns id,count")
+    counts: dict[str, int] = {}
+    for n, row in enumerate(reader, start=2):
+        try:
+            counts[row[id_col].strip()] = int(row[count_col])
+        except (TypeError, ValueError):
+            raise CliError(f"train counts: {path} line {n}: count is not an integer") from None
+    return np.array([counts.get(str(x), -1) for x in landmark_ids], dtype=np.int64)

@@ -1,0 +1,222 @@
+"""Re-tag stored photos without the network: landmark matches for a release, album labels
+for a new scene map.
+
+A landmark re-tag streams embeddings in photo-id order by binary COPY; each batch
+replaces the release's matches in its id range and advances ``releases.retag_cursor`` in
+the same transaction, so a killed run resumes where the last commit left it and a batch
+done twice gives the same rows. The release becomes 'ready' only when every batch is done.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import psycopg2.errors
+from psycopg2.extras import execute_values
+
+from models.landmarks import LandmarkIndex
+from models.scenes import SceneMap
+from workers import pgcopy
+from workers.releases import ReleaseRefused, activate
+from workers.store import load_index
+
+_RESUMABLE = ("retagging",)
+_STARTABLE = ("imported", "ready", "retired", "active")
+
+
+@dataclass
+class RetagSummary:
+    release: str
+    photos: int
+    matches: int
+    resumed_from: int
+    seconds: float
+    status: str
+    replaced: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "release": self.release,
+            "photos": self.photos,
+            "matches": self.matches,
+            "resumed_from": self.resumed_from,
+            "seconds": round(self.seconds, 3),
+            "photos_per_s": round(self.photos / self.seconds, 1) if self.seconds else None,
+            "status": self.status,
+            "replaced": self.replaced,
+        }
+
+
+def _begin(conn: Any, version: str) -> tuple[LandmarkIndex, str, int, str]:
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT status, retag_cursor, model_version, embedding_dim, thresholds "
+            "FROM releases WHERE version = %s FOR UPDATE",
+            (version,),
+        )
+        row = cur.fetchone()
+        if row is None:
+            raise ReleaseRefused(f"no release {version!r} is imported")
+        status, cursor, model_version, dim, thresholds = row
+        if status == "importing":
+            raise ReleaseRefused(f"release {version} is still importing")
+        if status not in _RESUMABLE:
+            cursor = 0
+            # An active release is re-matched in place: each batch swaps atomically.
+            if status != "active":
+                status = "retagging"
+            cur.execute(
+                "UPDATE releases SET status = %s, retag_cursor = 0 WHERE version = %s",
+                (status, version),
+            )
+        index = load_index(cur, version, dim, thresholds)
+    return index, model_version, int(cursor), status
+
+
+def _select(cur: Any, model_version: str, dim: int, after: int, limit: int) -> str:
+    return cur.mogrify(
+        "SELECT id, coalesce(gps_lat, 'NaN'::float8), coalesce(gps_lon, 'NaN'::float8), "
+        "embedding FROM photos WHERE model_version = %s AND embedding IS NOT NULL "
+        "AND status = 'tagged' AND vector_dims(embedding) = %s AND id > %s "
+        "ORDER BY model_version, id LIMIT %s",
+        (model_version, dim, after, limit),
+    ).decode()
+
+
+def retag_batch(
+    conn: Any, version: str, index: LandmarkIndex, model_version: str, after: int, limit: int
+) -> tuple[int, int, int]:
+    """One batch in one transaction; returns (last photo id, photos, matches).
+
+    Repeatable read: the delete sees the same snapshot as the read, so matches a worker
+    commits meanwhile for newer photos are not removed; a conflicting concurrent write to
+    the same rows aborts the batch, which is then simply run again.
+    """
+    for attempt in range(5):
+        try:
+            return _batch(conn, version, index, model_version, after, limit)
+        except (psycopg2.errors.SerializationFailure, psycopg2.errors.UniqueViolation):
+            if attempt == 4:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _batch(
+    conn: Any, version: str, index: LandmarkIndex, model_version: str, after: int, limit: int
+) -> tuple[int, int, int]:
+    with conn, conn.cursor() as cur:
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        rows = pgcopy.copy_out(cur, _select(cur, model_version, index.dim, after, limit), index.dim)
+        last = int(rows.ids[-1]) if len(rows) == limit else 2**63 - 1  # the end: close the range
+        m = index.match_arrays(rows.embeddings, rows.gps)
+        cur.execute(
+            "DELETE FROM landmark_matches WHERE release = %s AND photo_id > %s AND photo_id <= %s",
+            (version, after, last),
+        )
+        if len(m.photo):
+            ids = index.landmark_ids
+            execute_values(
+                cur,
+                "INSERT INTO landmark_matches (release, photo_id, landmark_id, score) VALUES %s",
+                [
+                    (version, int(rows.ids[p]), ids[j], float(s))
+                    for p, j, s in zip(m.photo.tolist(), m.landmark.tolist(), m.score.tolist())
+                ],
+                page_size=5000,
+            )
+        cur.execute("UPDATE releases SET retag_cursor = %s WHERE version = %s", (last, version))
+    return last, len(rows), len(m.photo)
+
+
+def retag_release(
+    conn: Any,
+    version: str,
+    *,
+    batch_size: int = 20_000,
+    progress: bool = True,
+    make_active: bool = True,
+) -> RetagSummary:
+    """Re-match every stored embedding of the release's model against it (resumable)."""
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    index, model_version, cursor, status = _begin(conn, version)
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM photos WHERE model_version = %s AND embedding IS NOT NULL "
+            "AND status = 'tagged' AND id > %s",
+            (model_version, cursor),
+        )
+        total = cur.fetchone()[0]
+    resumed_from, photos, matches = cursor, 0, 0
+    with tqdm(total=total, unit="photo", desc=f"retag {version}", disable=not progress) as bar:
+        while cursor < 2**63 - 1:
+            cursor, n, k = retag_batch(conn, version, index, model_version, cursor, batch_size)
+            photos, matches = photos + n, matches + k
+            bar.update(n)
+    with conn, conn.cursor() as cur:
+        if status != "active":
+            cur.execute(
+                "UPDATE releases SET status = 'ready' WHERE version = %s AND status = 'retagging'",
+                (version,),
+            )
+            status = "ready"
+    replaced = None
+    if make_active and status == "ready":
+        replaced = activate(conn, version)
+        status = "active"
+    return RetagSummary(
+        version, photos, matches, resumed_from, time.perf_counter() - started, status, replaced
+    )
+
+
+def retag_scenes(
+    conn: Any, scene_map: SceneMap, *, batch_size: int = 5_000, progress: bool = True, k: int = 3
+) -> int:
+    """Re-file every photo's scene albums under a new map from its stored probabilities.
+
+    Each batch replaces its photos' album rows in one transaction, so a re-run after a
+    kill only repeats work; returns the photos re-filed.
+    """
+    from tqdm import tqdm
+
+    n_classes = len(scene_map.categories)
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM photos WHERE scene_probs IS NOT NULL")
+        total = cur.fetchone()[0]
+    after, done = 0, 0
+    with tqdm(total=total, unit="photo", desc="scene map", disable=not progress) as bar:
+        while True:
+            with conn, conn.cursor() as cur:
+                cur.execute(
+                    "SELECT id, scene_probs FROM photos WHERE scene_probs IS NOT NULL AND id > %s "
+                    "ORDER BY id LIMIT %s",
+                    (after, batch_size),
+                )
+                rows = [r for r in cur.fetchall()]
+                if not rows:
+                    break
+                ids = [r[0] for r in rows]
+                if any(len(r[1]) != n_classes for r in rows):
+                    raise ReleaseRefused(
+                        f"stored scene probabilities do not have the map's {n_classes} classes"
+                    )
+                probs = np.asarray([r[1] for r in rows], dtype=np.float32)
+                albums = scene_map.album_scores(probs, k=k)
+                cur.execute("DELETE FROM photo_albums WHERE photo_id = ANY(%s)", (ids,))
+                execute_values(
+                    cur,
+                    "INSERT INTO photo_albums (photo_id, rank, album, score) VALUES %s",
+                    [
+                        (pid, r + 1, a, s)
+                        for pid, al in zip(ids, albums)
+                        for r, (a, s) in enumerate(al)
+                    ],
+                    page_size=5000,
+                )
+            after, done = ids[-1], done + len(ids)
+            bar.update(len(ids))
+    return done
