@@ -119,3 +119,25 @@ def read_train_counts(path: str, landmark_ids: Any) -> Any:
         except (TypeError, ValueError):
             raise CliError(f"train counts: {path} line {n}: count is not an integer") from None
     return np.array([counts.get(str(x), -1) for x in landmark_ids], dtype=np.int64)
+
+
+def load_release_file(path: str) -> Any:
+    """A release file, or a one-line CliError."""
+    from models.release import ReleaseError, load_release
+
+    try:
+        return load_release(path)
+    except ReleaseError as exc:
+        raise CliError(str(exc)) from None
+
+
+def load_labelled_set(release_path: str, embeddings: str, labels: str, gps: str | None) -> tuple:
+    """(release, embeddings, labels, gps) for calibration and evaluation, checked together."""
+    release = load_release_file(release_path)
+    e = load_embeddings(embeddings)
+    if e.shape[1] != release.embedding_dim:
+        raise CliError(f"embeddings have dim {e.shape[1]}, release {release.embedding_dim}")
+    y = load_array(labels, "labels", 1, integer=True)
+    if len(y) != len(e):
+        raise CliError(f"{len(y)} labels for {len(e)} embeddings")
+    return release, e, y, load_gps(gps, len(e))

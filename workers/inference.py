@@ -15,9 +15,9 @@ from models.checkpoint import CheckpointMeta, load_checkpoint, untrained
 from models.network import SightlineNet
 from models.scenes import SceneMap, load_categories, load_sift
 from models.transforms import InputTransform, default_transform
+from sightline.settings import Settings
 
 log = logging.getLogger("sightline.worker")
-
 
 
 class ModelUnavailable(RuntimeError):
@@ -49,6 +49,18 @@ class SceneLandmarkModel:
         self.meta: CheckpointMeta | None = None
         self.scene_map: SceneMap | None = None
         self.device = torch.device("cpu")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SceneLandmarkModel:
+        """The model a process's settings ask for (weights, arch, device, map, sift)."""
+        return cls(
+            weights=settings.weights,
+            allow_untrained=settings.allow_untrained,
+            arch=settings.arch,
+            device=settings.device,
+            scene_map_path=settings.scene_map,
+            sift_path=settings.sift,
+        )
 
     @property
     def loaded(self) -> bool:

@@ -60,14 +60,7 @@ class WorkerRuntime:
     def __init__(self, settings: Settings, database_url: str, *, io_threads: int = 8) -> None:
         self.settings = settings
         self.database_url = database_url
-        self.model = SceneLandmarkModel(
-            weights=settings.weights,
-            allow_untrained=settings.allow_untrained,
-            arch=settings.arch,
-            device=settings.device,
-            scene_map_path=settings.scene_map,
-            sift_path=settings.sift,
-        )
+        self.model = SceneLandmarkModel.from_settings(settings)
         self.times = StageTimes()
         self._io = ThreadPoolExecutor(io_threads, thread_name_prefix="sightline-io")
         # Decoding is CPU-bound (Pillow releases the GIL): one thread per core.

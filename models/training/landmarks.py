@@ -11,7 +11,6 @@ stage k trains on every photo of stages <= k, in the manifest's stage order.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -26,10 +25,13 @@ from models.network import SightlineNet, sightline_net
 from models.training.augment import PastePeople
 from models.training.data import DataError, ImageList, read_manifest, train_transform
 from models.training.loop import (
+    Log,
     MixedPrecision,
+    Progress,
     TrainingError,
     TrainResult,
     load_state,
+    no_progress,
     pick_device,
     save_state,
     write_metrics,
@@ -41,13 +43,6 @@ EXPORT_FILE = "landmarks.safetensors"
 CLASSES_FILE = "landmark_classes.json"
 METRICS_FILE = "landmarks_metrics.jsonl"
 NOT_A_LANDMARK_LABEL = 0
-
-Log = Callable[[str], None]
-Progress = Callable[[Iterable[Any], str, int], Iterable[Any]]
-
-
-def _no_progress(it: Iterable[Any], desc: str, total: int) -> Iterable[Any]:
-    return it
 
 
 @dataclass
@@ -127,7 +122,7 @@ def export_landmark_checkpoint(
 
 
 def train_landmarks(
-    cfg: LandmarkTrainConfig, log: Log = print, progress: Progress = _no_progress
+    cfg: LandmarkTrainConfig, log: Log = print, progress: Progress = no_progress
 ) -> TrainResult:
     """Run (or resume) the curriculum; returns the per-epoch metrics of the whole run."""
     if cfg.batch_size < 2:

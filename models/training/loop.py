@@ -6,13 +6,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
+
+Log = Callable[[str], None]
+Progress = Callable[[Iterable[Any], str, int], Iterable[Any]]
+
+
+def no_progress(it: Iterable[Any], desc: str, total: int) -> Iterable[Any]:
+    """The default progress hook: none (the CLI passes a tqdm bar)."""
+    return it
 
 
 @dataclass

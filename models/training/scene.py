@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,10 +23,13 @@ from models.network import SightlineNet, sightline_net
 from models.scenes import SceneMap
 from models.training.data import ImageList, eval_transform, scan_image_folder, train_transform
 from models.training.loop import (
+    Log,
     MixedPrecision,
+    Progress,
     TrainingError,
     TrainResult,
     load_state,
+    no_progress,
     pick_device,
     save_state,
     write_metrics,
@@ -40,13 +42,6 @@ from models.transforms import InputTransform
 STATE_FILE = "scene_state.pt"
 EXPORT_FILE = "scene.safetensors"
 METRICS_FILE = "scene_metrics.jsonl"
-
-Log = Callable[[str], None]
-Progress = Callable[[Iterable[Any], str, int], Iterable[Any]]
-
-
-def _no_progress(it: Iterable[Any], desc: str, total: int) -> Iterable[Any]:
-    return it
 
 
 @dataclass
@@ -85,7 +80,7 @@ def evaluate_scenes(
     scene_map: SceneMap,
     device: torch.device,
     amp: MixedPrecision | None = None,
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
 ) -> dict[str, Any]:
     """Top-1/top-5 error over the kept classes, and over the map's album labels."""
     net.eval()
@@ -134,7 +129,7 @@ def _loader(items, transform, cfg: SceneTrainConfig, *, train: bool, device, epo
 
 
 def train_scene(
-    cfg: SceneTrainConfig, log: Log = print, progress: Progress = _no_progress
+    cfg: SceneTrainConfig, log: Log = print, progress: Progress = no_progress
 ) -> TrainResult:
     """Run (or resume) scene training; returns the per-epoch metrics of the whole run."""
     sm = cfg.scene_map

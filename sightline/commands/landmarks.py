@@ -92,12 +92,9 @@ def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
 
 
 def _load_release(path: str):
-    from models.release import ReleaseError, load_release
+    from sightline.landmark_inputs import load_release_file
 
-    try:
-        return load_release(path)
-    except ReleaseError as exc:
-        raise CliError(str(exc)) from None
+    return load_release_file(path)
 
 
 def build(args: argparse.Namespace) -> int:
@@ -312,16 +309,11 @@ def calibrate(args: argparse.Namespace) -> int:
     from models.landmark_eval import calibrate as fit
     from models.landmark_eval import evaluate
     from models.release import save_release
-    from sightline.landmark_inputs import load_array, load_embeddings, load_gps, truth_indices
+    from sightline.landmark_inputs import load_labelled_set, truth_indices
 
-    release = _load_release(args.release)
-    e = load_embeddings(args.embeddings)
-    if e.shape[1] != release.embedding_dim:
-        raise CliError(f"embeddings have dim {e.shape[1]}, release {release.embedding_dim}")
-    labels = load_array(args.labels, "labels", 1, integer=True)
-    if len(labels) != len(e):
-        raise CliError(f"{len(labels)} labels for {len(e)} embeddings")
-    gps = load_gps(args.gps, len(e))
+    release, e, labels, gps = load_labelled_set(
+        args.release, args.embeddings, args.labels, args.gps
+    )
     if not 0 <= args.target_fpr < 1:
         raise CliError("--target-fpr must be in [0, 1)")
     truth = truth_indices(labels, release.landmark_ids)

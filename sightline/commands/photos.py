@@ -63,14 +63,7 @@ def tag_photos(args: argparse.Namespace) -> int:
     from workers.pipeline import analyse
 
     s = Settings.from_env()
-    model = SceneLandmarkModel(
-        weights=s.weights,
-        allow_untrained=s.allow_untrained,
-        arch=s.arch,
-        device=s.device,
-        scene_map_path=s.scene_map,
-        sift_path=s.sift,
-    )
+    model = SceneLandmarkModel.from_settings(s)
     model.load()
     assert model.meta is not None
     if not model.meta.trained:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from sightline.cli import CliError
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("landmarks", help="landmark accuracy, not-a-landmark accuracy, GAP")
@@ -24,26 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from models.landmark_eval import evaluate
-    from models.release import ReleaseError, load_release
-    from sightline.landmark_inputs import (
-        load_array,
-        load_embeddings,
-        load_gps,
-        read_train_counts,
-        truth_indices,
-    )
+    from sightline.landmark_inputs import load_labelled_set, read_train_counts, truth_indices
 
-    try:
-        release = load_release(args.release)
-    except ReleaseError as exc:
-        raise CliError(str(exc)) from None
-    e = load_embeddings(args.embeddings)
-    if e.shape[1] != release.embedding_dim:
-        raise CliError(f"embeddings have dim {e.shape[1]}, release {release.embedding_dim}")
-    labels = load_array(args.labels, "labels", 1, integer=True)
-    if len(labels) != len(e):
-        raise CliError(f"{len(labels)} labels for {len(e)} embeddings")
-    gps = load_gps(args.gps, len(e))
+    release, e, labels, gps = load_labelled_set(
+        args.release, args.embeddings, args.labels, args.gps
+    )
     counts = (
         read_train_counts(args.train_counts, release.landmark_ids)
         if args.train_counts
