@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 # Modules under sightline.commands, in --help order.
-COMMAND_MODULES = ("demo", "worker", "db", "events", "photos", "bench")
+COMMAND_MODULES = ("demo", "worker", "db", "events", "photos", "status", "bench")
 
 
 class CliError(Exception):
