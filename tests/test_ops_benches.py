@@ -58,3 +58,18 @@ def test_bench_bad_sizes_are_one_line_errors() -> None:
     out = run_cli("bench", "writes", "--connections=0")
     assert out.returncode == 2
     assert "must be positive" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_bench_publish_counts_what_reached_redis_and_cleans_up(redis_url) -> None:
+    """bench publish sends through the handler's publisher to a private queue, reports how
+    many arrived, and leaves no message behind."""
+    import redis
+
+    out = run_cli(
+        "bench", "publish", f"--broker={redis_url}", "--tasks=30", "--per-call=7", "--json"
+    )
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert (r["tasks"], r["queued"]) == (30, 31)  # plus the one sent before the clock
+    client = redis.Redis.from_url(redis_url)
+    assert [k for k in client.keys("sightline-bench-*")] == []

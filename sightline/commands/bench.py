@@ -9,7 +9,7 @@ import argparse
 import importlib
 
 # Modules under sightline.benches.
-BENCH_MODULES: tuple[str, ...] = ("worker", "writes", "matching")
+BENCH_MODULES: tuple[str, ...] = ("worker", "writes", "matching", "publish")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
