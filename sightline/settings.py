@@ -33,6 +33,22 @@ def _env_float(name: str, default: float) -> float:
         raise SystemExit(f"sightline: {name} must be a number, got {value!r}") from None
 
 
+def _env_port(name: str) -> int | None:
+    value = (os.environ.get(name) or "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise SystemExit(f"sightline: {name} must be a TCP port (1-65535), got {value!r}")
+    return int(value)
+
+
+def _env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    value = (os.environ.get(name) or "").strip().lower() or default
+    if value not in choices:
+        raise SystemExit(f"sightline: {name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = None  # None: the embedded pgserver database
@@ -53,6 +69,8 @@ class Settings:
     max_retries: int = 5
     db_timeout_s: float = 30.0
     s3_timeout_s: float = 30.0
+    metrics_port: int | None = None  # None: no /metrics endpoint
+    log_format: str = "text"  # "text" | "json"
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -80,4 +98,6 @@ class Settings:
             max_retries=int(_env_float("SIGHTLINE_MAX_RETRIES", 5)),
             db_timeout_s=_env_float("SIGHTLINE_DB_TIMEOUT_S", 30.0),
             s3_timeout_s=_env_float("SIGHTLINE_S3_TIMEOUT_S", 30.0),
+            metrics_port=_env_port("SIGHTLINE_METRICS_PORT"),
+            log_format=_env_choice("SIGHTLINE_LOG_FORMAT", ("text", "json"), "text"),
         )

@@ -17,6 +17,7 @@ from celery_batches import Batches
 
 from sightline.contract import FORGET_TASK, MAINTENANCE_QUEUE, TAG_QUEUE, TAG_TASK
 from workers.errors import TransientError
+from workers.logs import photo_fields
 from workers.runtime import WorkerRuntime
 
 log = logging.getLogger("sightline.worker")
@@ -89,6 +90,7 @@ def _retry_or_park(task: Task, kwargs: Mapping[str, Any], retries: int, exc: Exc
         kwargs.get("bucket"),
         kwargs.get("key"),
         exc,
+        extra=photo_fields(kwargs),
     )
     # Re-published before this message is acked: at-least-once, never lost.
     task.apply_async(kwargs=dict(kwargs), countdown=backoff_s(retries), retries=retries + 1)
@@ -103,6 +105,7 @@ def tag(self: Task, requests: list[Any]) -> list[str]:
         outcomes = rt.tag_batch([r.kwargs for r in requests])
     except Exception as exc:  # a bug: retry the photos rather than ack them away
         log.exception("batch of %d failed unexpectedly", len(requests))
+        rt.metrics.failure("unexpected", len(requests))
         outcomes = [TransientError(f"unexpected {type(exc).__name__}: {exc}")] * len(requests)
     result = []
     for req, outcome in zip(requests, outcomes):
@@ -116,11 +119,17 @@ def tag(self: Task, requests: list[Any]) -> list[str]:
 @app.task(name=FORGET_TASK, bind=True, max_retries=None)
 def forget(self: Task, **kwargs: Any) -> str:
     """Drop a deleted photo's tags, keeping a tombstone that orders later events."""
-    outcome = runtime().forget(kwargs)
+    rt = runtime()
+    outcome = rt.forget(kwargs)
+    rt.metrics.outcome(outcome)
     if isinstance(outcome, TransientError):
         if self.request.retries >= _retry_policy["max_retries"]:
             log.error(
-                "gave up forgetting %s/%s: %s", kwargs.get("bucket"), kwargs.get("key"), outcome
+                "gave up forgetting %s/%s: %s",
+                kwargs.get("bucket"),
+                kwargs.get("key"),
+                outcome,
+                extra=photo_fields(kwargs),
             )
             return "failed"
         raise self.retry(exc=outcome, countdown=backoff_s(self.request.retries))

@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +19,8 @@ from workers.db import DatabaseError, connect
 from workers.errors import ObjectGone, TransientError
 from workers.fetch import fetch, s3_client
 from workers.inference import SceneLandmarkModel
+from workers.logs import photo_fields
+from workers.metrics import WorkerMetrics
 from workers.photos import PhotoError
 from workers.pipeline import LiveRelease, Prepared, infer, prepare
 from workers.store import (
@@ -44,6 +46,7 @@ class StageTimes:
     ms: dict[str, float] = field(default_factory=dict)
     photos: int = 0
     batches: int = 0
+    observe: Callable[[str, float], None] | None = field(default=None, repr=False)
 
     @contextlib.contextmanager
     def stage(self, name: str):
@@ -51,17 +54,28 @@ class StageTimes:
         try:
             yield
         finally:
-            self.ms[name] = self.ms.get(name, 0.0) + (time.perf_counter() - t0) * 1000
+            seconds = time.perf_counter() - t0
+            self.ms[name] = self.ms.get(name, 0.0) + seconds * 1000
+            if self.observe:
+                self.observe(name, seconds)
 
 
 class WorkerRuntime:
     """Built once at the process entry point; tasks call into it."""
 
-    def __init__(self, settings: Settings, database_url: str, *, io_threads: int = 8) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        database_url: str,
+        *,
+        io_threads: int = 8,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
         self.settings = settings
         self.database_url = database_url
         self.model = SceneLandmarkModel.from_settings(settings)
-        self.times = StageTimes()
+        self.metrics = metrics or WorkerMetrics()
+        self.times = StageTimes(observe=self.metrics.stage)
         self._io = ThreadPoolExecutor(io_threads, thread_name_prefix="sightline-io")
         # Decoding is CPU-bound (Pillow releases the GIL): one thread per core.
         self._decode_pool = ThreadPoolExecutor(
@@ -115,12 +129,14 @@ class WorkerRuntime:
         TransientError that should make it retry. Never raises for one photo's fault.
         """
         try:
-            return self._tag_batch(tasks)
+            outcomes = self._tag_batch(tasks)
         except TransientError as exc:
-            return [exc] * len(tasks)
+            outcomes = [exc] * len(tasks)
         except psycopg2.OperationalError as exc:
             self._drop_conn()
-            return [TransientError(f"database unavailable: {exc}")] * len(tasks)
+            outcomes = [TransientError(f"database unavailable: {exc}")] * len(tasks)
+        self.metrics.batch(tasks, outcomes)
+        return outcomes
 
     def _tag_batch(self, tasks: list[Mapping[str, Any]]) -> list[Outcome]:
         self.model.load()
@@ -156,12 +172,24 @@ class WorkerRuntime:
         with self.times.stage("write"), conn, conn.cursor() as cur:
             written = write_photos(cur, [item for _, item in items])
         for (i, item), (_, outcome) in zip(items, written):
+            self.metrics.written(item, outcome)
             if outcome.startswith("error: "):
-                log.error("write refused for %s/%s: %s", item["bucket"], item["key"], outcome)
+                log.error(
+                    "write refused for %s/%s: %s",
+                    item["bucket"],
+                    item["key"],
+                    outcome,
+                    extra=photo_fields(item),
+                )
                 outcome = "failed"
             elif item["status"] != "tagged" and outcome != "stale":
                 log.warning(
-                    "%s s3://%s/%s: %s", outcome, item["bucket"], item["key"], item["error"]
+                    "%s s3://%s/%s: %s",
+                    outcome,
+                    item["bucket"],
+                    item["key"],
+                    item["error"],
+                    extra=photo_fields(item),
                 )
             outcomes[i] = outcome
         self.times.photos += len(tasks)
@@ -202,9 +230,16 @@ class WorkerRuntime:
 
     def park(self, task: Mapping[str, Any], reason: str) -> None:
         """Retries are spent: leave the photo failed with its reason for an operator."""
+        self.metrics.failure("parked")
         outcome = self.record(task, "failed", f"gave up after retries: {reason}")
         if isinstance(outcome, TransientError):
-            log.error("cannot park %s/%s: %s", task.get("bucket"), task.get("key"), outcome)
+            log.error(
+                "cannot park %s/%s: %s",
+                task.get("bucket"),
+                task.get("key"),
+                outcome,
+                extra=photo_fields(task),
+            )
 
     def record(self, task: Mapping[str, Any], status: str, reason: str | None) -> Outcome:
         try:

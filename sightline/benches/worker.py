@@ -11,7 +11,6 @@ import argparse
 import io
 import json
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from statistics import mean
 from typing import Any
@@ -49,18 +48,13 @@ def _ms(fn, repeat: int) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sightline.embedded import database_url
+    from sightline.benches._scratch import scratch_database
     from sightline.samples import synthetic_jpeg
     from sightline.settings import Settings
-    from workers import migrate
-    from workers.db import connect
-    from workers.photos import decode
-    from workers.runtime import WorkerRuntime
 
     settings = Settings.from_env()
     if not settings.weights:
         settings = Settings(**{**settings.__dict__, "allow_untrained": True})
-    batch = args.batch_size or settings.batch_size
     photos = [
         synthetic_jpeg(
             width=args.width,
@@ -72,99 +66,91 @@ def run(args: argparse.Namespace) -> int:
         )
         for i in range(args.photos)
     ]
-
-    class InMemoryRuntime(WorkerRuntime):
-        def fetch_bytes(self, task: Any) -> bytes:
-            return photos[int(task["key"].split("/")[-1].split(".")[0]) % len(photos)]
-
-    base_url, _server = database_url(settings)
-    scratch = f"sightline_bench_{uuid.uuid4().hex[:8]}"
-    admin = connect(base_url, register=False)
-    admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{scratch}"')
-    head, _, query = base_url.partition("?")
-    url = f"{head.rsplit('/', 1)[0]}/{scratch}" + (f"?{query}" if query else "")
-    try:
-        migrate.upgrade(url)
-        rt = InMemoryRuntime(settings, url)
-        rt.model.load()
-        t = rt.model.transform
-        decode_full_ms = _ms(lambda: [_decode_full(p, t.resize, t.crop) for p in photos], 1)
-        decode_draft_ms = _ms(lambda: [decode(p, resize=t.resize, crop=t.crop) for p in photos], 3)
-        decode_full_ms /= len(photos)
-        decode_draft_ms /= len(photos)
-
-        crops = [
-            decode(photos[i % len(photos)], resize=t.resize, crop=t.crop).crop for i in range(batch)
-        ]
-        rt.model.predict(crops)  # warm-up (allocations, cudnn autotune)
-
-        def tasks(b: int) -> list[dict]:
-            return [
-                {
-                    "bucket": "bench",
-                    "key": f"users/bench/{b * batch + i}.jpg",
-                    "version_id": None,
-                    "etag": None,
-                    "size": None,
-                    "sequencer": None,
-                    "event_time": None,
-                    "owner": "bench",
-                }
-                for i in range(batch)
-            ]
-
-        rt.tag_batch(tasks(10_000))  # warm-up of the whole path
-        rt.times.ms.clear()
-        # Interleave the two measurements round by round, so a noisy neighbour slows both.
-        model_s = e2e_s = 0.0
-        outcomes: list = []
-        with ThreadPoolExecutor(2) as pool:
-            for r in range(args.batches):
-                t0 = time.perf_counter()
-                rt.model.predict(crops)
-                rt.model.predict(crops)
-                model_s += time.perf_counter() - t0
-                # Two batches in flight, as the worker's thread pool runs them.
-                t0 = time.perf_counter()
-                outcomes += [
-                    o
-                    for res in pool.map(rt.tag_batch, [tasks(2 * r), tasks(2 * r + 1)])
-                    for o in res
-                ]
-                e2e_s += time.perf_counter() - t0
-        model_ips = 2 * args.batches * batch / model_s
-        tagged = sum(o == "tagged" for o in outcomes)
-        conn = connect(url)
-        with conn, conn.cursor() as cur:
-            cur.execute("SELECT count(*) FROM photos WHERE status = 'tagged'")
-            rows = cur.fetchone()[0]
-        conn.close()
-        e2e_ips = tagged / e2e_s
-        n = 2 * args.batches * batch
-        result = {
-            "end_to_end_images_per_s": round(e2e_ips, 3),
-            "model_only_images_per_s": round(model_ips, 3),
-            "ratio": round(e2e_ips / model_ips, 3),
-            "decode_full_ms": round(decode_full_ms, 1),
-            "decode_draft_ms": round(decode_draft_ms, 1),
-            "decode_speedup": round(decode_full_ms / decode_draft_ms, 2),
-            "batch_size": batch,
-            "batches": args.batches,
-            "rows_committed": rows,
-            "stage_ms_per_photo": {k: round(v / n, 1) for k, v in rt.times.ms.items()},
-            "device": str(rt.model.device),
-            "arch": rt.model.meta.arch if rt.model.meta else None,
-            "trained": bool(rt.model.meta and rt.model.meta.trained),
-            "photo_bytes_mean": int(mean(len(p) for p in photos)),
-            "photo_size": f"{args.width}x{args.height}",
-        }
-    finally:
-        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
-        admin.close()
+    with scratch_database() as url:
+        result = _measure(args, settings, photos, url)
     if args.json:
         print(json.dumps(result))
     else:
         for k, v in result.items():
             print(f"{k:26} {v}")
     return 0
+
+
+def _measure(args: argparse.Namespace, settings: Any, photos: list[bytes], url: str) -> dict:
+    from workers.db import connect
+    from workers.photos import decode
+    from workers.runtime import WorkerRuntime
+
+    class InMemoryRuntime(WorkerRuntime):
+        def fetch_bytes(self, task: Any) -> bytes:
+            return photos[int(task["key"].split("/")[-1].split(".")[0]) % len(photos)]
+
+    batch = args.batch_size or settings.batch_size
+    rt = InMemoryRuntime(settings, url)
+    rt.model.load()
+    t = rt.model.transform
+    decode_full_ms = _ms(lambda: [_decode_full(p, t.resize, t.crop) for p in photos], 1)
+    decode_draft_ms = _ms(lambda: [decode(p, resize=t.resize, crop=t.crop) for p in photos], 3)
+    decode_full_ms /= len(photos)
+    decode_draft_ms /= len(photos)
+    crops = [
+        decode(photos[i % len(photos)], resize=t.resize, crop=t.crop).crop for i in range(batch)
+    ]
+    rt.model.predict(crops)  # warm-up (allocations, cudnn autotune)
+
+    def tasks(b: int) -> list[dict]:
+        return [
+            {
+                "bucket": "bench",
+                "key": f"users/bench/{b * batch + i}.jpg",
+                "version_id": None,
+                "etag": None,
+                "size": None,
+                "sequencer": None,
+                "event_time": None,
+                "owner": "bench",
+            }
+            for i in range(batch)
+        ]
+
+    rt.tag_batch(tasks(10_000))  # warm-up of the whole path
+    rt.times.ms.clear()
+    # Interleave the two measurements round by round, so a noisy neighbour slows both.
+    model_s = e2e_s = 0.0
+    outcomes: list = []
+    with ThreadPoolExecutor(2) as pool:
+        for r in range(args.batches):
+            t0 = time.perf_counter()
+            rt.model.predict(crops)
+            rt.model.predict(crops)
+            model_s += time.perf_counter() - t0
+            # Two batches in flight, as the worker's thread pool runs them.
+            t0 = time.perf_counter()
+            for res in pool.map(rt.tag_batch, [tasks(2 * r), tasks(2 * r + 1)]):
+                outcomes += res
+            e2e_s += time.perf_counter() - t0
+    n = 2 * args.batches * batch
+    model_ips = n / model_s
+    e2e_ips = sum(o == "tagged" for o in outcomes) / e2e_s
+    conn = connect(url)
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM photos WHERE status = 'tagged'")
+        rows = cur.fetchone()[0]
+    conn.close()
+    return {
+        "end_to_end_images_per_s": round(e2e_ips, 3),
+        "model_only_images_per_s": round(model_ips, 3),
+        "ratio": round(e2e_ips / model_ips, 3),
+        "decode_full_ms": round(decode_full_ms, 1),
+        "decode_draft_ms": round(decode_draft_ms, 1),
+        "decode_speedup": round(decode_full_ms / decode_draft_ms, 2),
+        "batch_size": batch,
+        "batches": args.batches,
+        "rows_committed": rows,
+        "stage_ms_per_photo": {k: round(v / n, 1) for k, v in rt.times.ms.items()},
+        "device": str(rt.model.device),
+        "arch": rt.model.meta.arch if rt.model.meta else None,
+        "trained": bool(rt.model.meta and rt.model.meta.trained),
+        "photo_bytes_mean": int(mean(len(p) for p in photos)),
+        "photo_size": f"{args.width}x{args.height}",
+    }

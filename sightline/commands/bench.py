@@ -9,7 +9,15 @@ import argparse
 import importlib
 
 # Modules under sightline.benches.
-BENCH_MODULES: tuple[str, ...] = ("worker", "handler", "match", "retag")
+BENCH_MODULES: tuple[str, ...] = (
+    "worker",
+    "handler",
+    "match",
+    "retag",
+    "writes",
+    "matching",
+    "publish",
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

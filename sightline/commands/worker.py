@@ -31,13 +31,23 @@ def run_worker(args: argparse.Namespace) -> int:
     from sightline.embedded import database_url
     from sightline.settings import Settings
     from workers.app import configure
+    from workers.logs import configure_json_logging
+    from workers.metrics import WorkerMetrics
     from workers.runtime import WorkerRuntime
 
     settings = Settings.from_env()
     if not settings.broker_url:
         raise CliError("CELERY_BROKER_URL is not set (e.g. redis://127.0.0.1:6379/0)")
+    if settings.log_format == "json":
+        configure_json_logging(args.loglevel)
     url, _server = database_url(settings)
-    runtime = WorkerRuntime(settings, url)
+    metrics = WorkerMetrics()
+    if settings.metrics_port:
+        try:
+            metrics.serve(settings.metrics_port)
+        except OSError as exc:
+            raise CliError(f"cannot serve metrics on port {settings.metrics_port}: {exc}") from exc
+    runtime = WorkerRuntime(settings, url, metrics=metrics)
     runtime.model.load()  # refuse to start without weights, before taking any task
     options = json.loads(os.environ.get("SIGHTLINE_BROKER_OPTIONS") or "{}")
     app = configure(

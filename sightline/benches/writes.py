@@ -1,0 +1,178 @@
+"""`sightline bench writes`: the worker's write path alone, in rows/s, and bytes per photo.
+
+Tagged photos as the worker writes them (512-d embedding, 365 scene probabilities, top-5
+scenes, album labels, EXIF facts) go through ``sightline_write_photos`` in batches, from 1..N
+connections at once (as N worker batch threads would). Then the stored size per photo and how
+fast the embeddings read back (what a re-tag reads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from statistics import median
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("writes", help="write path rows/s per connection count; bytes per photo")
+    p.add_argument("--photos", type=int, default=2000, help="photos per measurement")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--connections", default="1,2,4", help="comma-separated connection counts")
+    p.add_argument("--dim", type=int, default=512, help="embedding width")
+    p.add_argument("--classes", type=int, default=365, help="scene probabilities per photo")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def _items(n: int, prefix: str, dim: int, classes: int, seed: int) -> list[dict[str, Any]]:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    emb = rng.standard_normal((n, dim)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    probs = rng.dirichlet(np.full(classes, 0.1), size=n).astype(np.float32)
+    out = []
+    for i in range(n):
+        top = np.argsort(-probs[i])[:5]
+        out.append(
+            {
+                "owner": f"user{i % 97}",
+                "bucket": "bench",
+                "key": f"{prefix}/users/user{i % 97}/{i:09d}.jpg",
+                "version_id": None,
+                "etag": f"{i:032x}",
+                "size": 3_500_000,
+                "sequencer": f"{i:016X}".ljust(64, "0"),
+                "event_time": "2024-05-01T10:15:00+00:00",
+                "status": "tagged",
+                "error": None,
+                "taken_at": "2024-05-01T10:15:00+00:00",
+                "taken_at_local": None,
+                "gps_lat": 48.85 + (i % 100) / 1000,
+                "gps_lon": 2.29,
+                "width": 4000,
+                "height": 3000,
+                "camera": "SightlineCam Demo 1",
+                "model_version": "bench",
+                "model_trained": False,
+                "embedding": emb[i].tolist(),
+                "scene_probs": probs[i].tolist(),
+                "indoor": 0.2,
+                "scenes": [[f"class{j}", float(probs[i, j])] for j in top],
+                "albums": [["forest", float(probs[i, top[0]])], ["mountain", 0.1]],
+                "matches": [],
+            }
+        )
+    return out
+
+
+def _write_all(
+    url: str, items: list[dict], batch: int, connections: int
+) -> tuple[float, list[float]]:
+    """Write every item in batches over N connections; (wall seconds, seconds per batch)."""
+    from workers.db import connect
+    from workers.store import write_photos
+
+    batches = [items[i : i + batch] for i in range(0, len(items), batch)]
+    conns = [connect(url) for _ in range(connections)]
+    latencies: list[float] = []
+
+    def work(k: int) -> None:
+        conn = conns[k]
+        for b in batches[k::connections]:
+            t0 = time.perf_counter()
+            with conn, conn.cursor() as cur:
+                results = write_photos(cur, b)
+            latencies.append(time.perf_counter() - t0)
+            if any(o != "tagged" for _, o in results):
+                raise RuntimeError(f"write refused: {results}")
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(connections) as pool:
+        list(pool.map(work, range(connections)))
+    elapsed = time.perf_counter() - t0
+    for c in conns:
+        c.close()
+    return elapsed, latencies
+
+
+def run(args: argparse.Namespace) -> int:
+    from sightline.benches._scratch import scratch_database
+    from sightline.cli import CliError
+    from sightline.embedded import database_url
+    from sightline.settings import Settings
+    from workers.db import connect
+
+    try:
+        counts = [int(c) for c in args.connections.split(",") if c.strip()]
+    except ValueError:
+        raise CliError("--connections takes comma-separated integers, e.g. 1,2,4") from None
+    if not counts or min(counts) < 1 or args.photos < 1 or args.batch_size < 1:
+        raise CliError("--photos, --batch-size and --connections must be positive")
+    base_url, _server = database_url(Settings.from_env())
+    result: dict[str, Any] = {"photos": args.photos, "batch_size": args.batch_size, "runs": []}
+    with scratch_database(base_url) as url:
+        # A first pass fills caches and the sequences; its rows stay for the size figure.
+        warm = _items(args.photos, "warm", args.dim, args.classes, seed=0)
+        _write_all(url, warm, args.batch_size, 1)
+        total = len(warm)
+        for n, c in enumerate(counts, 1):
+            items = _items(args.photos, f"run{n}", args.dim, args.classes, seed=n)
+            t0 = time.perf_counter()
+            json.dumps(items)  # the client's share: serialising the batch payloads
+            encode_s = time.perf_counter() - t0
+            seconds, latencies = _write_all(url, items, args.batch_size, c)
+            total += len(items)
+            result["runs"].append(
+                {
+                    "connections": c,
+                    "rows_per_s": round(len(items) / seconds, 1),
+                    "batch_ms_median": round(median(latencies) * 1000, 2),
+                    "json_encode_ms_per_photo": round(encode_s * 1000 / len(items), 3),
+                }
+            )
+        conn = connect(url)
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT sum(pg_total_relation_size(t)) FROM unnest(ARRAY['photos', "
+                "'photo_scenes', 'photo_albums', 'landmark_matches']::regclass[]) AS t"
+            )
+            size = int(cur.fetchone()[0])
+            cur.execute("SELECT pg_total_relation_size('photos')")
+            photos_size = int(cur.fetchone()[0])
+        # What a re-tag reads: every tagged photo's embedding, in id order, in chunks.
+        t0 = time.perf_counter()
+        read = 0
+        with conn, conn.cursor(name="retag_read") as cur:
+            cur.itersize = 2000
+            cur.execute("SELECT id, embedding FROM photos WHERE status = 'tagged' ORDER BY id")
+            for _ in cur:
+                read += 1
+        read_s = time.perf_counter() - t0
+        conn.close()
+    result.update(
+        {
+            "rows_stored": total,
+            "bytes_per_photo": round(size / total),
+            "photos_table_bytes_per_photo": round(photos_size / total),
+            "embedding_read_rows_per_s": round(read / read_s, 1),
+            "embedding_dim": args.dim,
+            "scene_classes": args.classes,
+            "database": "DATABASE_URL" if Settings.from_env().database_url else "embedded",
+        }
+    )
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for run in result.pop("runs"):
+            print(
+                f"{run['connections']:>3} connection(s)  {run['rows_per_s']:>9} rows/s  "
+                f"{run['batch_ms_median']:>8} ms/batch (median)  "
+                f"json {run['json_encode_ms_per_photo']} ms/photo"
+            )
+        for k, v in result.items():
+            print(f"{k:30} {v}")
+    return 0

@@ -1,0 +1,166 @@
+"""`sightline status` against a real Postgres, Redis and RabbitMQ."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from celery import Celery
+
+from sightline.contract import normalize_sequencer
+from tests.conftest import AMQP_URL, run_cli
+from workers.store import status_item, write_photos
+
+
+def _task(key: str, owner: str = "alice", seq: str = "10") -> dict:
+    return {
+        "bucket": "pics",
+        "key": key,
+        "version_id": None,
+        "etag": None,
+        "size": None,
+        "sequencer": normalize_sequencer(seq),
+        "event_time": None,
+        "owner": owner,
+    }
+
+
+def _seed(db) -> None:
+    """Photos in every final status, two failures a second apart, one active release."""
+    with db, db.cursor() as cur:
+        write_photos(
+            cur,
+            [
+                status_item(_task("t1.jpg"), "tagged", None),
+                status_item(_task("t2.jpg"), "tagged", None),
+                status_item(_task("t3.jpg"), "tagged", None),
+                status_item(_task("g.jpg"), "gone", "object gone: s3://pics/g.jpg"),
+                status_item(_task("d.jpg"), "deleted", None),
+                status_item(_task("f1.jpg", "bob"), "failed", "corrupt or truncated image: x"),
+                status_item(_task("f2.jpg"), "failed", "gave up after retries: S3 unreachable"),
+            ],
+        )
+        cur.execute(
+            "UPDATE photos SET updated_at = now() - interval '1 minute' WHERE key = 'f1.jpg'"
+        )
+        cur.execute(
+            "INSERT INTO releases (version, embedding_dim, model_version, thresholds, status, "
+            "activated_at) VALUES ('r1', 3, 'm1', '{}', 'active', now()), "
+            "('r2', 3, 'm1', '{}', 'retagging', NULL)"
+        )
+        cur.execute(
+            "INSERT INTO landmarks (release, landmark_id, name) VALUES "
+            "('r1', 'eiffel', 'Eiffel Tower'), ('r1', 'louvre', 'Louvre'), ('r2', 'x', 'X')"
+        )
+        cur.execute(
+            "INSERT INTO centroids (release, landmark_id, embedding) VALUES "
+            "('r1', 'eiffel', '[1,0,0]'), ('r1', 'eiffel', '[0,1,0]'), ('r1', 'louvre', '[0,0,1]')"
+        )
+
+
+def test_status_json_reports_photos_failures_release_and_redis_queues(db, db_url, redis_url):
+    """status --json counts photos per status, lists failures newest first with reasons,
+    names the active release with its sizes, and reads both queue depths from Redis."""
+    _seed(db)
+    sender = Celery(broker=redis_url, set_as_current=False)
+    for key in ["a.jpg", "b.jpg", "c.jpg"]:
+        sender.send_task("sightline.tag", kwargs=_task(key), queue="tag")
+    sender.send_task("sightline.forget", kwargs=_task("d.jpg"), queue="maintenance")
+    out = run_cli("status", "--json", env={"DATABASE_URL": db_url, "CELERY_BROKER_URL": redis_url})
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["photos"] == {
+        "pending": 0,
+        "tagged": 3,
+        "failed": 2,
+        "gone": 1,
+        "deleted": 1,
+        "total": 7,
+    }
+    assert [f["key"] for f in report["last_failures"]] == ["f2.jpg", "f1.jpg"]
+    assert report["last_failures"][1]["owner"] == "bob"
+    assert report["last_failures"][1]["error"] == "corrupt or truncated image: x"
+    assert sorted((f["reason"], f["photos"]) for f in report["failure_reasons"]) == [
+        ("corrupt or truncated image", 1),
+        ("gave up after retries", 1),
+    ]
+    active = report["active_release"]
+    assert (active["version"], active["landmarks"], active["centroids"]) == ("r1", 2, 3)
+    assert [(r["version"], r["status"]) for r in report["other_releases"]] == [("r2", "retagging")]
+    queues = report["queues"]
+    assert queues["kind"] == "redis" and queues["error"] is None
+    assert queues["depths"] == {"tag": 3, "maintenance": 1}
+
+
+def test_status_text_is_readable(db, db_url, redis_url):
+    """The plain output names each section and the depths, one line per fact."""
+    _seed(db)
+    out = run_cli("status", env={"DATABASE_URL": db_url, "CELERY_BROKER_URL": redis_url})
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "  tagged                3" in lines
+    assert any(
+        line.startswith("active release  r1 (model m1, 2 landmarks, 3 centroids") for line in lines
+    )
+    assert "  tag                     0" in lines
+    assert any("s3://pics/f2.jpg" in line and "gave up after retries" in line for line in lines)
+
+
+def test_status_reads_rabbitmq_queue_depths_and_consumers(db_url):
+    """On RabbitMQ, depths and consumer counts come from the broker; an undeclared queue is
+    reported empty."""
+    from kombu import Connection, Exchange, Queue
+
+    name = f"st-{uuid.uuid4().hex[:8]}"
+    missing = f"st-missing-{uuid.uuid4().hex[:8]}"
+    with Connection(AMQP_URL) as conn:
+        queue = Queue(name, Exchange(name, type="direct"), routing_key=name, auto_delete=False)
+        producer = conn.Producer(serializer="json")
+        for i in range(2):
+            producer.publish({"i": i}, exchange=queue.exchange, routing_key=name, declare=[queue])
+        try:
+            out = run_cli(
+                "status",
+                "--json",
+                f"--queues={name},{missing}",
+                env={"DATABASE_URL": db_url, "CELERY_BROKER_URL": AMQP_URL},
+            )
+        finally:
+            queue.bind(conn.default_channel).delete()
+    assert out.returncode == 0, out.stderr
+    queues = json.loads(out.stdout)["queues"]
+    assert queues["kind"] == "rabbitmq" and queues["error"] is None
+    assert queues["depths"] == {name: 2, missing: 0}
+    assert queues["consumers"] == {name: 0, missing: 0}
+    assert "guest:guest" not in queues["broker"]  # the password is masked
+
+
+@pytest.mark.parametrize(
+    ("broker", "kind", "error"),
+    [
+        ("sqs://", "sqs", None),
+        ("memory://", "memory", None),
+        ("redis://127.0.0.1:1/0", "redis", "OperationalError"),
+    ],
+)
+def test_status_says_unknown_for_other_or_unreachable_brokers(db_url, broker, kind, error):
+    """A broker it cannot read (another kind, or down) gives unknown depths, not a failure."""
+    out = run_cli(
+        "status", "--json", env={"DATABASE_URL": db_url, "CELERY_BROKER_URL": broker}, timeout=90
+    )
+    assert out.returncode == 0, out.stderr
+    queues = json.loads(out.stdout)["queues"]
+    assert queues["kind"] == kind
+    assert queues["depths"] == {"tag": None, "maintenance": None}
+    assert (queues["error"] or "").startswith(error or "")
+    assert (queues["error"] is None) == (error is None)
+
+
+def test_status_on_a_database_without_schema_is_a_one_line_error(empty_db_url):
+    """A database never upgraded gets one line saying what to run, exit status 2."""
+    out = run_cli("status", env={"DATABASE_URL": empty_db_url, "CELERY_BROKER_URL": "memory://"})
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        "sightline: error: the database has no sightline schema: run `sightline db upgrade`"
+    )
