@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 KM_PER_DEGREE_LAT = 111.32
-_CHUNK = 2048  # photos per matrix product: bounds memory at (chunk, centroids) floats
+_CHUNK = 512  # photos per matrix product: (chunk, centroids) floats stay near the cache
 
 
 @dataclass(frozen=True)
@@ -166,9 +166,12 @@ class LandmarkIndex:
         if len(self._centroids) == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
         sims = (self._centroids @ e[0])[None] if len(e) == 1 else e @ self._centroids.T
-        rows, idx = np.nonzero(sims >= floor)
-        s = sims[rows, idx]
-        cols = self._owners[idx]
+        # Most photos are no landmark: a row maximum (one fast pass) skips them before the
+        # slower element-wise search runs on the few rows left.
+        hot = np.flatnonzero(sims.max(axis=1) >= floor)
+        sub = sims[hot]
+        r, idx = np.nonzero(sub >= floor)
+        rows, s, cols = hot[r], sub[r, idx], self._owners[idx]
         order = np.lexsort((-s, cols, rows))
         rows, cols, s = rows[order], cols[order], s[order]
         first = np.ones(len(rows), dtype=bool)
