@@ -121,3 +121,17 @@ def test_bench_worker_prints_its_figures_and_commits_rows(db_url: str) -> None:
         assert key in figures
     assert figures["rows_committed"] == 6 and figures["batch_size"] == 2
     assert figures["trained"] is False and figures["device"] == "cpu"
+
+
+def test_the_command_line_starts_without_the_worker_stack() -> None:
+    """Building every command's parser imports no torch, numpy, PIL, boto3 or psycopg2, so a
+    handler-only install can run `sightline events parse`."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, sightline.cli as c; c.build_parser(); "
+        "print([m for m in ('torch', 'numpy', 'PIL', 'boto3', 'psycopg2') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

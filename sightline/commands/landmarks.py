@@ -78,13 +78,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _threshold_args(p: argparse.ArgumentParser) -> None:
-    from models.landmarks import Thresholds
-
-    d = Thresholds()
-    p.add_argument("--geo-threshold", type=float, default=d.geo)
-    p.add_argument("--general-threshold", type=float, default=d.general)
-    p.add_argument("--verify-threshold", type=float, default=d.verify)
-    p.add_argument("--square-km", type=float, default=d.square_km)
+    # Defaults come from models.landmarks.Thresholds when the command runs: building the
+    # parser must not import numpy (a handler-only install runs `sightline events parse`).
+    p.add_argument("--geo-threshold", type=float, help="default 0.6")
+    p.add_argument("--general-threshold", type=float, help="default 0.8")
+    p.add_argument("--verify-threshold", type=float, help="default 0.7")
+    p.add_argument("--square-km", type=float, help="default 1")
 
 
 def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
@@ -142,12 +141,13 @@ def build(args: argparse.Namespace) -> int:
         refs, ref_idx = refs[use], np.array([pos[int(v)] for v in ref_labels[use]], np.int64)
     else:
         ref_idx = None
-    thresholds = Thresholds(
-        geo=args.geo_threshold,
-        general=args.general_threshold,
-        verify=args.verify_threshold,
-        square_km=args.square_km,
-    )
+    given = {
+        "geo": args.geo_threshold,
+        "general": args.general_threshold,
+        "verify": args.verify_threshold,
+        "square_km": args.square_km,
+    }
+    thresholds = Thresholds(**{k: v for k, v in given.items() if v is not None})
     notes = {"min_cluster": args.min_cluster, "linkage_threshold": args.linkage_threshold}
     try:
         release = make_release(
