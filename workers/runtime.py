@@ -190,6 +190,9 @@ class WorkerRuntime:
             return prepare(data, self.model, max_pixels=self.settings.max_pixels)
         except PhotoError as exc:
             return exc
+        except Exception as exc:  # a decoder bug: fail this photo, not its whole batch
+            log.exception("unexpected error decoding a photo")
+            return PhotoError(f"cannot decode: {type(exc).__name__}: {exc}")
 
     def fetch_bytes(self, task: Mapping[str, Any]) -> bytes:
         """The object's bytes from S3 (the benchmark swaps in bytes held in memory)."""
