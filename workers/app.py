@@ -80,8 +80,10 @@ def backoff_s(retries: int) -> float:
 
 def _retry_or_park(task: Task, kwargs: Mapping[str, Any], retries: int, exc: Exception) -> str:
     rt = runtime()
-    if retries >= _retry_policy["max_retries"]:
-        rt.park(kwargs, str(exc))
+    limit = _retry_policy["max_retries"]
+    # Parking writes to the database too: while that is down, keep the message cycling at
+    # the last backoff rather than ack the photo away unrecorded.
+    if retries >= limit and rt.park(kwargs, str(exc)):
         return "failed"
     log.warning(
         "retry %d for %s/%s in backoff: %s",
@@ -91,7 +93,9 @@ def _retry_or_park(task: Task, kwargs: Mapping[str, Any], retries: int, exc: Exc
         exc,
     )
     # Re-published before this message is acked: at-least-once, never lost.
-    task.apply_async(kwargs=dict(kwargs), countdown=backoff_s(retries), retries=retries + 1)
+    task.apply_async(
+        kwargs=dict(kwargs), countdown=backoff_s(min(retries, limit)), retries=retries + 1
+    )
     return "retrying"
 
 
@@ -118,12 +122,17 @@ def forget(self: Task, **kwargs: Any) -> str:
     """Drop a deleted photo's tags, keeping a tombstone that orders later events."""
     outcome = runtime().forget(kwargs)
     if isinstance(outcome, TransientError):
-        if self.request.retries >= _retry_policy["max_retries"]:
+        retries, limit = self.request.retries, _retry_policy["max_retries"]
+        if retries >= limit:
+            # A delete has nowhere to be parked but the database: retry at the last backoff
+            # until it is recorded, so a deleted photo never stays in anyone's albums.
             log.error(
-                "gave up forgetting %s/%s: %s", kwargs.get("bucket"), kwargs.get("key"), outcome
+                "cannot record the delete of %s/%s yet: %s",
+                kwargs.get("bucket"),
+                kwargs.get("key"),
+                outcome,
             )
-            return "failed"
-        raise self.retry(exc=outcome, countdown=backoff_s(self.request.retries))
+        raise self.retry(exc=outcome, countdown=backoff_s(min(retries, limit)))
     return outcome
 
 

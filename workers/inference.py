@@ -19,7 +19,6 @@ from models.transforms import InputTransform, default_transform
 log = logging.getLogger("sightline.worker")
 
 
-
 class ModelUnavailable(RuntimeError):
     """No usable weights: the worker refuses to start."""
 
