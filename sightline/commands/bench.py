@@ -9,7 +9,7 @@ import argparse
 import importlib
 
 # Modules under sightline.benches.
-BENCH_MODULES: tuple[str, ...] = ("worker", "handler")
+BENCH_MODULES: tuple[str, ...] = ("worker", "handler", "soak")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
