@@ -18,6 +18,8 @@ class HandlerConfig:
     broker_options: dict[str, Any] = field(default_factory=dict)
     owners: OwnerRule = field(default_factory=OwnerRule)
     webhook_token: str | None = None
+    # None: every bucket; else events for other buckets are ignored with a reason.
+    allowed_buckets: frozenset[str] | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HandlerConfig:
@@ -37,4 +39,11 @@ class HandlerConfig:
                 env.get("SIGHTLINE_DEFAULT_OWNER") or None,
             ),
             webhook_token=env.get("SIGHTLINE_WEBHOOK_TOKEN") or None,
+            allowed_buckets=parse_buckets(env.get("SIGHTLINE_ALLOWED_BUCKETS")),
         )
+
+
+def parse_buckets(raw: str | None) -> frozenset[str] | None:
+    """SIGHTLINE_ALLOWED_BUCKETS: comma-separated bucket names; unset or blank allows all."""
+    names = frozenset(b.strip() for b in (raw or "").split(",") if b.strip())
+    return names or None

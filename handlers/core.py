@@ -20,6 +20,7 @@ log = logging.getLogger("sightline.handler")
 
 _TASK_OF = {"tag": TAG_TASK, "delete": FORGET_TASK}
 _REFUSED = "key outside the owner pattern"
+_FOREIGN = "bucket not in SIGHTLINE_ALLOWED_BUCKETS"
 
 
 @dataclass(eq=False)
@@ -67,10 +68,18 @@ class Action:
         }
 
 
-def plan(event: Mapping[str, Any], owners: OwnerRule) -> list[Action]:
-    """Decide, record by record, what to do with an invocation's event."""
+def plan(
+    event: Mapping[str, Any],
+    owners: OwnerRule,
+    *,
+    allowed_buckets: frozenset[str] | None = None,
+) -> list[Action]:
+    """Decide, record by record, what to do with an invocation's event.
+
+    With ``allowed_buckets``, records for any other bucket are ignored with a reason.
+    """
     actions = [
-        _plan_item(item, unit.message_id, owners)
+        _plan_item(item, unit.message_id, owners, allowed_buckets)
         for unit in iter_units(event)
         for item in unit.items
     ]
@@ -78,7 +87,9 @@ def plan(event: Mapping[str, Any], owners: OwnerRule) -> list[Action]:
     return actions
 
 
-def _plan_item(item: Any, message_id: str | None, owners: OwnerRule) -> Action:
+def _plan_item(
+    item: Any, message_id: str | None, owners: OwnerRule, buckets: frozenset[str] | None
+) -> Action:
     if isinstance(item, Skip):
         return Action("ignore", message_id, reason=item.reason)
     if isinstance(item, Broken):
@@ -87,6 +98,8 @@ def _plan_item(item: Any, message_id: str | None, owners: OwnerRule) -> Action:
         ev = item.to_event()
     except EventError as exc:
         return Action("error", message_id, reason=str(exc))
+    if buckets is not None and ev.bucket not in buckets:
+        return Action("ignore", message_id, ev, reason=f"{_FOREIGN} ({ev.bucket!r})")
     reason = skip_reason(ev)
     if reason:
         return Action("ignore", message_id, ev, reason=reason)
@@ -146,9 +159,15 @@ class BatchResult:
         return {"batchItemFailures": [{"itemIdentifier": m} for m in self.failed_message_ids]}
 
 
-def handle(event: Mapping[str, Any], owners: OwnerRule, publisher: Publisher) -> BatchResult:
+def handle(
+    event: Mapping[str, Any],
+    owners: OwnerRule,
+    publisher: Publisher,
+    *,
+    allowed_buckets: frozenset[str] | None = None,
+) -> BatchResult:
     """Plan the event, publish its tasks in one go, and report failures per message."""
-    actions = plan(event, owners)
+    actions = plan(event, owners, allowed_buckets=allowed_buckets)
     work = [a for a in actions if a.task_name]
     if work:
         errors = publisher.publish([(a.task_name, a.task()) for a in work])  # type: ignore[misc]
@@ -163,7 +182,7 @@ def handle(event: Mapping[str, Any], owners: OwnerRule, publisher: Publisher) ->
             log.warning("record failed: %s (message %s)", a.reason, a.message_id)
             if a.message_id:
                 failed[a.message_id] = None
-        elif a.action == "ignore" and a.event and (a.reason or "").startswith(_REFUSED):
+        elif a.action == "ignore" and a.event and (a.reason or "").startswith((_REFUSED, _FOREIGN)):
             log.warning("refused %s/%s: %s", a.event.bucket, a.event.key, a.reason)
         elif a.action == "ignore":
             log.info("ignored: %s", a.reason)

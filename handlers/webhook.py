@@ -4,8 +4,9 @@
 
 MinIO POSTs one notification per request with ``Authorization: Bearer <auth_token>`` (or the
 token verbatim when it already has a scheme). Answers: 200 done (tasks sent or records
-ignored); 401 wrong token; 400 not a JSON object; 413 too large; 503 some record failed, so
-MinIO retries it (configure a ``queue_dir`` on the target so retries survive restarts).
+ignored); 401 wrong token; 400 not a JSON object, or a negative length; 411 no
+Content-Length; 413 over 1 MiB (refused before reading); 503 some record failed, so MinIO
+retries it (configure a ``queue_dir`` on the target so retries survive restarts).
 """
 
 from __future__ import annotations
@@ -30,7 +31,14 @@ MAX_BODY = 1 << 20  # one MinIO notification is a few kB
 class WebhookApp:
     """Checks the token and runs one notification through the core; no HTTP in here."""
 
-    def __init__(self, token: str, owners: OwnerRule, publisher: Publisher) -> None:
+    def __init__(
+        self,
+        token: str,
+        owners: OwnerRule,
+        publisher: Publisher,
+        *,
+        allowed_buckets: frozenset[str] | None = None,
+    ) -> None:
         if not token:
             raise ValueError("the webhook needs a token (SIGHTLINE_WEBHOOK_TOKEN)")
         # MinIO's rule: a one-word token is sent as "Bearer <token>", two words verbatim.
@@ -38,6 +46,7 @@ class WebhookApp:
         self._expected = expected.encode()
         self.owners = owners
         self.publisher = publisher
+        self.allowed_buckets = allowed_buckets
 
     def authorized(self, header: str | None) -> bool:
         return hmac.compare_digest((header or "").encode(), self._expected)
@@ -50,7 +59,7 @@ class WebhookApp:
             return 400, {"error": f"body is not JSON: {exc}"}
         if not isinstance(event, dict):
             return 400, {"error": "body is not a JSON object"}
-        result = handle(event, self.owners, self.publisher)
+        result = handle(event, self.owners, self.publisher, allowed_buckets=self.allowed_buckets)
         counts: dict[str, int] = {}
         for a in result.actions:
             counts[a.action] = counts.get(a.action, 0) + 1
@@ -79,6 +88,9 @@ def make_server(app: WebhookApp, host: str = "127.0.0.1", port: int = 0) -> Thre
                 length = int(self.headers.get("Content-Length") or "")
             except ValueError:
                 self._reply(411, {"error": "Content-Length required"})
+                return
+            if length < 0:  # rfile.read(-1) would read until the client hangs up
+                self._reply(400, {"error": "bad Content-Length"})
                 return
             if length > MAX_BODY:
                 self._reply(413, {"error": f"body over {MAX_BODY} bytes"})
@@ -116,7 +128,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from handlers.publish import CeleryPublisher
 
         publisher = CeleryPublisher(config.broker_url, config.broker_options)
-        app = WebhookApp(config.webhook_token or "", config.owners, publisher)
+        app = WebhookApp(
+            config.webhook_token or "",
+            config.owners,
+            publisher,
+            allowed_buckets=config.allowed_buckets,
+        )
         server = make_server(app, args.host, args.port)
     except (ValueError, OSError) as exc:
         print(f"sightline webhook: error: {exc}", file=sys.stderr)

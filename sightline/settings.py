@@ -67,6 +67,7 @@ class Settings:
     batch_size: int = 16
     batch_wait_ms: float = 200.0
     max_retries: int = 5
+    retry_base_s: float = 2.0  # backoff: uniform(0, min(300 s, base * 2**retry))
     db_timeout_s: float = 30.0
     s3_timeout_s: float = 30.0
     metrics_port: int | None = None  # None: no /metrics endpoint
@@ -96,6 +97,7 @@ class Settings:
             batch_size=max(1, int(_env_float("SIGHTLINE_BATCH_SIZE", 16))),
             batch_wait_ms=_env_float("SIGHTLINE_BATCH_WAIT_MS", 200.0),
             max_retries=int(_env_float("SIGHTLINE_MAX_RETRIES", 5)),
+            retry_base_s=_env_float("SIGHTLINE_RETRY_BASE_S", 2.0),
             db_timeout_s=_env_float("SIGHTLINE_DB_TIMEOUT_S", 30.0),
             s3_timeout_s=_env_float("SIGHTLINE_S3_TIMEOUT_S", 30.0),
             metrics_port=_env_port("SIGHTLINE_METRICS_PORT"),

@@ -81,8 +81,10 @@ def backoff_s(retries: int) -> float:
 
 def _retry_or_park(task: Task, kwargs: Mapping[str, Any], retries: int, exc: Exception) -> str:
     rt = runtime()
-    if retries >= _retry_policy["max_retries"]:
-        rt.park(kwargs, str(exc))
+    limit = _retry_policy["max_retries"]
+    # Parking writes to the database too: while that is down, keep the message cycling at
+    # the last backoff rather than ack the photo away unrecorded.
+    if retries >= limit and rt.park(kwargs, str(exc)):
         return "failed"
     log.warning(
         "retry %d for %s/%s in backoff: %s",
@@ -93,7 +95,9 @@ def _retry_or_park(task: Task, kwargs: Mapping[str, Any], retries: int, exc: Exc
         extra=photo_fields(kwargs),
     )
     # Re-published before this message is acked: at-least-once, never lost.
-    task.apply_async(kwargs=dict(kwargs), countdown=backoff_s(retries), retries=retries + 1)
+    task.apply_async(
+        kwargs=dict(kwargs), countdown=backoff_s(min(retries, limit)), retries=retries + 1
+    )
     return "retrying"
 
 
@@ -123,16 +127,18 @@ def forget(self: Task, **kwargs: Any) -> str:
     outcome = rt.forget(kwargs)
     rt.metrics.outcome(outcome)
     if isinstance(outcome, TransientError):
-        if self.request.retries >= _retry_policy["max_retries"]:
+        retries, limit = self.request.retries, _retry_policy["max_retries"]
+        if retries >= limit:
+            # A delete has nowhere to be parked but the database: retry at the last backoff
+            # until it is recorded, so a deleted photo never stays in anyone's albums.
             log.error(
-                "gave up forgetting %s/%s: %s",
+                "cannot record the delete of %s/%s yet: %s",
                 kwargs.get("bucket"),
                 kwargs.get("key"),
                 outcome,
                 extra=photo_fields(kwargs),
             )
-            return "failed"
-        raise self.retry(exc=outcome, countdown=backoff_s(self.request.retries))
+        raise self.retry(exc=outcome, countdown=backoff_s(min(retries, limit)))
     return outcome
 
 

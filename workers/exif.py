@@ -38,7 +38,7 @@ def _dms(tag: Any, ref: Any, limit: float) -> float | None:
             return None
         parts = [_ratio(v) for v in values] + [0.0, 0.0]
         deg = parts[0] + parts[1] / 60.0 + parts[2] / 3600.0
-    except (ZeroDivisionError, TypeError, ValueError, AttributeError):
+    except (ZeroDivisionError, TypeError, ValueError, AttributeError, OverflowError):
         return None
     letter = str(ref.values if ref is not None else "").strip().upper()[:1]
     if letter in {"S", "W"}:
@@ -77,7 +77,7 @@ def parse_taken_at(tags: dict[str, Any]) -> datetime | None:
             delta = timedelta(hours=int(hours), minutes=int(minutes))
             if delta <= timedelta(hours=14):
                 when = when.replace(tzinfo=timezone(sign * delta))
-        except ValueError:
+        except (ValueError, OverflowError):  # "+99999999999:00" overflows timedelta
             pass
     return when
 

@@ -113,6 +113,19 @@ class WorkerRuntime:
                 conn.close()
             self._local.conn = None
 
+    def _connection_lost(self, exc: psycopg2.Error) -> bool:
+        """A server gone away shows as OperationalError, InterfaceError ("connection already
+        closed") or a DatabaseError with no SQLSTATE ("server closed the connection
+        unexpectedly"): all transient. An error the server answered with a code is not."""
+        conn = getattr(self._local, "conn", None)
+        lost = conn is None or bool(conn.closed) or exc.pgcode is None
+        return lost or isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError)
+
+    def _unavailable(self, exc: psycopg2.Error) -> TransientError:
+        self._drop_conn()
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return TransientError(f"database unavailable: {first}")
+
     def live_releases(self) -> list[LiveRelease]:
         if time.monotonic() - self._live_at > _RELEASE_TTL_S:
             conn = self.conn()
@@ -132,9 +145,10 @@ class WorkerRuntime:
             outcomes = self._tag_batch(tasks)
         except TransientError as exc:
             outcomes = [exc] * len(tasks)
-        except psycopg2.OperationalError as exc:
-            self._drop_conn()
-            outcomes = [TransientError(f"database unavailable: {exc}")] * len(tasks)
+        except psycopg2.Error as exc:
+            if not self._connection_lost(exc):
+                raise
+            outcomes = [self._unavailable(exc)] * len(tasks)
         self.metrics.batch(tasks, outcomes)
         return outcomes
 
@@ -211,6 +225,9 @@ class WorkerRuntime:
             return prepare(data, self.model, max_pixels=self.settings.max_pixels)
         except PhotoError as exc:
             return exc
+        except Exception as exc:  # a decoder bug: fail this photo, not its whole batch
+            log.exception("unexpected error decoding a photo")
+            return PhotoError(f"cannot decode: {type(exc).__name__}: {exc}")
 
     def fetch_bytes(self, task: Mapping[str, Any]) -> bytes:
         """The object's bytes from S3 (the benchmark swaps in bytes held in memory)."""
@@ -228,8 +245,11 @@ class WorkerRuntime:
     def forget(self, task: Mapping[str, Any]) -> Outcome:
         return self.record(task, "deleted", None)
 
-    def park(self, task: Mapping[str, Any], reason: str) -> None:
-        """Retries are spent: leave the photo failed with its reason for an operator."""
+    def park(self, task: Mapping[str, Any], reason: str) -> bool:
+        """Retries are spent: leave the photo failed with its reason for an operator.
+
+        False when the database could not record it (the caller must not drop the task).
+        """
         self.metrics.failure("parked")
         outcome = self.record(task, "failed", f"gave up after retries: {reason}")
         if isinstance(outcome, TransientError):
@@ -240,6 +260,8 @@ class WorkerRuntime:
                 outcome,
                 extra=photo_fields(task),
             )
+            return False
+        return True
 
     def record(self, task: Mapping[str, Any], status: str, reason: str | None) -> Outcome:
         try:
@@ -248,7 +270,8 @@ class WorkerRuntime:
                 ((_, outcome),) = write_photos(cur, [status_item(task, status, reason)])
         except TransientError as exc:
             return exc
-        except psycopg2.OperationalError as exc:
-            self._drop_conn()
-            return TransientError(f"database unavailable: {exc}")
+        except psycopg2.Error as exc:
+            if not self._connection_lost(exc):
+                raise
+            return self._unavailable(exc)
         return "failed" if outcome.startswith("error: ") else outcome

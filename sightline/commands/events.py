@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -23,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_events(args: argparse.Namespace) -> int:
+    from handlers.config import parse_buckets
     from handlers.core import plan
     from handlers.rules import OwnerRule
     from sightline.settings import Settings
@@ -38,6 +40,8 @@ def parse_events(args: argparse.Namespace) -> int:
     if not isinstance(event, dict):
         raise CliError(f"{args.file}: an event is a JSON object")
     s = Settings.from_env()
-    for action in plan(event, OwnerRule(s.owner_pattern, s.default_owner)):
+    owners = OwnerRule(s.owner_pattern, s.default_owner)
+    buckets = parse_buckets(os.environ.get("SIGHTLINE_ALLOWED_BUCKETS"))
+    for action in plan(event, owners, allowed_buckets=buckets):
         print(json.dumps(action.to_json(), ensure_ascii=False))
     return 0

@@ -57,6 +57,7 @@ def run_worker(args: argparse.Namespace) -> int:
         batch_size=args.batch_size or settings.batch_size,
         batch_wait_s=(args.batch_wait_ms or settings.batch_wait_ms) / 1000.0,
         max_retries=0 if args.no_retries else settings.max_retries,
+        retry_base_s=settings.retry_base_s,
     )
     argv = [
         "worker",
