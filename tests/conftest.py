@@ -95,6 +95,29 @@ def redis_url() -> str:
     return REDIS_URL
 
 
+def object_task(
+    bucket: str,
+    key: str,
+    *,
+    seq: str | None = "10",
+    owner: str = "alice",
+    event_time: str | None = None,
+) -> dict:
+    """The kwargs of a `sightline.tag` / `sightline.forget` task, as the handler sends them."""
+    from sightline.contract import normalize_sequencer
+
+    return {
+        "bucket": bucket,
+        "key": key,
+        "version_id": None,
+        "etag": None,
+        "size": None,
+        "sequencer": normalize_sequencer(seq),
+        "event_time": event_time,
+        "owner": owner,
+    }
+
+
 def worker_env(db_url: str, broker_url: str, s3_endpoint: str, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(

@@ -12,28 +12,14 @@ import boto3
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sightline.contract import normalize_sequencer
 from sightline.embedded import free_port
 from sightline.samples import synthetic_jpeg
 from sightline.settings import Settings
-from tests.conftest import run_cli, start_worker, stop_worker, wait_for, worker_env
+from tests.conftest import object_task, run_cli, start_worker, stop_worker, wait_for, worker_env
 from workers.logs import JsonFormatter, photo_fields
 from workers.metrics import STAGES, WorkerMetrics, lag_seconds
 from workers.runtime import WorkerRuntime
 from workers.store import status_item, write_photos
-
-
-def _task(bucket: str, key: str, *, seq: str = "10", event_time: str | None = None) -> dict:
-    return {
-        "bucket": bucket,
-        "key": key,
-        "version_id": None,
-        "etag": None,
-        "size": None,
-        "sequencer": normalize_sequencer(seq),
-        "event_time": event_time,
-        "owner": "alice",
-    }
 
 
 @pytest.fixture
@@ -64,12 +50,12 @@ def test_batch_metrics_count_outcomes_reasons_stages_and_lag(
     s3.put_object(Bucket=name, Key="bad.jpg", Body=b"\xff\xd8 broken")
     s3.put_object(Bucket=name, Key="old.jpg", Body=synthetic_jpeg(seed=3))
     with db, db.cursor() as cur:
-        write_photos(cur, [status_item(_task(name, "old.jpg", seq="99"), "deleted", None)])
+        write_photos(cur, [status_item(object_task(name, "old.jpg", seq="99"), "deleted", None)])
     an_hour_ago = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     metrics = WorkerMetrics()
     rt = _runtime(db_url, moto_endpoint, metrics)
     keys = ["a.jpg", "b.jpg", "bad.jpg", "missing.jpg", "old.jpg"]
-    outcomes = rt.tag_batch([_task(name, k, event_time=an_hour_ago) for k in keys])
+    outcomes = rt.tag_batch([object_task(name, k, event_time=an_hour_ago) for k in keys])
     assert outcomes == ["tagged", "tagged", "failed", "gone", "stale"]
 
     for outcome, n in {"tagged": 2, "failed": 1, "gone": 1, "stale": 1, "retry": 0}.items():
@@ -90,7 +76,7 @@ def test_unreachable_s3_counts_a_retry_and_a_transient_failure(db_url) -> None:
     """A photo that will be retried is counted as a retry and a 'transient' failure."""
     metrics = WorkerMetrics()
     rt = _runtime(db_url, "http://127.0.0.1:9", metrics, s3_timeout_s=1.0)
-    rt.tag_batch([_task("b", "x.jpg")])
+    rt.tag_batch([object_task("b", "x.jpg")])
     assert _value(metrics, "sightline_photos_total", outcome="retry") == 1
     assert _value(metrics, "sightline_photo_failures_total", reason="transient") == 1
     assert _value(metrics, "sightline_photos_total", outcome="tagged") == 0
@@ -100,7 +86,7 @@ def test_parking_counts_a_parked_failure(db, db_url) -> None:
     """Parking a photo after its retries counts a 'parked' failure and leaves it failed."""
     metrics = WorkerMetrics()
     rt = _runtime(db_url, "http://127.0.0.1:9", metrics)
-    rt.park(_task("b", "p.jpg"), "S3 unreachable")
+    rt.park(object_task("b", "p.jpg"), "S3 unreachable")
     assert _value(metrics, "sightline_photo_failures_total", reason="parked") == 1
     with db, db.cursor() as cur:
         cur.execute("SELECT status FROM photos WHERE key = 'p.jpg'")
@@ -135,9 +121,9 @@ def test_json_formatter_lifts_the_photo_identity() -> None:
     record = logging.LogRecord(
         "sightline.worker", logging.WARNING, __file__, 1, "bad %s", ("x",), None
     )
-    record.photo = photo_fields({**_task("pics", "users/alice/a b+é.jpg"), "version_id": "v1"})[
-        "photo"
-    ]
+    record.photo = photo_fields(
+        {**object_task("pics", "users/alice/a b+é.jpg"), "version_id": "v1"}
+    )["photo"]
     try:
         raise ValueError("boom")
     except ValueError:
@@ -179,7 +165,7 @@ def test_worker_serves_metrics_and_logs_json(
     try:
         sender = Celery(broker=redis_url, set_as_current=False)
         for key in ["users/alice/ok.jpg", "users/alice/bad.jpg"]:
-            sender.send_task("sightline.tag", kwargs=_task(name, key), queue="tag")
+            sender.send_task("sightline.tag", kwargs=object_task(name, key), queue="tag")
 
         def done() -> bool:
             with db, db.cursor() as cur:

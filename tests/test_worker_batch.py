@@ -7,26 +7,12 @@ import uuid
 import boto3
 import pytest
 
-from sightline.contract import normalize_sequencer
 from sightline.samples import synthetic_jpeg
 from sightline.settings import Settings
-from tests.conftest import start_worker, stop_worker, wait_for, worker_env
+from tests.conftest import object_task, start_worker, stop_worker, wait_for, worker_env
 from workers.errors import TransientError
 from workers.runtime import WorkerRuntime
 from workers.store import status_item, write_photos
-
-
-def _task(bucket: str, key: str, seq: str = "10", owner: str = "alice") -> dict:
-    return {
-        "bucket": bucket,
-        "key": key,
-        "version_id": None,
-        "etag": None,
-        "size": None,
-        "sequencer": normalize_sequencer(seq),
-        "event_time": None,
-        "owner": owner,
-    }
 
 
 @pytest.fixture
@@ -55,9 +41,9 @@ def test_batch_outcomes_per_photo(bucket, db, db_url, moto_endpoint) -> None:
     }.items():
         s3.put_object(Bucket=name, Key=key, Body=data)
     with db, db.cursor() as cur:  # a newer delete for old.jpg is already recorded
-        write_photos(cur, [status_item(_task(name, "old.jpg", seq="99"), "deleted", None)])
+        write_photos(cur, [status_item(object_task(name, "old.jpg", seq="99"), "deleted", None)])
     rt = _runtime(db_url, moto_endpoint)
-    tasks = [_task(name, k) for k in ["a.jpg", "b.jpg", "bad.jpg", "missing.jpg", "old.jpg"]]
+    tasks = [object_task(name, k) for k in ["a.jpg", "b.jpg", "bad.jpg", "missing.jpg", "old.jpg"]]
     assert rt.tag_batch(tasks) == ["tagged", "tagged", "failed", "gone", "stale"]
     assert rt.times.batches == 1 and rt.times.photos == 5
     with db, db.cursor() as cur:
@@ -78,14 +64,14 @@ def test_unreachable_s3_is_transient_not_failed(db_url) -> None:
     rt.settings = Settings(
         allow_untrained=True, arch="tiny", s3_endpoint_url="http://127.0.0.1:9", s3_timeout_s=1.0
     )
-    (outcome,) = rt.tag_batch([_task("b", "x.jpg")])
+    (outcome,) = rt.tag_batch([object_task("b", "x.jpg")])
     assert isinstance(outcome, TransientError)
 
 
 def test_one_refused_row_does_not_lose_the_batch(db) -> None:
     """A row the database refuses is reported alone; the rest of the batch is written."""
-    good = status_item(_task("b", "ok.jpg"), "failed", "reason")
-    bad = {**status_item(_task("b", "bad.jpg"), "failed", "r"), "gps_lat": 123.0}
+    good = status_item(object_task("b", "ok.jpg"), "failed", "reason")
+    bad = {**status_item(object_task("b", "bad.jpg"), "failed", "r"), "gps_lat": 123.0}
     with db, db.cursor() as cur:
         results = write_photos(cur, [good, bad, {**good, "key": "ok2.jpg"}])
     assert results[0][1] == "failed" and results[2][1] == "failed"
@@ -105,7 +91,7 @@ def test_worker_parks_a_photo_when_retries_are_spent(db, db_url, redis_url, tmp_
     try:
         sender = Celery(broker=redis_url, set_as_current=False)
         for key in ["one.jpg", "two.jpg"]:
-            sender.send_task("sightline.tag", kwargs=_task("b", key), queue="tag")
+            sender.send_task("sightline.tag", kwargs=object_task("b", key), queue="tag")
 
         def parked() -> bool:
             with db, db.cursor() as cur:
@@ -126,7 +112,7 @@ def test_object_over_the_size_cap_fails_without_download(bucket, db, db_url, mot
     s3, name = bucket
     s3.put_object(Bucket=name, Key="big.jpg", Body=synthetic_jpeg(seed=5))
     rt = _runtime(db_url, moto_endpoint, max_object_bytes=10_000)
-    assert rt.tag_batch([_task(name, "big.jpg")]) == ["failed"]
+    assert rt.tag_batch([object_task(name, "big.jpg")]) == ["failed"]
     with db, db.cursor() as cur:
         cur.execute("SELECT error FROM photos")
         assert cur.fetchone()[0].startswith("object too large")
@@ -139,7 +125,7 @@ def test_versioned_object_is_read_at_the_events_version(bucket, db, db_url, moto
     v1 = s3.put_object(Bucket=name, Key="v.jpg", Body=synthetic_jpeg(width=320, height=240))
     s3.put_object(Bucket=name, Key="v.jpg", Body=b"not an image any more")
     rt = _runtime(db_url, moto_endpoint)
-    task = {**_task(name, "v.jpg"), "version_id": v1["VersionId"]}
+    task = {**object_task(name, "v.jpg"), "version_id": v1["VersionId"]}
     assert rt.tag_batch([task]) == ["tagged"]
     with db, db.cursor() as cur:
         cur.execute("SELECT width, version_id FROM photos")
@@ -159,7 +145,9 @@ def test_redelivered_message_gives_one_row(db, db_url, redis_url, moto_endpoint,
     try:
         sender = Celery(broker=redis_url, set_as_current=False)
         for _ in range(2):
-            sender.send_task("sightline.tag", kwargs=_task(name, "users/a/x.jpg"), queue="tag")
+            sender.send_task(
+                "sightline.tag", kwargs=object_task(name, "users/a/x.jpg"), queue="tag"
+            )
 
         def attempts() -> int:
             with db, db.cursor() as cur:

@@ -9,9 +9,9 @@ import boto3
 import redis
 from celery import Celery
 
-from sightline.contract import TAG_QUEUE, TAG_TASK, normalize_sequencer
+from sightline.contract import TAG_QUEUE, TAG_TASK
 from sightline.samples import synthetic_jpeg
-from tests.conftest import start_worker, stop_worker, wait_for, worker_env
+from tests.conftest import object_task, start_worker, stop_worker, wait_for, worker_env
 
 
 class _Planted:
@@ -22,19 +22,6 @@ class _Planted:
 
     def __reduce__(self):
         return (open, (str(self.path), "w"))
-
-
-def _task(bucket: str, key: str) -> dict:
-    return {
-        "bucket": bucket,
-        "key": key,
-        "version_id": None,
-        "etag": None,
-        "size": None,
-        "sequencer": normalize_sequencer("01"),
-        "event_time": None,
-        "owner": "p",
-    }
 
 
 def test_pickled_message_is_refused_and_the_worker_goes_on(
@@ -53,7 +40,9 @@ def test_pickled_message_is_refused_and_the_worker_goes_on(
         evil = Celery(broker=redis_url, set_as_current=False)
         evil.conf.update(task_serializer="pickle", accept_content=["pickle", "json"])
         evil.send_task(
-            TAG_TASK, kwargs={**_task(bucket, "x.jpg"), "key": _Planted(marker)}, queue=TAG_QUEUE
+            TAG_TASK,
+            kwargs={**object_task(bucket, "x.jpg", owner="p"), "key": _Planted(marker)},
+            queue=TAG_QUEUE,
         )
         r = redis.Redis.from_url(redis_url)
         wait_for(
@@ -63,7 +52,7 @@ def test_pickled_message_is_refused_and_the_worker_goes_on(
         )
         assert r.llen(TAG_QUEUE) == 0
         Celery(broker=redis_url, set_as_current=False).send_task(
-            TAG_TASK, kwargs=_task(bucket, "users/p/ok.jpg"), queue=TAG_QUEUE
+            TAG_TASK, kwargs=object_task(bucket, "users/p/ok.jpg", owner="p"), queue=TAG_QUEUE
         )
 
         def tagged() -> bool:
