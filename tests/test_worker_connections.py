@@ -8,8 +8,7 @@ import uuid
 import boto3
 from celery import Celery
 
-from tests.conftest import start_worker, stop_worker, worker_env
-from tests.test_observability import _task
+from tests.conftest import object_task, start_worker, stop_worker, worker_env
 
 
 def test_worker_holds_at_most_one_connection_per_batch_thread(
@@ -30,7 +29,7 @@ def test_worker_holds_at_most_one_connection_per_batch_thread(
     try:
         sender = Celery(broker=redis_url, set_as_current=False)
         for i in range(120):  # objects that do not exist: checked and written as gone
-            sender.send_task("sightline.tag", kwargs=_task(bucket, f"k{i}.jpg"), queue="tag")
+            sender.send_task("sightline.tag", kwargs=object_task(bucket, f"k{i}.jpg"), queue="tag")
         deadline = time.monotonic() + 120
         while written < 120 and time.monotonic() < deadline:
             with db, db.cursor() as cur:
