@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote_plus
 
 import boto3
 import psycopg2
@@ -26,6 +25,7 @@ from handlers.publish import CeleryPublisher
 from handlers.rules import OwnerRule
 from sightline.embedded import embedded_postgres, free_port
 from sightline.samples import synthetic_jpeg
+from sightline.sqs_source import deliver_until_published, s3_record
 from tests.conftest import start_worker, stop_worker, wait_for, worker_env
 from workers import migrate
 
@@ -39,38 +39,18 @@ OWNERS = OwnerRule()
 def record(bucket: str, key: str, *, seq: str | None, created: bool = True, etag: str = "e",
            at: str = "2024-06-01T12:00:00.000Z") -> dict[str, Any]:  # fmt: skip
     """One S3 notification record (key URL-encoded, as S3 sends it)."""
-    obj: dict[str, Any] = {"key": quote_plus(key, safe="/")}
-    if created:  # S3 sends no eTag or size with a delete
-        obj.update(eTag=etag, size=1000)
-    if seq:
-        obj["sequencer"] = seq
-    return {
-        "eventVersion": "2.1",
-        "eventSource": "aws:s3",
-        "eventTime": at,
-        "eventName": "ObjectCreated:Put" if created else "ObjectRemoved:Delete",
-        "s3": {"bucket": {"name": bucket}, "object": obj},
-    }
+    return s3_record(bucket, key, created=created, sequencer=seq, etag=etag, event_time=at)
 
 
 def deliver(publisher: CeleryPublisher, records: list[dict], timeout: float = 120.0) -> int:
-    """Each record as one SQS message through the handler; failed messages are retried, as
-    Lambda's SQS source retries them, until every one is published. Returns the rounds."""
-    pending = {f"m{i}": r for i, r in enumerate(records)}
-    deadline, rounds = time.monotonic() + timeout, 0
-    while pending:
-        assert time.monotonic() < deadline, f"{len(pending)} messages never published"
-        rounds += 1
-        event = {
-            "Records": [
-                {"eventSource": "aws:sqs", "messageId": m, "body": json.dumps({"Records": [r]})}
-                for m, r in pending.items()
-            ]
-        }
-        failed = set(handle(event, OWNERS, publisher).failed_message_ids)
-        pending = {m: r for m, r in pending.items() if m in failed}
-        if pending:
-            time.sleep(0.5)
+    """All records in one SQS invocation through the handler; failed messages are retried,
+    as Lambda's SQS source retries them, until every one is published. Returns the rounds."""
+    rounds, _ = deliver_until_published(
+        records,
+        lambda event: handle(event, OWNERS, publisher).failed_message_ids,
+        batch=max(1, len(records)),
+        timeout_s=timeout,
+    )
     return rounds
 
 

@@ -20,7 +20,6 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote_plus
 
 TARGET_RECORDS_PER_S = 5000
 _HEAVY = ("torch", "torchvision", "PIL", "numpy", "boto3", "botocore", "celery", "kombu")
@@ -45,48 +44,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def sqs_batches(records: int, batch: int) -> list[dict[str, Any]]:
     """Lambda SQS events, each message one S3 ObjectCreated record (keys URL-encoded)."""
-    events, messages = [], []
-    for i in range(records):
-        key = quote_plus(f"users/u{i % 97}/Holiday {i // 1000}/photo +{i}.jpg", safe="/")
-        note = {
-            "Records": [
-                {
-                    "eventVersion": "2.1",
-                    "eventSource": "aws:s3",
-                    "awsRegion": "us-east-1",
-                    "eventTime": "2024-06-01T12:00:00.000Z",
-                    "eventName": "ObjectCreated:Put",
-                    "s3": {
-                        "s3SchemaVersion": "1.0",
-                        "bucket": {"name": "photos", "arn": "arn:aws:s3:::photos"},
-                        "object": {
-                            "key": key,
-                            "size": 1_000_000 + i,
-                            "eTag": f"{i:032x}",
-                            "sequencer": f"0062E99A88DC{i:08X}",
-                        },
-                    },
-                }
-            ]
-        }
-        messages.append(
+    from sightline.sqs_source import s3_record, sqs_event
+
+    return [
+        sqs_event(
             {
-                "messageId": str(uuid.UUID(int=i)),
-                "receiptHandle": f"rh-{i}",
-                "body": json.dumps(note),
-                "attributes": {},
-                "messageAttributes": {},
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:uploads",
-                "awsRegion": "us-east-1",
+                str(uuid.UUID(int=i)): {
+                    "Records": [
+                        s3_record(
+                            "photos",
+                            f"users/u{i % 97}/Holiday {i // 1000}/photo +{i}.jpg",
+                            size=1_000_000 + i,
+                            etag=f"{i:032x}",
+                            sequencer=f"0062E99A88DC{i:08X}",
+                        )
+                    ]
+                }
+                for i in range(lo, min(records, lo + batch))
             }
         )
-        if len(messages) == batch:
-            events.append({"Records": messages})
-            messages = []
-    if messages:
-        events.append({"Records": messages})
-    return events
+        for lo in range(0, records, batch)
+    ]
 
 
 def _queues(run_id: str) -> dict[str, str]:

@@ -31,7 +31,6 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote_plus
 
 from sightline.cli import CliError
 
@@ -100,22 +99,9 @@ def _images(distinct: int) -> list[bytes]:
 
 
 def _record(bucket: str, key: str, seq: int, size: int) -> dict[str, Any]:
-    return {
-        "eventVersion": "2.1",
-        "eventSource": "aws:s3",
-        "awsRegion": "us-east-1",
-        "eventTime": "2024-06-01T12:00:00.000Z",
-        "eventName": "ObjectCreated:Put",
-        "s3": {
-            "bucket": {"name": bucket},
-            "object": {
-                "key": quote_plus(key, safe="/"),
-                "size": size,
-                "eTag": f"{seq:032x}",
-                "sequencer": f"0062E99A88DC{seq:08X}",
-            },
-        },
-    }
+    from sightline.sqs_source import s3_record
+
+    return s3_record(bucket, key, size=size, etag=f"{seq:032x}", sequencer=f"0062E99A88DC{seq:08X}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -125,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     from handlers.publish import CeleryPublisher
     from handlers.rules import OwnerRule
     from sightline.embedded import embedded_postgres, start_moto
+    from sightline.sqs_source import deliver_until_published
     from workers import migrate
     from workers.db import connect
 
@@ -233,21 +220,9 @@ def run(args: argparse.Namespace) -> int:
         owners = OwnerRule()
         _progress(args, f"delivering {len(sent)} events")
         t0 = time.perf_counter()
-        invocations = publish_retries = 0
-        for start in range(0, len(sent), 10):
-            pending = {f"m{start + j}": rec for j, rec in enumerate(sent[start : start + 10])}
-            while pending:
-                invocations += 1
-                event = {"Records": [
-                    {"eventSource": "aws:sqs", "messageId": m,
-                     "body": json.dumps({"Records": [rec]})}
-                    for m, rec in pending.items()
-                ]}  # fmt: skip
-                failed = set(handle(event, owners, publisher).failed_message_ids)
-                publish_retries += len(failed)
-                pending = {m: rec for m, rec in pending.items() if m in failed}
-                if pending:
-                    time.sleep(0.5)
+        invocations, publish_retries = deliver_until_published(
+            sent, lambda event: handle(event, owners, publisher).failed_message_ids, batch=10
+        )
         published_s = time.perf_counter() - t0
         publisher.close()
 
