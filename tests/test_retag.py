@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from models.centroids import build_centroids
 from models.landmarks import Thresholds
@@ -157,3 +158,31 @@ def test_new_scene_map_refiles_albums_from_stored_probabilities(db_url, tmp_path
         beach_album = sm.albums_by_class[sm.categories.index("beach")]
         assert [r[0] for r in cur.fetchall()] == ["forest", "jungle", beach_album]
     conn.close()
+
+
+def test_scene_refile_leaves_out_sift_classes_like_serving(db_url) -> None:
+    """Re-filing under a sift list zeroes those classes and renormalises the rest, as the
+    worker does: a photo whose best class is now sifted goes to another album."""
+    conn = connect(db_url)
+    sm = SceneMap.load()
+    n = len(sm.categories)
+    probs = np.full(n, 0.1 / (n - 1), dtype=np.float32)
+    probs[sm.categories.index("beach")] = 0.9
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO photos (owner, bucket, key, status, scene_probs) "
+            "VALUES ('alice', 'b', 'k', 'tagged', %s)",
+            ([float(x) for x in probs],),
+        )
+    sifted = SceneMap.load(excluded=frozenset({"beach"}))
+    assert retag_scenes(conn, sifted, progress=False) == 1
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT album, score FROM photo_albums ORDER BY rank")
+        rows = cur.fetchall()
+    conn.close()
+    beach_album = sm.albums_by_class[sm.categories.index("beach")]
+    assert rows and rows[0][0] != beach_album
+    # Renormalised over the kept classes: the best album scores more than its raw share.
+    kept = sifted.keep()
+    best_raw = float(probs[kept] @ sifted.matrix()[kept][:, sifted.albums.index(rows[0][0])])
+    assert rows[0][1] == pytest.approx(best_raw / float(probs[kept].sum()), rel=1e-5)

@@ -205,7 +205,8 @@ def retag_scenes(
                         f"stored scene probabilities do not have the map's {n_classes} classes"
                     )
                 probs = np.asarray([r[1] for r in rows], dtype=np.float32)
-                albums = scene_map.album_scores(probs, k=k)
+                # As at serving: the map's sift classes get nothing, the rest sum to 1.
+                albums = scene_map.album_scores(scene_map.renormalise(probs), k=k)
                 cur.execute("DELETE FROM photo_albums WHERE photo_id = ANY(%s)", (ids,))
                 execute_values(
                     cur,

@@ -35,15 +35,17 @@ def retag(args: argparse.Namespace) -> int:
         raise CliError("give --release VERSION, --scene-map FILE, or both")
     if args.batch_size < 1:
         raise CliError("--batch-size must be at least 1")
+    s = Settings.from_env()
     scene_map = None
     if args.scene_map:
-        from models.scenes import SceneMap, SceneMapError
+        from models.scenes import SceneMap, SceneMapError, load_sift
 
         try:
-            scene_map = SceneMap.load(args.scene_map)
+            # The sift list in force for the workers (SIGHTLINE_SIFT), so re-filed photos
+            # and newly tagged ones leave out the same classes.
+            scene_map = SceneMap.load(args.scene_map, excluded=load_sift(s.sift))
         except (OSError, SceneMapError) as exc:
             raise CliError(f"scene map {args.scene_map}: {exc}") from None
-    s = Settings.from_env()
     url, _server = database_url(s)
     conn = connect(url, timeout_s=max(s.db_timeout_s, 300))
     out: dict = {}
