@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-LOG_FORMATS = ("text", "json")
 _IDENTITY = ("bucket", "key", "owner", "version_id")
 
 

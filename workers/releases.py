@@ -142,12 +142,6 @@ def import_release(conn: Any, release: Release) -> str:
     return "imported"
 
 
-def release_status(cur: Any, version: str) -> tuple[str, int] | None:
-    cur.execute("SELECT status, retag_cursor FROM releases WHERE version = %s", (version,))
-    row = cur.fetchone()
-    return (row[0], row[1]) if row else None
-
-
 def activate(conn: Any, version: str) -> str | None:
     """Make ``version`` the active release in one transaction; returns the one it replaced.
 

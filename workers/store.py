@@ -19,11 +19,6 @@ _IDENTITY = ("owner", "bucket", "key", "version_id", "etag", "size", "sequencer"
 _THRESHOLD_KEYS = frozenset(Thresholds.__dataclass_fields__)
 
 
-def is_stale(cur: Any, task: Mapping[str, Any]) -> bool:
-    """True when the stored row already reflects a newer event for this key."""
-    return stale_keys(cur, [task]) == {(task["bucket"], task["key"])}
-
-
 def stale_keys(cur: Any, tasks: list[Mapping[str, Any]]) -> set[tuple[str, str]]:
     """The (bucket, key) of tasks a newer stored event already decided: one query."""
     if not tasks:
