@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from sightline.samples import synthetic_jpeg
 from tests.conftest import run_cli
 
@@ -135,3 +137,53 @@ def test_the_command_line_starts_without_the_worker_stack() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_tag_matches_landmarks_of_a_release_file(tmp_path) -> None:
+    """`tag --release` matches like the worker: a photo in the landmark's square whose
+    embedding is the centroid matches (with the release version); one far away does not.
+    The centroid is the untrained tiny network's own embedding: plumbing, not recognition."""
+    from models.landmarks import Thresholds
+    from models.release import make_release, save_release
+    from workers.inference import SceneLandmarkModel
+    from workers.photos import decode
+
+    near = synthetic_jpeg(width=200, height=150, seed=4, gps=(48.8584, 2.2945))
+    far = synthetic_jpeg(width=200, height=150, seed=4, gps=(59.9398, 30.3146))
+    model = SceneLandmarkModel(weights=None, allow_untrained=True, arch="tiny")
+    t = model.transform
+    _, emb = model.predict([decode(near, resize=t.resize, crop=t.crop).crop])
+    release = make_release(
+        version="r1",
+        model_version=model.meta.model_version,
+        thresholds=Thresholds(geo=0.999, general=2.0, verify=2.0),
+        landmarks=[
+            {
+                "id": "eiffel",
+                "name": "Eiffel Tower",
+                "city": "Paris",
+                "country": "France",
+                "lat": 48.8584,
+                "lon": 2.2945,
+                "photos": 1,
+            }
+        ],
+        centroids=emb,
+        centroid_landmarks=np.zeros(1, dtype=np.int64),
+    )
+    save_release(release, tmp_path / "r1.npz")
+    (tmp_path / "near.jpg").write_bytes(near)
+    (tmp_path / "far.jpg").write_bytes(far)
+    out = run_cli(
+        "tag",
+        str(tmp_path / "near.jpg"),
+        str(tmp_path / "far.jpg"),
+        "--json",
+        "--release",
+        str(tmp_path / "r1.npz"),
+        env=TINY,
+    )
+    assert out.returncode == 0, out.stderr
+    near_out, far_out = (json.loads(x) for x in out.stdout.splitlines()[1:])
+    assert [(m["release"], m["landmark_id"]) for m in near_out["landmarks"]] == [("r1", "eiffel")]
+    assert far_out["landmarks"] == []

@@ -16,6 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("tag", help="tag local photos (no S3, broker or database)")
     t.add_argument("photos", nargs="+")
     t.add_argument("--json", action="store_true", help="one JSON object per photo, per line")
+    t.add_argument(
+        "--release", help="a landmark release file (.npz) to match against, as the worker does"
+    )
     t.set_defaults(func=tag_photos)
 
 
@@ -60,34 +63,57 @@ def inspect_photo(args: argparse.Namespace) -> int:
 def tag_photos(args: argparse.Namespace) -> int:
     from sightline.settings import Settings
     from workers.inference import SceneLandmarkModel
-    from workers.pipeline import analyse
+    from workers.pipeline import LiveRelease, analyse
 
     s = Settings.from_env()
+    releases = []
+    if args.release:
+        from sightline.landmark_inputs import load_release_file
+
+        r = load_release_file(args.release)
+        releases.append(LiveRelease(r.version, r.model_version, r.index()))
     model = SceneLandmarkModel.from_settings(s)
     model.load()
     assert model.meta is not None
     if not model.meta.trained:
         note = "untrained network: these labels are noise, not predictions"
         print(json.dumps({"warning": note}) if args.json else f"WARNING: {note}")
+    if releases and releases[0].model_version != model.meta.model_version:
+        note = (
+            f"release {releases[0].version} was built from {releases[0].model_version}, not "
+            f"{model.meta.model_version}: no landmark matching"
+        )
+        print(json.dumps({"warning": note}) if args.json else f"WARNING: {note}")
     status = 0
-    for path in args.photos:
-        try:
-            data = _read(path)
-        except OSError as exc:
-            result: dict = {"photo": path, "error": f"cannot read: {exc.strerror}"}
-        else:
-            r = analyse([data], model, max_pixels=s.max_pixels)[0]
-            result = {
-                "photo": path,
-                **(r.to_json() if hasattr(r, "to_json") else {"error": str(r)}),
-            }
-        status = 2 if "error" in result else status
-        if args.json:
-            print(json.dumps(result))
-        elif "error" in result:
-            print(f"{path}: error: {result['error']}")
-        else:
-            top = ", ".join(f"{c['class']} {c['probability']:.3f}" for c in result["scenes"])
-            albums = ", ".join(f"{a['album']} {a['score']:.3f}" for a in result["albums"])
-            print(f"{path}: {top}\n    albums: {albums}")
+    # One forward pass per batch of photos, as the worker runs them.
+    for lo in range(0, len(args.photos), s.batch_size):
+        paths = args.photos[lo : lo + s.batch_size]
+        datas: dict[str, bytes] = {}
+        results: dict[str, dict] = {}
+        for path in paths:
+            try:
+                datas[path] = _read(path)
+            except OSError as exc:
+                results[path] = {"error": f"cannot read: {exc.strerror}"}
+        tagged = analyse(list(datas.values()), model, releases, max_pixels=s.max_pixels)
+        for path, r in zip(datas, tagged):
+            results[path] = {"error": str(r)} if isinstance(r, Exception) else r.to_json()
+        for path in paths:
+            status = _print_tagged(path, results[path], args.json) or status
     return status
+
+
+def _print_tagged(path: str, result: dict, as_json: bool) -> int:
+    """Print one photo's tags (or error); returns 2 for an error, else 0."""
+    if as_json:
+        print(json.dumps({"photo": path, **result}))
+    elif "error" in result:
+        print(f"{path}: error: {result['error']}")
+    else:
+        top = ", ".join(f"{c['class']} {c['probability']:.3f}" for c in result["scenes"])
+        albums = ", ".join(f"{a['album']} {a['score']:.3f}" for a in result["albums"])
+        marks = ", ".join(f"{m['landmark_id']} {m['score']:.3f}" for m in result["landmarks"])
+        print(
+            f"{path}: {top}\n    albums: {albums}" + (f"\n    landmarks: {marks}" if marks else "")
+        )
+    return 2 if "error" in result else 0
