@@ -162,3 +162,29 @@ def test_redelivered_message_gives_one_row(db, db_url, redis_url, moto_endpoint,
         assert cur.fetchone() == (1, "tagged")
         cur.execute("SELECT count(*) FROM photo_scenes")
         assert cur.fetchone()[0] == 5
+
+
+def test_release_of_another_model_is_skipped_with_one_warning(
+    bucket, db, db_url, moto_endpoint, caplog
+) -> None:
+    """A live release built from another model's embeddings is not matched against, and the
+    worker says so once, not once per batch."""
+    import logging
+
+    s3, name = bucket
+    s3.put_object(Bucket=name, Key="a.jpg", Body=synthetic_jpeg(seed=1, width=320, height=240))
+    with db, db.cursor() as cur:
+        cur.execute(
+            "INSERT INTO releases (version, embedding_dim, model_version, thresholds, status) "
+            "VALUES ('other-1', 512, 'some-other-model', '{}', 'active')"
+        )
+    rt = _runtime(db_url, moto_endpoint)
+    with caplog.at_level(logging.WARNING, logger="sightline.worker"):
+        assert rt.tag_batch([object_task(name, "a.jpg")]) == ["tagged"]
+        rt._live_at = 0.0  # force the next batch to re-read the live releases
+        assert rt.tag_batch([object_task(name, "a.jpg", seq="11")]) == ["tagged"]
+    warnings = [r for r in caplog.records if "other-1" in r.getMessage()]
+    assert len(warnings) == 1 and "not matched" in warnings[0].getMessage()
+    with db, db.cursor() as cur:
+        cur.execute("SELECT count(*) FROM landmark_matches")
+        assert cur.fetchone()[0] == 0

@@ -86,6 +86,7 @@ class WorkerRuntime:
         self._releases: dict[str, LiveRelease] = {}
         self._live: list[LiveRelease] = []
         self._live_at = 0.0
+        self._warned_releases: set[str] = set()
 
     # ------------------------------------------------------------------ clients
     @property
@@ -132,6 +133,19 @@ class WorkerRuntime:
             with conn, conn.cursor() as cur:
                 self._live = load_live_releases(cur, self._releases)
             self._live_at = time.monotonic()
+            mine = self.model.meta.model_version if self.model.meta else None
+            for r in self._live:
+                if r.model_version != mine and r.version not in self._warned_releases:
+                    # Its centroids come from another model's embeddings: matching would be
+                    # noise, so new photos are not matched against it. Say so once.
+                    log.warning(
+                        "release %s was built from model %s, this worker runs %s: "
+                        "new photos are not matched against it",
+                        r.version,
+                        r.model_version,
+                        mine,
+                    )
+                    self._warned_releases.add(r.version)
         return self._live
 
     # ------------------------------------------------------------------ tasks
