@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "explain",
     "landmarks",
     "retag",
+    "jobs",
     "status",
     "bench",
 )
@@ -65,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "SceneMapError",
             "ReleaseError",
             "ReleaseRefused",
+            "JobError",
         }
         kind = type(exc).__name__
         print(
