@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import unquote_plus
 
-from sightline.contract import normalize_sequencer
+from handlers.contract import normalize_sequencer
 
 Kind = Literal["created", "removed", "other"]
 
@@ -48,7 +48,7 @@ class ObjectEvent:
     version_id: str | None
     etag: str | None
     size: int | None
-    sequencer: str | None  # normalised (sightline.contract.normalize_sequencer)
+    sequencer: str | None  # normalised (handlers.contract.normalize_sequencer)
     event_time: str | None
     event_name: str
     content_type: str | None = None

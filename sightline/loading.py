@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sightline.settings import Settings
+from workers.settings import Settings
 
 
 def load_network(settings: Settings, weights: str | None = None) -> tuple[Any, Any]:

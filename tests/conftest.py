@@ -104,7 +104,7 @@ def object_task(
     event_time: str | None = None,
 ) -> dict:
     """The kwargs of a `sightline.tag` / `sightline.forget` task, as the handler sends them."""
-    from sightline.contract import normalize_sequencer
+    from handlers.contract import normalize_sequencer
 
     return {
         "bucket": bucket,

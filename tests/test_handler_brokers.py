@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from conftest import AMQP_URL, ROOT, wait_for
 
+from handlers.contract import FORGET_TASK, QUEUE_OF, TAG_TASK, ObjectTask
 from handlers.core import handle
 from handlers.publish import CeleryPublisher
 from handlers.rules import OwnerRule
-from sightline.contract import FORGET_TASK, QUEUE_OF, TAG_TASK, ObjectTask
 
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
 OWNERS = OwnerRule()

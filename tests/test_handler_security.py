@@ -12,11 +12,11 @@ import pytest
 from test_handler_brokers import drain
 
 from handlers.config import HandlerConfig, parse_buckets
+from handlers.contract import QUEUE_OF, TAG_TASK
 from handlers.core import plan
 from handlers.publish import CeleryPublisher
 from handlers.rules import OwnerRule
 from handlers.webhook import MAX_BODY, WebhookApp, make_server
-from sightline.contract import QUEUE_OF, TAG_TASK
 from tests.conftest import run_cli
 
 FIXTURES = Path(__file__).parent / "fixtures" / "events"

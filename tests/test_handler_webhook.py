@@ -16,10 +16,10 @@ import pytest
 from conftest import ROOT, wait_for
 from test_handler_brokers import drain, free_port
 
+from handlers.contract import QUEUE_OF, TAG_TASK
 from handlers.publish import CeleryPublisher
 from handlers.rules import OwnerRule
 from handlers.webhook import WebhookApp, make_server
-from sightline.contract import QUEUE_OF, TAG_TASK
 
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
 TOKEN = "s3cr3t-t0ken"

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from celery import Celery
 
-from sightline.contract import normalize_sequencer
+from handlers.contract import normalize_sequencer
 from tests.conftest import AMQP_URL, run_cli
 from workers.store import status_item, write_photos
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from handlers.contract import normalize_sequencer
 from sightline import albums
-from sightline.contract import normalize_sequencer
 from sightline.samples import synthetic_jpeg
 from workers.inference import SceneLandmarkModel
 from workers.pipeline import TagResult, analyse

@@ -8,10 +8,10 @@ import boto3
 import pytest
 
 from sightline.samples import synthetic_jpeg
-from sightline.settings import Settings
 from tests.conftest import object_task, start_worker, stop_worker, wait_for, worker_env
 from workers.errors import TransientError
 from workers.runtime import WorkerRuntime
+from workers.settings import Settings
 from workers.store import status_item, write_photos
 
 

@@ -9,7 +9,7 @@ import uuid
 import boto3
 from celery import Celery
 
-from sightline.contract import normalize_sequencer
+from handlers.contract import normalize_sequencer
 from sightline.samples import synthetic_jpeg
 from tests.conftest import start_worker, stop_worker, wait_for, worker_env
 

@@ -9,7 +9,7 @@ import boto3
 import redis
 from celery import Celery
 
-from sightline.contract import TAG_QUEUE, TAG_TASK
+from handlers.contract import TAG_QUEUE, TAG_TASK
 from sightline.samples import synthetic_jpeg
 from tests.conftest import object_task, start_worker, stop_worker, wait_for, worker_env
 

@@ -15,7 +15,7 @@ from typing import Any
 from celery import Celery, Task
 from celery_batches import Batches
 
-from sightline.contract import FORGET_TASK, MAINTENANCE_QUEUE, TAG_QUEUE, TAG_TASK
+from handlers.contract import FORGET_TASK, MAINTENANCE_QUEUE, TAG_QUEUE, TAG_TASK
 from workers.errors import TransientError
 from workers.logs import photo_fields
 from workers.runtime import WorkerRuntime

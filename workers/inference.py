@@ -15,7 +15,7 @@ from models.checkpoint import CheckpointMeta, load_checkpoint, untrained
 from models.network import SightlineNet
 from models.scenes import SceneMap, load_categories, load_sift
 from models.transforms import InputTransform, default_transform
-from sightline.settings import Settings
+from workers.settings import Settings
 
 log = logging.getLogger("sightline.worker")
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import psycopg2
 
-from sightline.settings import Settings
 from workers.db import DatabaseError, connect
 from workers.errors import ObjectGone, TransientError
 from workers.fetch import fetch, s3_client
@@ -23,6 +22,7 @@ from workers.logs import photo_fields
 from workers.metrics import WorkerMetrics
 from workers.photos import PhotoError
 from workers.pipeline import LiveRelease, Prepared, infer, prepare
+from workers.settings import Settings
 from workers.store import (
     load_live_releases,
     stale_keys,

@@ -14,9 +14,9 @@ def scratch_database(base_url: str | None = None, prefix: str = "sightline_bench
     from psycopg2.extensions import make_dsn, parse_dsn
 
     from sightline.embedded import database_url
-    from sightline.settings import Settings
     from workers import migrate
     from workers.db import connect
+    from workers.settings import Settings
 
     server = None
     if base_url is None:

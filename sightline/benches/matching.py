@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     if args.pgvector:
         from sightline.benches._scratch import scratch_database
         from sightline.embedded import database_url
-        from sightline.settings import Settings
+        from workers.settings import Settings
 
         base_url, _server = database_url(Settings.from_env())
         with scratch_database(base_url) as url:

@@ -50,7 +50,7 @@ def _ms(fn, repeat: int) -> float:
 def run(args: argparse.Namespace) -> int:
     from sightline.benches._scratch import scratch_database
     from sightline.samples import synthetic_jpeg
-    from sightline.settings import Settings
+    from workers.settings import Settings
 
     settings = Settings.from_env()
     if not settings.weights:

@@ -31,7 +31,7 @@ def say(msg: str = "") -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from sightline.settings import Settings
+    from workers.settings import Settings
 
     settings = Settings.from_env()
     if settings.weights:
@@ -76,8 +76,7 @@ class _Demo:
     def _run(self) -> int:
         import boto3
 
-        from sightline.embedded import database_url, start_moto
-        from sightline.settings import data_dir
+        from sightline.embedded import data_dir, database_url, start_moto
         from workers import migrate
 
         url, self._pg = database_url(self.settings)
@@ -163,13 +162,13 @@ class _Demo:
     def _deliver_events(
         self, sqs: Any, queue_url: str, broker: str, options: dict, expected: int
     ) -> None:
+        from handlers.config import HandlerConfig
         from handlers.core import handle
         from handlers.publish import CeleryPublisher
-        from handlers.rules import OwnerRule
         from sightline.sqs_source import poll_once
 
         publisher = CeleryPublisher(broker, options)
-        owners = OwnerRule(self.settings.owner_pattern, self.settings.default_owner)
+        owners = HandlerConfig.from_env().owners
         counts: dict[str, int] = {}
 
         def handler(event: dict, context: Any) -> dict:

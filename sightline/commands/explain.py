@@ -77,7 +77,7 @@ def explain_photo(args: argparse.Namespace) -> int:
     from sightline.camview import overlay
     from sightline.cli import CliError
     from sightline.loading import load_network, scene_map_for
-    from sightline.settings import Settings
+    from workers.settings import Settings
 
     s = Settings.from_env()
     net, meta = load_network(s, args.weights)

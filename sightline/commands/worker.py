@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 
 from sightline.cli import CliError
 
@@ -29,11 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_worker(args: argparse.Namespace) -> int:
     from sightline.embedded import database_url
-    from sightline.settings import Settings
     from workers.app import configure
     from workers.logs import configure_json_logging
     from workers.metrics import WorkerMetrics
     from workers.runtime import WorkerRuntime
+    from workers.settings import Settings
 
     settings = Settings.from_env()
     if not settings.broker_url:
@@ -49,11 +47,10 @@ def run_worker(args: argparse.Namespace) -> int:
             raise CliError(f"cannot serve metrics on port {settings.metrics_port}: {exc}") from exc
     runtime = WorkerRuntime(settings, url, metrics=metrics)
     runtime.model.load()  # refuse to start without weights, before taking any task
-    options = json.loads(os.environ.get("SIGHTLINE_BROKER_OPTIONS") or "{}")
     app = configure(
         runtime,
         settings.broker_url,
-        options,
+        settings.broker_options,
         batch_size=args.batch_size or settings.batch_size,
         batch_wait_s=(args.batch_wait_ms or settings.batch_wait_ms) / 1000.0,
         max_retries=0 if args.no_retries else settings.max_retries,

@@ -27,7 +27,7 @@ def eval_scenes(args: argparse.Namespace) -> int:
     from models.training.scene import evaluate_scenes
     from sightline.cli import CliError
     from sightline.loading import load_network, scene_map_for
-    from sightline.settings import Settings
+    from workers.settings import Settings
 
     if args.batch_size <= 0:
         raise CliError(f"--batch-size must be positive, got {args.batch_size}")
