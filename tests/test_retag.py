@@ -73,7 +73,7 @@ def test_retag_matches_like_the_matcher_and_is_idempotent(db_url) -> None:
         assert cur.fetchone()[0] == 0
     s = retag_release(conn, "A", batch_size=37, progress=False)
     assert (s.photos, s.status) == (len(q), "active")
-    from workers.store import load_index
+    from workers.releases import load_index
 
     with conn, conn.cursor() as cur:
         cur.execute("SELECT embedding_dim, thresholds FROM releases WHERE version = 'A'")

@@ -86,8 +86,11 @@ def test_worker_parks_a_photo_when_retries_are_spent(db, db_url, redis_url, tmp_
     worker goes on with the next photo."""
     from celery import Celery
 
-    env = worker_env(db_url, redis_url, "http://127.0.0.1:9", SIGHTLINE_S3_TIMEOUT_S="1")
-    worker = start_worker(env, "--no-retries", log=tmp_path / "w.log")
+    env = worker_env(
+        db_url, redis_url, "http://127.0.0.1:9",
+        SIGHTLINE_S3_TIMEOUT_S="1", SIGHTLINE_MAX_RETRIES="0",
+    )  # fmt: skip
+    worker = start_worker(env, log=tmp_path / "w.log")
     try:
         sender = Celery(broker=redis_url, set_as_current=False)
         for key in ["one.jpg", "two.jpg"]:
@@ -181,7 +184,7 @@ def test_release_of_another_model_is_skipped_with_one_warning(
     rt = _runtime(db_url, moto_endpoint)
     with caplog.at_level(logging.WARNING, logger="sightline.worker"):
         assert rt.tag_batch([object_task(name, "a.jpg")]) == ["tagged"]
-        rt._live_at = 0.0  # force the next batch to re-read the live releases
+        rt.releases.expire()  # the next batch re-reads the live releases
         assert rt.tag_batch([object_task(name, "a.jpg", seq="11")]) == ["tagged"]
     warnings = [r for r in caplog.records if "other-1" in r.getMessage()]
     assert len(warnings) == 1 and "not matched" in warnings[0].getMessage()

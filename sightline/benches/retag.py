@@ -52,7 +52,7 @@ def _fill(conn, rng, release, n: int) -> None:
 
 def _per_row(conn, release, sample: int) -> float:
     """photos/s of one pgvector query per photo, writing its matches like the batch does."""
-    from workers.store import load_index
+    from workers.releases import load_index
 
     dim = release.embedding_dim
     cast = f"embedding::vector({dim})"

@@ -62,7 +62,8 @@ def inspect_photo(args: argparse.Namespace) -> int:
 
 def tag_photos(args: argparse.Namespace) -> int:
     from workers.inference import SceneLandmarkModel
-    from workers.pipeline import LiveRelease, analyse
+    from workers.pipeline import analyse
+    from workers.releases import LiveRelease
     from workers.settings import Settings
 
     s = Settings.from_env()
