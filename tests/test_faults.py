@@ -257,8 +257,8 @@ def test_postgres_down_when_retries_run_out_loses_nothing(own_pg, redis_url, mot
     bucket, keys = photos
     log = tmp_path / "worker.log"
     env = worker_env(own_pg.url, redis_url, moto_endpoint, SIGHTLINE_DB_TIMEOUT_S="2",
-                     SIGHTLINE_RETRY_BASE_S="0.5")  # fmt: skip
-    worker = start_worker(env, "--no-retries", "--batch-size", "4", log=log)
+                     SIGHTLINE_RETRY_BASE_S="0.5", SIGHTLINE_MAX_RETRIES="0")  # fmt: skip
+    worker = start_worker(env, "--batch-size", "4", log=log)
     sender = Celery(broker=redis_url, set_as_current=False)
     try:
         _send(sender, "sightline.tag", "tag", bucket, keys[:1], "10")

@@ -71,7 +71,6 @@ def test_status_json_reports_photos_failures_release_and_redis_queues(db, db_url
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["photos"] == {
-        "pending": 0,
         "tagged": 3,
         "failed": 2,
         "gone": 1,

@@ -141,5 +141,3 @@ def forget(self: Task, **kwargs: Any) -> str:
         raise self.retry(exc=outcome, countdown=backoff_s(min(retries, limit)))
     return outcome
 
-
-QUEUES = (TAG_QUEUE, MAINTENANCE_QUEUE)

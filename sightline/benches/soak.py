@@ -232,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
 
         def settled() -> int:
             with conn.cursor() as cur:
-                cur.execute("SELECT count(*) FROM photos WHERE status <> 'pending'")
+                cur.execute("SELECT count(*) FROM photos")
                 return cur.fetchone()[0]
 
         deadline = time.monotonic() + args.timeout

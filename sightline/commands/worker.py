@@ -20,7 +20,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="photos per forward pass")
     p.add_argument("--batch-wait-ms", type=float, default=None, help="flush a partial batch")
     p.add_argument("--loglevel", default="INFO")
-    p.add_argument("--no-retries", action="store_true", help="fail at once (tests)")
     p.add_argument("--hostname", default=None)
     p.set_defaults(func=run_worker)
 
@@ -53,7 +52,7 @@ def run_worker(args: argparse.Namespace) -> int:
         settings.broker_options,
         batch_size=args.batch_size or settings.batch_size,
         batch_wait_s=(args.batch_wait_ms or settings.batch_wait_ms) / 1000.0,
-        max_retries=0 if args.no_retries else settings.max_retries,
+        max_retries=settings.max_retries,
         retry_base_s=settings.retry_base_s,
     )
     argv = [
