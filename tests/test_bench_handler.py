@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import redis
 from conftest import run_cli
 
 
+@pytest.mark.slow
 def test_bench_handler_prints_figures_and_leaves_no_queues(redis_url: str) -> None:
     """The bench reports records/s, publish/s per broker and cold import; its queues are gone."""
     done = run_cli(
@@ -33,6 +35,7 @@ def test_bench_handler_prints_figures_and_leaves_no_queues(redis_url: str) -> No
     assert redis.Redis.from_url(redis_url).keys("*sightline-bench*") == []
 
 
+@pytest.mark.slow
 def test_bench_handler_with_no_redis_is_a_one_line_error() -> None:
     """An unreachable Redis is reported in one line, not a traceback."""
     done = run_cli("bench", "handler", "--records", "10", "--redis-url", "redis://127.0.0.1:1/0")

@@ -199,6 +199,7 @@ def test_rabbitmq_down_fails_the_batch() -> None:
     )
 
 
+@pytest.mark.slow
 def test_publisher_recovers_when_the_broker_comes_back(tmp_path: Path) -> None:
     """After a failed batch the next batch connects afresh: a restarted broker gets the tasks."""
     port = free_port()
@@ -269,6 +270,7 @@ def _lambda(event_file: Path, env: dict[str, str]) -> subprocess.CompletedProces
     )
 
 
+@pytest.mark.slow
 def test_lambda_direct_event_publishes_and_returns(redis_url: str) -> None:
     """The Lambda entry point sends an EventBridge event's task and returns no failures."""
     import os
@@ -281,6 +283,7 @@ def test_lambda_direct_event_publishes_and_returns(redis_url: str) -> None:
     assert body[1]["key"] == "users/bob/My Photo+1 (é).heic"
 
 
+@pytest.mark.slow
 def test_lambda_direct_event_raises_when_the_broker_is_down() -> None:
     """A direct (non-SQS) invocation raises so that its source retries the event."""
     import os
@@ -291,6 +294,7 @@ def test_lambda_direct_event_raises_when_the_broker_is_down() -> None:
     assert "HandlerFailed: 1 record(s) failed: publish failed" in done.stderr
 
 
+@pytest.mark.slow
 def test_lambda_sqs_event_reports_failures_instead_of_raising() -> None:
     """An SQS invocation never raises for a dead broker: it names the failed messages."""
     import os

@@ -68,6 +68,7 @@ def test_events_for_other_buckets_are_ignored_with_a_reason() -> None:
     assert [a.action for a in plan(_s3_event("attacker"), OwnerRule())] == ["tag"]
 
 
+@pytest.mark.slow
 def test_events_parse_applies_the_allow_list(tmp_path: Path) -> None:
     """`sightline events parse` shows the same refusal the deployed handler makes."""
     path = tmp_path / "e.json"

@@ -107,6 +107,7 @@ def test_broker_down_answers_503_so_minio_retries(dead_broker_webhook: str) -> N
     assert "publish failed" in json.loads(body)["errors"][0]
 
 
+@pytest.mark.slow
 def test_webhook_process_serves_and_refuses_to_start_without_a_token(redis_url: str) -> None:
     """`python -m handlers.webhook` serves MinIO's POSTs; with no token it exits with one line."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CELERY_BROKER_URL": redis_url}

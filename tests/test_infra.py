@@ -339,6 +339,7 @@ def test_worker_image_is_cuda_with_the_worker_extra_and_sightline_entrypoint() -
     assert ("ENTRYPOINT", '["sightline"]') in steps and steps[-1] == ("CMD", '["worker"]')
 
 
+@pytest.mark.slow
 def test_handler_import_loads_no_worker_code_or_heavy_library() -> None:
     """Importing the Lambda entry point loads nothing from workers/ or models/ (the handler
     image does not ship them) and none of torch, PIL, numpy, boto3."""
@@ -354,6 +355,7 @@ def test_handler_import_loads_no_worker_code_or_heavy_library() -> None:
     assert not loaded & {"workers", "models", "torch", "PIL", "numpy", "boto3", "botocore"}
 
 
+@pytest.mark.slow
 def test_handler_image_build_step_makes_a_wheel_with_the_handler(tmp_path) -> None:
     """What the handler image's build stage copies (pyproject, README, handlers/) builds a
     wheel holding the Lambda entry point and the task contract, and no other package."""

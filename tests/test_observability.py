@@ -202,6 +202,7 @@ def test_worker_serves_metrics_and_logs_json(
     assert failed[0]["level"] == "WARNING"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [

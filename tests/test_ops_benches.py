@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import run_cli
 
 
+@pytest.mark.slow
 def test_bench_writes_writes_every_photo_and_reports_per_connection_count(pg_server) -> None:
     """bench writes commits every generated photo (warm-up plus one run per connection
     count) and reports rows/s for each count, bytes per photo and the embedding read rate."""
@@ -28,6 +31,7 @@ def test_bench_writes_writes_every_photo_and_reports_per_connection_count(pg_ser
     assert r["bytes_per_photo"] > 2048 and r["embedding_read_rows_per_s"] > 0
 
 
+@pytest.mark.slow
 def test_bench_matching_in_memory_and_pgvector(pg_server) -> None:
     """bench matching times each centroid count in memory and, with --pgvector, an exact
     scan (always right on top 1) against an HNSW index."""
@@ -50,6 +54,7 @@ def test_bench_matching_in_memory_and_pgvector(pg_server) -> None:
     assert all(0.0 <= p["hnsw_top1_recall"] <= 1.0 for p in r["pgvector"])
 
 
+@pytest.mark.slow
 def test_bench_bad_sizes_are_one_line_errors() -> None:
     """Unreadable sizes give one clear line and status 2, before any database work."""
     out = run_cli("bench", "matching", "--centroids=ten")
@@ -60,6 +65,7 @@ def test_bench_bad_sizes_are_one_line_errors() -> None:
     assert "must be positive" in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_bench_publish_counts_what_reached_redis_and_cleans_up(redis_url) -> None:
     """bench publish sends through the handler's publisher to a private queue, reports how
     many arrived, and leaves no message behind."""

@@ -59,6 +59,7 @@ def test_release_file_round_trip_and_corruption(tmp_path) -> None:
         load_release(tmp_path / "obj.npy")
 
 
+@pytest.mark.slow
 def test_import_refused_on_model_or_dim_mismatch(db_url, tmp_path) -> None:
     """A release from another model, or of another width, is refused in one line; nothing
     is written."""

@@ -95,6 +95,7 @@ def test_retag_matches_like_the_matcher_and_is_idempotent(db_url) -> None:
     conn.close()
 
 
+@pytest.mark.slow
 def test_killed_retag_resumes_to_the_uninterrupted_result(db_url) -> None:
     """A re-tag process killed with SIGKILL mid-run resumes from its cursor, keeps the albums
     on the old release meanwhile, and ends with exactly the matches of an unbroken run."""

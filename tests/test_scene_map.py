@@ -93,6 +93,7 @@ def test_renormalise_zeroes_sift_classes_and_rescales_the_rest():
     np.testing.assert_allclose(out[:, idx["coast"]], 1 / 363, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_scenes_json_prints_the_map_in_force_for_all_classes(tmp_path: Path):
     """`sightline scenes --json`: 365 classes with album, indoor flag and sift exclusion."""
     sift = tmp_path / "sift.txt"
@@ -110,6 +111,7 @@ def test_scenes_json_prints_the_map_in_force_for_all_classes(tmp_path: Path):
     assert all(out[c]["album"] is None for c in dropped)
 
 
+@pytest.mark.slow
 def test_scenes_refuses_a_broken_map_with_one_line(tmp_path: Path):
     """A map file that misses classes gives exit status 2 and one error line."""
     path = tmp_path / "map.csv"

@@ -134,6 +134,7 @@ def test_scene_export_loads_into_the_worker_with_identical_outputs(scene_run):
     assert probs[:, ~model.scene_map.keep()].max() == 0.0
 
 
+@pytest.mark.slow
 def test_eval_scenes_reproduces_the_last_epochs_validation(scene_run, places):
     """`sightline eval scenes --json` on the export equals the run's last-epoch metrics."""
     _, result, _ = scene_run
@@ -156,6 +157,7 @@ def test_eval_scenes_reproduces_the_last_epochs_validation(scene_run, places):
     assert out["trained"] is True
 
 
+@pytest.mark.slow
 def test_scene_training_resumes_from_the_saved_epoch(places, tmp_path: Path):
     """A second `train scene --resume` run continues after the saved epoch, without repeats."""
     args = [
@@ -185,6 +187,7 @@ def test_scene_training_resumes_from_the_saved_epoch(places, tmp_path: Path):
     assert meta.version == "scene-tiny-e2"
 
 
+@pytest.mark.slow
 def test_resume_without_a_saved_run_is_one_clear_error(places, tmp_path: Path):
     """--resume in an empty folder exits 2 with one line, no traceback."""
     proc = run_cli(
@@ -316,6 +319,7 @@ def test_landmarks_from_an_untrained_scene_checkpoint_export_as_untrained(tmp_pa
     assert load_checkpoint(result.export)[1].trained is False
 
 
+@pytest.mark.slow
 def test_train_landmarks_cli_refuses_a_manifest_with_missing_images(tmp_path, scene_run):
     """A manifest naming absent files exits 2 with one line naming the count."""
     _, scene, _ = scene_run

@@ -156,6 +156,7 @@ def test_weights_of_another_arch_are_refused_clearly(tmp_path: Path):
         load_pretrained(sightline_net(arch="tiny", embedding_dim=8), tmp_path / "junk.pth")
 
 
+@pytest.mark.slow
 def test_train_scene_cli_starts_from_a_torchvision_file(tmp_path: Path):
     """`train scene --init FILE` loads a torchvision-layout file and says what it took."""
     from conftest import run_cli

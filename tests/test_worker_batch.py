@@ -81,6 +81,7 @@ def test_one_refused_row_does_not_lose_the_batch(db) -> None:
         assert [r[0] for r in cur.fetchall()] == ["ok.jpg", "ok2.jpg"]
 
 
+@pytest.mark.slow
 def test_worker_parks_a_photo_when_retries_are_spent(db, db_url, redis_url, tmp_path) -> None:
     """With retries off, a photo whose S3 never answers ends failed with the reason, and the
     worker goes on with the next photo."""
@@ -135,6 +136,7 @@ def test_versioned_object_is_read_at_the_events_version(bucket, db, db_url, moto
         assert cur.fetchone() == (320, v1["VersionId"])
 
 
+@pytest.mark.slow
 def test_redelivered_message_gives_one_row(db, db_url, redis_url, moto_endpoint, tmp_path):
     """The same task delivered twice through the broker leaves one tagged row (written twice,
     idempotently)."""

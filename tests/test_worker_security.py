@@ -6,6 +6,7 @@ import uuid
 from pathlib import Path
 
 import boto3
+import pytest
 import redis
 from celery import Celery
 
@@ -24,6 +25,7 @@ class _Planted:
         return (open, (str(self.path), "w"))
 
 
+@pytest.mark.slow
 def test_pickled_message_is_refused_and_the_worker_goes_on(
     db, db_url, redis_url, moto_endpoint, tmp_path
 ) -> None:
