@@ -6,7 +6,8 @@ import json
 
 import pytest
 import redis
-from conftest import run_cli
+
+from tests.support import run_cli
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sightline.samples import synthetic_jpeg
-from tests.conftest import run_cli
+from tests.support import run_cli
 
 TINY = {"SIGHTLINE_ALLOW_UNTRAINED": "1", "SIGHTLINE_ARCH": "tiny"}
 

@@ -16,7 +16,7 @@ from handlers.rules import OwnerRule
 from sightline import albums
 from sightline.samples import real_photo, synthetic_jpeg
 from sightline.sqs_source import poll_once
-from tests.conftest import start_worker, stop_worker, wait_for, worker_env
+from tests.support import start_worker, stop_worker, wait_for, worker_env
 from workers.inference import SceneLandmarkModel
 from workers.photos import decode
 

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+
+from tests.support import run_cli
 
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
 

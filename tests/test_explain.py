@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import run_cli
 from PIL import Image
 
 from models.cam import embedding_cam, scene_cam
 from models.checkpoint import load_checkpoint, untrained
 from models.scenes import load_categories
 from models.training import train_scene
+from tests.support import run_cli
 
 UNTRAINED = {"SIGHTLINE_ALLOW_UNTRAINED": "1", "SIGHTLINE_ARCH": "tiny", "SIGHTLINE_WEIGHTS": ""}
 WARN_RED = np.array([255, 60, 60])

@@ -26,7 +26,7 @@ from handlers.rules import OwnerRule
 from sightline.embedded import embedded_postgres, free_port
 from sightline.samples import synthetic_jpeg
 from sightline.sqs_source import deliver_until_published, s3_record
-from tests.conftest import start_worker, stop_worker, wait_for, worker_env
+from tests.support import start_worker, stop_worker, wait_for, worker_env
 from workers import migrate
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+
+from tests.support import ROOT
 
 HEAVY = ("torch", "torchvision", "PIL", "numpy", "boto3", "botocore", "celery", "kombu")
 

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_handler_brokers import drain
 
 from handlers.config import HandlerConfig, parse_buckets
 from handlers.contract import QUEUE_OF, TAG_TASK
@@ -17,7 +16,7 @@ from handlers.core import plan
 from handlers.publish import CeleryPublisher
 from handlers.rules import OwnerRule
 from handlers.webhook import MAX_BODY, WebhookApp, make_server
-from tests.conftest import run_cli
+from tests.support import drain, run_cli
 
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
 TOKEN = "allow-list-token"

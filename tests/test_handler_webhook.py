@@ -13,13 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, wait_for
-from test_handler_brokers import drain, free_port
 
 from handlers.contract import QUEUE_OF, TAG_TASK
 from handlers.publish import CeleryPublisher
 from handlers.rules import OwnerRule
 from handlers.webhook import WebhookApp, make_server
+from sightline.embedded import free_port
+from tests.support import ROOT, drain, wait_for
 
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
 TOKEN = "s3cr3t-t0ken"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from models.release import load_release
-from tests.conftest import run_cli
+from tests.support import run_cli
 from tests.synthetic_landmarks import make_world, negatives, photos, references
 
 

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sightline.embedded import free_port
 from sightline.samples import synthetic_jpeg
-from tests.conftest import object_task, run_cli, start_worker, stop_worker, wait_for, worker_env
+from tests.support import object_task, run_cli, start_worker, stop_worker, wait_for, worker_env
 from workers.logs import JsonFormatter, photo_fields
 from workers.metrics import STAGES, WorkerMetrics, lag_seconds
 from workers.runtime import WorkerRuntime

@@ -11,7 +11,7 @@ from models.centroids import build_centroids
 from models.landmarks import Thresholds
 from models.release import ReleaseError, load_release, make_release, save_release
 from sightline.albums import landmark_albums
-from tests.conftest import run_cli, wait_for
+from tests.support import run_cli, wait_for
 from tests.synthetic_landmarks import insert_photos, make_world, photos, references
 from workers.db import connect
 from workers.releases import ReleaseRefused, activate, import_release

@@ -15,7 +15,7 @@ from models.centroids import build_centroids
 from models.landmarks import Thresholds
 from models.release import make_release
 from models.scenes import SceneMap
-from tests.conftest import ROOT, run_cli, wait_for
+from tests.support import ROOT, run_cli, wait_for
 from tests.synthetic_landmarks import insert_photos, make_world, negatives, photos, references
 from workers.db import connect
 from workers.releases import import_release

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
 
 from models.scenes import DROP, SceneMap, SceneMapError, load_categories, load_indoor, load_sift
+from tests.support import run_cli
 
 SHIPPED = resources.files("models") / "data" / "scene_map.csv"
 

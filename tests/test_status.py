@@ -9,7 +9,7 @@ import pytest
 from celery import Celery
 
 from handlers.contract import normalize_sequencer
-from tests.conftest import AMQP_URL, run_cli
+from tests.support import AMQP_URL, run_cli
 from workers.store import status_item, write_photos
 
 

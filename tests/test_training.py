@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
 from PIL import Image
 
 from models.checkpoint import load_checkpoint, save_checkpoint, untrained
@@ -23,6 +22,7 @@ from models.training import (
 )
 from models.training.data import scan_image_folder
 from models.transforms import default_transform
+from tests.support import run_cli
 from workers.inference import SceneLandmarkModel
 
 TINY = default_transform("tiny")

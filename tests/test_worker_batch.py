@@ -8,7 +8,7 @@ import boto3
 import pytest
 
 from sightline.samples import synthetic_jpeg
-from tests.conftest import object_task, start_worker, stop_worker, wait_for, worker_env
+from tests.support import object_task, start_worker, stop_worker, wait_for, worker_env
 from workers.errors import TransientError
 from workers.runtime import WorkerRuntime
 from workers.settings import Settings

@@ -9,7 +9,7 @@ import boto3
 import pytest
 from celery import Celery
 
-from tests.conftest import object_task, start_worker, stop_worker, worker_env
+from tests.support import object_task, start_worker, stop_worker, worker_env
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ from celery import Celery
 
 from handlers.contract import normalize_sequencer
 from sightline.samples import synthetic_jpeg
-from tests.conftest import start_worker, stop_worker, wait_for, worker_env
+from tests.support import start_worker, stop_worker, wait_for, worker_env
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ from celery import Celery
 
 from handlers.contract import TAG_QUEUE, TAG_TASK
 from sightline.samples import synthetic_jpeg
-from tests.conftest import object_task, start_worker, stop_worker, wait_for, worker_env
+from tests.support import object_task, start_worker, stop_worker, wait_for, worker_env
 
 
 class _Planted:
