@@ -17,6 +17,7 @@ FORGET_TASK = "sightline.forget"
 TAG_QUEUE = "tag"
 MAINTENANCE_QUEUE = "maintenance"
 QUEUE_OF = {TAG_TASK: TAG_QUEUE, FORGET_TASK: MAINTENANCE_QUEUE}
+QUEUES = (TAG_QUEUE, MAINTENANCE_QUEUE)  # every queue a worker consumes
 
 _SEQ_WIDTH = 64
 _HEX = re.compile(r"^[0-9A-Fa-f]+$")

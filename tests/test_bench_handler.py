@@ -28,10 +28,11 @@ def test_bench_handler_prints_figures_and_leaves_no_queues(redis_url: str) -> No
     )
     assert done.returncode == 0, done.stderr
     figures = json.loads(done.stdout)
-    assert figures["records_per_s"] > 0 and figures["failed_messages"] == 0
-    assert figures["publish_per_s"]["redis"] > 0
-    assert figures["publish_per_s"]["rabbitmq"] > 0, figures["errors"]
-    assert figures["cold_import_ms"] > 0 and len(figures["cold_import_runs_ms"]) == 2
+    assert figures["failed_messages"] == 0
+    assert set(figures["publish_per_s"]) == {"redis", "rabbitmq"}, figures["errors"]
+    assert not figures["errors"] and None not in figures["publish_per_s"].values()
+    runs = figures["cold_import_runs_ms"]
+    assert len(runs) == 2 and figures["cold_import_ms"] == pytest.approx(sum(runs) / 2, abs=0.2)
     assert figures["heavy_modules_at_import"] == []
     assert redis.Redis.from_url(redis_url).keys("*sightline-bench*") == []
 

@@ -1,4 +1,5 @@
-"""The handler stays light: importing it loads no torch, PIL, numpy, boto3 or even Celery."""
+"""The handler stays light: importing it loads no torch, PIL, numpy, boto3 or even Celery,
+and none of the packages the handler image leaves out (workers/, models/, sightline/)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 
 from tests.support import ROOT
 
-HEAVY = ("torch", "torchvision", "PIL", "numpy", "boto3", "botocore", "celery", "kombu")
+HEAVY = ("torch", "torchvision", "PIL", "numpy", "boto3", "botocore", "celery", "kombu",
+         "workers", "models", "sightline")  # fmt: skip
 
 
 @pytest.mark.slow

@@ -26,9 +26,13 @@ def test_bench_writes_writes_every_photo_and_reports_per_connection_count(pg_ser
     r = json.loads(out.stdout)
     assert r["rows_stored"] == 40 * 3
     assert [run["connections"] for run in r["runs"]] == [1, 2]
-    assert all(run["rows_per_s"] > 0 and run["batch_ms_median"] > 0 for run in r["runs"])
+    for run in r["runs"]:
+        # 5 batches of 8: at least 3 take the median or longer, spread over the connections,
+        # so the rate cannot exceed 40 rows / (3 * median / connections).
+        bound = 40 / (3 * run["batch_ms_median"] / 1000 / run["connections"])
+        assert run["rows_per_s"] <= bound * 1.01, run
     # A 512-d float32 embedding alone is 2 KiB: a stored photo cannot be smaller.
-    assert r["bytes_per_photo"] > 2048 and r["embedding_read_rows_per_s"] > 0
+    assert r["bytes_per_photo"] > 2048
 
 
 @pytest.mark.slow
@@ -51,7 +55,9 @@ def test_bench_matching_in_memory_and_pgvector(pg_server) -> None:
     assert [m["centroids"] for m in r["in_memory"]] == [50, 200]
     assert [p["centroids"] for p in r["pgvector"]] == [50, 200]
     assert all(p["exact_top1_correct"] == 1.0 for p in r["pgvector"])
-    assert all(0.0 <= p["hnsw_top1_recall"] <= 1.0 for p in r["pgvector"])
+    # A recall over 5 queries is a count of hits over 5.
+    assert all((p["hnsw_top1_recall"] * 5) == pytest.approx(round(p["hnsw_top1_recall"] * 5))
+               for p in r["pgvector"])  # fmt: skip
 
 
 @pytest.mark.slow

@@ -32,10 +32,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from handlers.contract import QUEUES
 from sightline.cli import CliError
 
 DEFAULT_BROKER = "redis://127.0.0.1:6379/15"
-QUEUES = ("tag", "maintenance")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from handlers.contract import QUEUES
 from sightline.cli import CliError
 
 
@@ -13,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="photos by status, failures, release, queue depths")
     p.add_argument("--json", action="store_true")
     p.add_argument("--failures", type=int, default=10, help="how many recent failures to list")
-    p.add_argument("--queues", default="tag,maintenance", help="comma-separated queues")
+    p.add_argument("--queues", default=",".join(QUEUES), help="comma-separated queues")
     p.set_defaults(func=status)
 
 

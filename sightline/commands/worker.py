@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from handlers.contract import QUEUES
 from sightline.cli import CliError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("worker", help="start a tagging worker")
-    p.add_argument("--queues", default="tag,maintenance", help="comma-separated queues")
+    p.add_argument("--queues", default=",".join(QUEUES), help="comma-separated queues")
     p.add_argument(
         "--concurrency",
         type=int,
