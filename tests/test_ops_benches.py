@@ -36,17 +36,17 @@ def test_bench_writes_writes_every_photo_and_reports_per_connection_count(pg_ser
 
 
 @pytest.mark.slow
-def test_bench_matching_in_memory_and_pgvector(pg_server) -> None:
-    """bench matching times each centroid count in memory and, with --pgvector, an exact
+def test_bench_match_sweep_in_memory_and_pgvector(pg_server) -> None:
+    """bench match --sweep times each centroid count in memory and, with --hnsw, an exact
     scan (always right on top 1) against an HNSW index."""
     out = run_cli(
         "bench",
-        "matching",
-        "--centroids=50,200",
+        "match",
+        "--sweep=50,200",
         "--dim=16",
         "--repeat=2",
         "--queries=5",
-        "--pgvector",
+        "--hnsw",
         "--json",
         env={"DATABASE_URL": pg_server.get_uri()},
     )
@@ -63,9 +63,9 @@ def test_bench_matching_in_memory_and_pgvector(pg_server) -> None:
 @pytest.mark.slow
 def test_bench_bad_sizes_are_one_line_errors() -> None:
     """Unreadable sizes give one clear line and status 2, before any database work."""
-    out = run_cli("bench", "matching", "--centroids=ten")
+    out = run_cli("bench", "match", "--sweep=ten")
     assert out.returncode == 2
-    assert out.stderr.strip() == "sightline: error: --centroids takes comma-separated integers"
+    assert out.stderr.strip() == "sightline: error: --sweep takes comma-separated integers"
     out = run_cli("bench", "writes", "--connections=0")
     assert out.returncode == 2
     assert "must be positive" in out.stderr and len(out.stderr.strip().splitlines()) == 1
