@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sightline.stack import stop_processes, worker_process
+
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("SIGHTLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 AMQP_URL = os.environ.get("SIGHTLINE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
@@ -55,24 +57,12 @@ def worker_env(db_url: str, broker_url: str, s3_endpoint: str, **extra: str) -> 
 
 
 def start_worker(env: dict[str, str], *args: str, log: Path) -> subprocess.Popen:
-    """A real `sightline worker` process."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "sightline", "worker", "--loglevel=INFO", *args],
-        env=env,
-        cwd=ROOT,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
+    """A real `sightline worker` process (``sightline.stack.worker_process``)."""
+    return worker_process(env, log, "--loglevel=INFO", *args, cwd=ROOT)
 
 
 def stop_worker(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    stop_processes([proc], timeout_s=20)
 
 
 def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2, what: str = "condition"):

@@ -136,8 +136,8 @@ def run(args: argparse.Namespace) -> int:
         "in_memory": [_in_memory(c, args, rng) for c in sizes],
     }
     if args.hnsw:
-        from sightline.benches._scratch import scratch_database
         from sightline.embedded import database_url
+        from sightline.stack import scratch_database
         from workers.settings import Settings
 
         base_url, _server = database_url(Settings.from_env())

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _pgvector(release, q) -> dict:
     """Top-10 centroids by inner product through the HNSW (vector_ip_ops) index."""
-    from sightline.benches._scratch import scratch_database
+    from sightline.stack import scratch_database
     from workers.db import connect
     from workers.releases import import_release
 

@@ -48,8 +48,8 @@ def _ms(fn, repeat: int) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sightline.benches._scratch import scratch_database
     from sightline.samples import synthetic_jpeg
+    from sightline.stack import scratch_database
     from workers.settings import Settings
 
     settings = Settings.from_env()

@@ -7,12 +7,12 @@ import json
 import logging
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from sightline.cli import CliError
+from sightline.stack import stop_processes, worker_process
 
 BUCKET = "sightline-demo"
 EVENTS_QUEUE = "sightline-demo-uploads"
@@ -64,12 +64,8 @@ class _Demo:
         try:
             return self._run()
         finally:
-            if self.worker and self.worker.poll() is None:
-                self.worker.terminate()
-                try:
-                    self.worker.wait(20)
-                except subprocess.TimeoutExpired:
-                    self.worker.kill()
+            if self.worker:
+                stop_processes([self.worker], timeout_s=20)
             if self.moto:
                 self.moto.stop()
 
@@ -150,14 +146,7 @@ class _Demo:
         )
         if not self.settings.weights:
             env["SIGHTLINE_ALLOW_UNTRAINED"] = "1"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = log_path.open("w")
-        self.worker = subprocess.Popen(
-            [sys.executable, "-m", "sightline", "worker", "--loglevel=WARNING"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        self.worker = worker_process(env, log_path, "--loglevel=WARNING")
 
     def _deliver_events(
         self, sqs: Any, queue_url: str, broker: str, options: dict, expected: int
