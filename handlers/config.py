@@ -3,12 +3,12 @@ load, webhook start) and passed down as arguments."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from handlers.contract import parse_broker_options
 from handlers.rules import OwnerRule
 
 
@@ -24,16 +24,9 @@ class HandlerConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HandlerConfig:
         env = os.environ if env is None else env
-        raw = env.get("SIGHTLINE_BROKER_OPTIONS") or "{}"
-        try:
-            options = json.loads(raw)
-        except ValueError:
-            raise ValueError(f"SIGHTLINE_BROKER_OPTIONS is not JSON: {raw!r}") from None
-        if not isinstance(options, dict):
-            raise ValueError("SIGHTLINE_BROKER_OPTIONS must be a JSON object")
         return cls(
             broker_url=env.get("CELERY_BROKER_URL") or None,
-            broker_options=options,
+            broker_options=parse_broker_options(env.get("SIGHTLINE_BROKER_OPTIONS")),
             owners=OwnerRule(
                 env.get("SIGHTLINE_OWNER_PATTERN") or "users/{owner}/",
                 env.get("SIGHTLINE_DEFAULT_OWNER") or None,

@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from handlers.envelopes import Broken, Skip, iter_units
-from handlers.events import EventError, ObjectEvent, is_sqs_event
+from handlers.contract import FORGET_TASK, TAG_TASK, ObjectTask
+from handlers.envelopes import Broken, Skip, is_sqs_event, iter_units
+from handlers.events import EventError, ObjectEvent
 from handlers.rules import OwnerRule, skip_reason
-from sightline.contract import FORGET_TASK, TAG_TASK, ObjectTask
 
 log = logging.getLogger("sightline.handler")
 

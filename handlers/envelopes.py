@@ -1,4 +1,6 @@
-"""Unwrap an invocation into its retry units and, inside each, its object records.
+"""The envelopes around object records, as read-only views (SQS message, SNS notification,
+MinIO webhook body), and the unwrapping of an invocation into its retry units and, inside
+each, its object records.
 
 Shapes recognised: S3 notification (``Records[].s3``, from S3 or MinIO), the MinIO webhook
 body, SQS batches (``Records[].body``), SNS (``Records[].Sns.Message``, or an SNS message as
@@ -8,19 +10,91 @@ Nothing here raises for one bad record: it becomes a ``Broken`` item next to the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from handlers.events import (
-    EventBridgeEvent,
-    EventError,
-    MinioNotification,
-    S3Record,
-    SNSNotification,
-    SQSMessage,
-    is_sqs_event,
-)
+from handlers.events import EventBridgeEvent, EventError, S3Record, optional_text
+
+
+class SQSMessage:
+    """One message of a Lambda SQS batch: the unit that batchItemFailures names."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        self.raw = raw
+
+    @property
+    def message_id(self) -> str | None:
+        return optional_text(self.raw.get("messageId"))
+
+    def payload(self) -> Any:
+        return _json(self.raw.get("body"), "SQS body")
+
+
+class SNSNotification:
+    """An SNS message: the ``Sns`` object of a Lambda SNS record, or an SQS body from SNS."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        self.raw = raw
+
+    @property
+    def type(self) -> str:
+        return str(self.raw.get("Type") or "Notification")
+
+    @property
+    def message_id(self) -> str | None:
+        return optional_text(self.raw.get("MessageId"))
+
+    def payload(self) -> Any:
+        return _json(self.raw.get("Message"), "SNS Message")
+
+
+class MinioNotification:
+    """The body MinIO's webhook target POSTs: ``{"EventName", "Key", "Records": [...]}``."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        self.raw = raw
+
+    @property
+    def event_name(self) -> str:
+        return str(self.raw.get("EventName") or "")
+
+    @property
+    def key(self) -> str:
+        """``bucket/key``, already decoded by MinIO (for logs; identity comes from Records)."""
+        return str(self.raw.get("Key") or "")
+
+    @property
+    def records(self) -> list[Any] | None:
+        records = self.raw.get("Records")
+        return records if isinstance(records, list) else None
+
+
+def is_sqs_event(event: Mapping[str, Any]) -> bool:
+    """A Lambda SQS batch: the only envelope whose messages are retried one by one."""
+    records = event.get("Records")
+    return (
+        isinstance(records, list)
+        and bool(records)
+        and all(isinstance(r, Mapping) and r.get("eventSource") == "aws:sqs" for r in records)
+    )
+
+
+def _json(text: Any, what: str) -> Any:
+    if not isinstance(text, str):
+        raise EventError(f"{what} is not a string")
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise EventError(f"{what} is not JSON: {exc}") from None
+
 
 # SNS-in-SQS nests twice at most (SQS -> SNS -> S3); anything deeper is not a real shape.
 _MAX_DEPTH = 4

@@ -1,20 +1,21 @@
-"""Typed, read-only views over the event envelopes, and the one place keys are decoded.
+"""The object identity (``ObjectEvent``), the one place keys are decoded, and the read-only
+views of the two records that name an object: an S3 notification record (from S3 or MinIO)
+and an EventBridge event from S3.
 
-One thin view per envelope (S3 record, SQS message, SNS notification, EventBridge event,
-MinIO webhook payload) over the raw dict: properties, no I/O, no copies. Every view that
-names an object builds its ``ObjectEvent`` through ``object_event``, the only code that turns
-a key as it arrives into the key as it is stored.
+Each view is a thin wrapper over the raw dict: properties, no I/O, no copies. Every view
+builds its ``ObjectEvent`` through ``object_event``, the only code that turns a key as it
+arrives into the key as it is stored. The envelopes around them (SQS, SNS, MinIO's webhook
+body) are ``handlers/envelopes.py``.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import unquote_plus
 
-from sightline.contract import normalize_sequencer
+from handlers.contract import normalize_sequencer
 
 Kind = Literal["created", "removed", "other"]
 
@@ -48,7 +49,7 @@ class ObjectEvent:
     version_id: str | None
     etag: str | None
     size: int | None
-    sequencer: str | None  # normalised (sightline.contract.normalize_sequencer)
+    sequencer: str | None  # normalised (handlers.contract.normalize_sequencer)
     event_time: str | None
     event_name: str
     content_type: str | None = None
@@ -104,17 +105,18 @@ def object_event(
         kind=kind,
         bucket=bucket,
         key=key,
-        version_id=_text(version_id),
-        etag=_text(etag),
+        version_id=optional_text(version_id),
+        etag=optional_text(etag),
         size=size_n,
-        sequencer=normalize_sequencer(_text(sequencer)),
-        event_time=_text(event_time),
+        sequencer=normalize_sequencer(optional_text(sequencer)),
+        event_time=optional_text(event_time),
         event_name=event_name,
-        content_type=_text(content_type),
+        content_type=optional_text(content_type),
     )
 
 
-def _text(value: Any) -> str | None:
+def optional_text(value: Any) -> str | None:
+    """A field as text; None for a missing or empty one."""
     return str(value) if value not in (None, "") else None
 
 
@@ -122,15 +124,6 @@ def _mapping(value: Any, what: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise EventError(f"{what} is not a JSON object")
     return value
-
-
-def _json(text: Any, what: str) -> Any:
-    if not isinstance(text, str):
-        raise EventError(f"{what} is not a string")
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise EventError(f"{what} is not JSON: {exc}") from None
 
 
 class S3Record:
@@ -218,72 +211,3 @@ class EventBridgeEvent:
             event_time=self.raw.get("time"),
             event_name=self.detail_type,
         )
-
-
-class SQSMessage:
-    """One message of a Lambda SQS batch: the unit that batchItemFailures names."""
-
-    __slots__ = ("raw",)
-
-    def __init__(self, raw: Mapping[str, Any]) -> None:
-        self.raw = raw
-
-    @property
-    def message_id(self) -> str | None:
-        return _text(self.raw.get("messageId"))
-
-    def payload(self) -> Any:
-        return _json(self.raw.get("body"), "SQS body")
-
-
-class SNSNotification:
-    """An SNS message: the ``Sns`` object of a Lambda SNS record, or an SQS body from SNS."""
-
-    __slots__ = ("raw",)
-
-    def __init__(self, raw: Mapping[str, Any]) -> None:
-        self.raw = raw
-
-    @property
-    def type(self) -> str:
-        return str(self.raw.get("Type") or "Notification")
-
-    @property
-    def message_id(self) -> str | None:
-        return _text(self.raw.get("MessageId"))
-
-    def payload(self) -> Any:
-        return _json(self.raw.get("Message"), "SNS Message")
-
-
-class MinioNotification:
-    """The body MinIO's webhook target POSTs: ``{"EventName", "Key", "Records": [...]}``."""
-
-    __slots__ = ("raw",)
-
-    def __init__(self, raw: Mapping[str, Any]) -> None:
-        self.raw = raw
-
-    @property
-    def event_name(self) -> str:
-        return str(self.raw.get("EventName") or "")
-
-    @property
-    def key(self) -> str:
-        """``bucket/key``, already decoded by MinIO (for logs; identity comes from Records)."""
-        return str(self.raw.get("Key") or "")
-
-    @property
-    def records(self) -> list[Any] | None:
-        records = self.raw.get("Records")
-        return records if isinstance(records, list) else None
-
-
-def is_sqs_event(event: Mapping[str, Any]) -> bool:
-    """A Lambda SQS batch: the only envelope whose messages are retried one by one."""
-    records = event.get("Records")
-    return (
-        isinstance(records, list)
-        and bool(records)
-        and all(isinstance(r, Mapping) and r.get("eventSource") == "aws:sqs" for r in records)
-    )

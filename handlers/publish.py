@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from contextlib import nullcontext
 from typing import Any
 
-from sightline.contract import QUEUE_OF, ObjectTask
+from handlers.contract import QUEUE_OF, ObjectTask
 
 log = logging.getLogger("sightline.handler")
 

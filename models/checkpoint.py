@@ -13,7 +13,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from models.network import SightlineNet, sightline_net
-from models.transforms import InputTransform
+from models.scenes import load_categories
+from models.transforms import InputTransform, default_transform
 
 _META_KEY = "sightline"
 
@@ -130,6 +131,29 @@ def untrained(
         trained=False,
     )
     return build_from_meta(meta).eval(), meta
+
+
+class NoWeights(CheckpointError):
+    """Neither weights nor leave to run an untrained network."""
+
+
+def load_or_untrained(
+    weights: str | Path | None,
+    *,
+    allow_untrained: bool = False,
+    arch: str = "wide_resnet50_2",
+) -> tuple[SightlineNet, CheckpointMeta]:
+    """The serving policy: the checkpoint at ``weights``; else, only when ``allow_untrained``,
+    an untrained ``arch`` over the shipped Places365 categories with that arch's default
+    transform (its outputs mean nothing, and ``meta.trained`` says so).
+
+    Raises NoWeights when there are neither, CheckpointError for an unreadable checkpoint.
+    """
+    if weights:
+        return load_checkpoint(weights)
+    if allow_untrained:
+        return untrained(arch=arch, categories=load_categories(), transform=default_transform(arch))
+    raise NoWeights("no weights, and running an untrained network is not allowed")
 
 
 def _sha256(path: Path) -> str:

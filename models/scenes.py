@@ -10,6 +10,7 @@ import csv
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -115,6 +116,21 @@ class SceneMap:
             indoor=tuple(io.get(c, False) for c in categories),
             excluded=frozenset(excluded),
         )
+
+    @classmethod
+    def for_checkpoint(
+        cls,
+        meta: Any,
+        path: str | Path | None = None,
+        *,
+        sift: str | Path | None = None,
+    ) -> SceneMap:
+        """The scene map in force for a checkpoint (``CheckpointMeta``): the map at ``path``
+        (default: the shipped one) over the checkpoint's categories, with as sift the classes
+        the checkpoint was trained without plus those of the sift list at ``sift`` (default:
+        the shipped one; ``"none"``: none)."""
+        excluded = frozenset(meta.excluded) | load_sift(sift)
+        return cls.load(path, categories=meta.categories, excluded=excluded)
 
     def keep(self) -> np.ndarray:
         """Boolean (classes,) mask of the classes that are predicted (not sift)."""

@@ -4,18 +4,25 @@ server."""
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import warnings
 from pathlib import Path
 from typing import Any
 
-from sightline.settings import Settings, data_dir
+from workers.settings import Settings
 
 # The folder is named by major version: a server never opens a data folder initialised by
 # another major version, so an older one (pgserver's PostgreSQL 16) is left alone.
 PG_FOLDER = "pg18"
 _OLD_FOLDERS = ("pgdata",)  # pgserver 0.1.x: PostgreSQL 16.2, pgvector 0.6.2
 log = logging.getLogger(__name__)
+
+
+def data_dir() -> Path:
+    """The user's data folder for sightline (embedded Postgres lives here)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(os.environ.get("SIGHTLINE_DATA_DIR") or Path(base) / "sightline")
 
 
 def embedded_postgres(pgdata: Path | None = None, *, keep_running: bool = False) -> Any:

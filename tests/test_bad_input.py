@@ -12,11 +12,11 @@ import pytest
 
 from handlers.core import plan
 from handlers.rules import OwnerRule
-from sightline.settings import Settings
 from tests.badinput import event_corpus, photo_corpus
 from workers.exif import read_exif
 from workers.photos import PhotoError, decode
 from workers.runtime import WorkerRuntime
+from workers.settings import Settings
 
 PHOTOS = photo_corpus()
 EVENTS = event_corpus()

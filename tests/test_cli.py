@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from sightline.samples import synthetic_jpeg
-from tests.conftest import run_cli
+from tests.support import run_cli
 
 TINY = {"SIGHTLINE_ALLOW_UNTRAINED": "1", "SIGHTLINE_ARCH": "tiny"}
 
 
+@pytest.mark.slow
 def test_inspect_reports_size_orientation_time_and_gps(tmp_path) -> None:
     photo = tmp_path / "p.jpg"
     photo.write_bytes(
@@ -36,6 +38,7 @@ def test_inspect_reports_size_orientation_time_and_gps(tmp_path) -> None:
     assert info["camera"] == "SightlineCam Demo 1"
 
 
+@pytest.mark.slow
 def test_inspect_unreadable_photo_is_json_error_and_status_2(tmp_path) -> None:
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"nope")
@@ -45,6 +48,7 @@ def test_inspect_unreadable_photo_is_json_error_and_status_2(tmp_path) -> None:
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_tag_says_untrained_and_tags_each_photo_or_reports_its_error(tmp_path) -> None:
     good = tmp_path / "good.jpg"
     good.write_bytes(synthetic_jpeg(width=200, height=150))
@@ -62,6 +66,7 @@ def test_tag_says_untrained_and_tags_each_photo_or_reports_its_error(tmp_path) -
     assert out.returncode == 2 and "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_tag_without_weights_refuses_to_run() -> None:
     """No weights and no explicit permission: a clear refusal, not an untrained model."""
     out = run_cli("tag", "x.jpg", env={"SIGHTLINE_ALLOW_UNTRAINED": "", "SIGHTLINE_WEIGHTS": ""})
@@ -69,11 +74,13 @@ def test_tag_without_weights_refuses_to_run() -> None:
     assert "no weights" in out.stderr and "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_worker_without_broker_is_a_one_line_error() -> None:
     out = run_cli("worker", env={**TINY, "CELERY_BROKER_URL": ""})
     assert out.returncode == 2 and "CELERY_BROKER_URL is not set" in out.stderr
 
 
+@pytest.mark.slow
 def test_db_upgrade_twice_changes_nothing_the_second_time(empty_db_url: str) -> None:
     env = {"DATABASE_URL": empty_db_url}
     first = run_cli("db", "upgrade", "--json", env=env)
@@ -83,12 +90,14 @@ def test_db_upgrade_twice_changes_nothing_the_second_time(empty_db_url: str) -> 
     assert json.loads(second.stdout)["applied"] == []
 
 
+@pytest.mark.slow
 def test_db_upgrade_on_unreachable_database_is_a_one_line_error() -> None:
     out = run_cli("db", "upgrade", env={"DATABASE_URL": "postgresql://x@127.0.0.1:1/none"})
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "cannot connect" in out.stderr
 
 
+@pytest.mark.slow
 def test_bench_worker_prints_its_figures_and_commits_rows(db_url: str) -> None:
     """The worker benchmark runs the real path (tiny network, small photos) and reports
     every figure it promises; rows committed = warm-up batch + 2 batches per round."""
@@ -125,6 +134,7 @@ def test_bench_worker_prints_its_figures_and_commits_rows(db_url: str) -> None:
     assert figures["trained"] is False and figures["device"] == "cpu"
 
 
+@pytest.mark.slow
 def test_the_command_line_starts_without_the_worker_stack() -> None:
     """Building every command's parser imports no torch, numpy, PIL, boto3 or psycopg2, so a
     handler-only install can run `sightline events parse`."""
@@ -139,6 +149,7 @@ def test_the_command_line_starts_without_the_worker_stack() -> None:
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_tag_matches_landmarks_of_a_release_file(tmp_path) -> None:
     """`tag --release` matches like the worker: a photo in the landmark's square whose
     embedding is the centroid matches (with the release version); one far away does not.

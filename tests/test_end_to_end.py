@@ -16,7 +16,7 @@ from handlers.rules import OwnerRule
 from sightline import albums
 from sightline.samples import real_photo, synthetic_jpeg
 from sightline.sqs_source import poll_once
-from tests.conftest import start_worker, stop_worker, wait_for, worker_env
+from tests.support import start_worker, stop_worker, wait_for, worker_env
 from workers.inference import SceneLandmarkModel
 from workers.photos import decode
 
@@ -72,6 +72,7 @@ def _active_release_matching(db, photo: bytes) -> None:
         )
 
 
+@pytest.mark.slow
 def test_three_uploads_end_in_album_sql(
     bucket_with_events, db, db_url, redis_url, moto_endpoint, tmp_path
 ) -> None:
@@ -136,6 +137,7 @@ def test_three_uploads_end_in_album_sql(
     ]
 
 
+@pytest.mark.slow
 def test_deleted_upload_leaves_the_albums(
     bucket_with_events, db, db_url, redis_url, moto_endpoint, tmp_path
 ) -> None:

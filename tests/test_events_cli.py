@@ -6,11 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+
+from tests.support import run_cli
 
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
 
 
+@pytest.mark.slow
 def test_events_parse_prints_the_handlers_plan() -> None:
     """`sightline events parse` prints one JSON line per record, from a file or stdin."""
     done = run_cli("events", "parse", str(FIXTURES / "sqs_ordering.json"))
@@ -26,6 +28,7 @@ def test_events_parse_prints_the_handlers_plan() -> None:
     assert json.loads(piped.stdout)["key"] == "users/carol/Sommer + See/über.jpg"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "stdin", "message"),
     [

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import run_cli
 from PIL import Image
 
 from models.cam import embedding_cam, scene_cam
 from models.checkpoint import load_checkpoint, untrained
 from models.scenes import load_categories
 from models.training import train_scene
+from tests.support import run_cli
 
 UNTRAINED = {"SIGHTLINE_ALLOW_UNTRAINED": "1", "SIGHTLINE_ARCH": "tiny", "SIGHTLINE_WEIGHTS": ""}
 WARN_RED = np.array([255, 60, 60])
@@ -77,6 +77,7 @@ def _red_caption_pixels(png: Path) -> int:
     return int((np.abs(arr - WARN_RED).sum(axis=2) < 40).sum())
 
 
+@pytest.mark.slow
 def test_explain_untrained_writes_photo_sized_pngs_that_say_untrained(tmp_path: Path):
     """Both maps are PNGs the size of the photo as shown (EXIF applied) and carry the warning."""
     photo = _rotated_jpeg(tmp_path / "p.jpg")
@@ -123,6 +124,7 @@ def test_scene_cam_of_a_trained_network_lights_up_where_its_class_is(trained_exp
     assert right[0] > left[0] and left[1] > right[1]
 
 
+@pytest.mark.slow
 def test_explain_with_trained_weights_and_centroids_names_the_best_centroid(
     tmp_path: Path, trained_export: Path
 ):
@@ -156,6 +158,7 @@ def test_explain_with_trained_weights_and_centroids_names_the_best_centroid(
     assert _red_caption_pixels(tmp_path / "cam.png") == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("setup", "env", "message"),
     [

@@ -26,7 +26,7 @@ from handlers.rules import OwnerRule
 from sightline.embedded import embedded_postgres, free_port
 from sightline.samples import synthetic_jpeg
 from sightline.sqs_source import deliver_until_published, s3_record
-from tests.conftest import start_worker, stop_worker, wait_for, worker_env
+from tests.support import start_worker, stop_worker, wait_for, worker_env
 from workers import migrate
 
 pytestmark = pytest.mark.slow
@@ -257,8 +257,8 @@ def test_postgres_down_when_retries_run_out_loses_nothing(own_pg, redis_url, mot
     bucket, keys = photos
     log = tmp_path / "worker.log"
     env = worker_env(own_pg.url, redis_url, moto_endpoint, SIGHTLINE_DB_TIMEOUT_S="2",
-                     SIGHTLINE_RETRY_BASE_S="0.5")  # fmt: skip
-    worker = start_worker(env, "--no-retries", "--batch-size", "4", log=log)
+                     SIGHTLINE_RETRY_BASE_S="0.5", SIGHTLINE_MAX_RETRIES="0")  # fmt: skip
+    worker = start_worker(env, "--batch-size", "4", log=log)
     sender = Celery(broker=redis_url, set_as_current=False)
     try:
         _send(sender, "sightline.tag", "tag", bucket, keys[:1], "10")

@@ -3,12 +3,9 @@ a dead broker fails exactly the affected records."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import AMQP_URL, ROOT, wait_for
 
+from handlers.contract import FORGET_TASK, QUEUE_OF, TAG_TASK, ObjectTask
 from handlers.core import handle
 from handlers.publish import CeleryPublisher
 from handlers.rules import OwnerRule
-from sightline.contract import FORGET_TASK, QUEUE_OF, TAG_TASK, ObjectTask
+from sightline.embedded import free_port
+from tests.support import AMQP_URL, ROOT, drain, wait_for
 
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
 OWNERS = OwnerRule()
@@ -29,38 +27,6 @@ OWNERS = OwnerRule()
 
 def load(name: str) -> dict[str, Any]:
     return json.loads((FIXTURES / name).read_text("utf-8"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def drain(url: str, queue: str, expect: int, timeout: float = 15.0) -> list[tuple[dict, Any]]:
-    """Consume with kombu until ``expect`` messages came, then a moment more to catch extras."""
-    from kombu import Connection, Queue
-
-    got: list[tuple[dict, Any]] = []
-
-    def on_message(body: Any, message: Any) -> None:
-        got.append((dict(message.headers), body))
-        message.ack()
-
-    with (
-        Connection(url, transport_options={"polling_interval": 0.1}) as conn,
-        conn.Consumer(Queue(queue, no_declare=True), callbacks=[on_message], accept=["json"]),
-    ):
-        deadline = time.monotonic() + timeout
-        settle: float | None = None
-        while time.monotonic() < deadline:
-            if len(got) >= expect and settle is None:
-                settle = time.monotonic() + 0.25
-            if settle is not None and time.monotonic() > settle:
-                break
-            with contextlib.suppress(TimeoutError):
-                conn.drain_events(timeout=0.2)
-    return got
 
 
 @contextmanager
@@ -199,6 +165,7 @@ def test_rabbitmq_down_fails_the_batch() -> None:
     )
 
 
+@pytest.mark.slow
 def test_publisher_recovers_when_the_broker_comes_back(tmp_path: Path) -> None:
     """After a failed batch the next batch connects afresh: a restarted broker gets the tasks."""
     port = free_port()
@@ -269,6 +236,7 @@ def _lambda(event_file: Path, env: dict[str, str]) -> subprocess.CompletedProces
     )
 
 
+@pytest.mark.slow
 def test_lambda_direct_event_publishes_and_returns(redis_url: str) -> None:
     """The Lambda entry point sends an EventBridge event's task and returns no failures."""
     import os
@@ -281,6 +249,7 @@ def test_lambda_direct_event_publishes_and_returns(redis_url: str) -> None:
     assert body[1]["key"] == "users/bob/My Photo+1 (é).heic"
 
 
+@pytest.mark.slow
 def test_lambda_direct_event_raises_when_the_broker_is_down() -> None:
     """A direct (non-SQS) invocation raises so that its source retries the event."""
     import os
@@ -291,6 +260,7 @@ def test_lambda_direct_event_raises_when_the_broker_is_down() -> None:
     assert "HandlerFailed: 1 record(s) failed: publish failed" in done.stderr
 
 
+@pytest.mark.slow
 def test_lambda_sqs_event_reports_failures_instead_of_raising() -> None:
     """An SQS invocation never raises for a dead broker: it names the failed messages."""
     import os

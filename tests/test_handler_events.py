@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from handlers.contract import normalize_sequencer
 from handlers.core import plan
 from handlers.events import EventError, object_event
 from handlers.rules import OwnerRule
-from sightline.contract import normalize_sequencer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
 OWNERS = OwnerRule()

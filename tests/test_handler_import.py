@@ -1,4 +1,5 @@
-"""The handler stays light: importing it loads no torch, PIL, numpy, boto3 or even Celery."""
+"""The handler stays light: importing it loads no torch, PIL, numpy, boto3 or even Celery,
+and none of the packages the handler image leaves out (workers/, models/, sightline/)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
 
-HEAVY = ("torch", "torchvision", "PIL", "numpy", "boto3", "botocore", "celery", "kombu")
+from tests.support import ROOT
+
+HEAVY = ("torch", "torchvision", "PIL", "numpy", "boto3", "botocore", "celery", "kombu",
+         "workers", "models", "sightline")  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", ["handlers.lambda_function", "handlers.webhook"])
 def test_importing_the_handler_loads_nothing_heavy(module: str) -> None:
     """A fresh interpreter importing the entry point has none of the heavy packages loaded."""

@@ -9,15 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_handler_brokers import drain
 
 from handlers.config import HandlerConfig, parse_buckets
+from handlers.contract import QUEUE_OF, TAG_TASK
 from handlers.core import plan
 from handlers.publish import CeleryPublisher
 from handlers.rules import OwnerRule
 from handlers.webhook import MAX_BODY, WebhookApp, make_server
-from sightline.contract import QUEUE_OF, TAG_TASK
-from tests.conftest import run_cli
+from tests.support import drain, run_cli
 
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
 TOKEN = "allow-list-token"
@@ -68,6 +67,7 @@ def test_events_for_other_buckets_are_ignored_with_a_reason() -> None:
     assert [a.action for a in plan(_s3_event("attacker"), OwnerRule())] == ["tag"]
 
 
+@pytest.mark.slow
 def test_events_parse_applies_the_allow_list(tmp_path: Path) -> None:
     """`sightline events parse` shows the same refusal the deployed handler makes."""
     path = tmp_path / "e.json"

@@ -13,13 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, wait_for
-from test_handler_brokers import drain, free_port
 
+from handlers.contract import QUEUE_OF, TAG_TASK
 from handlers.publish import CeleryPublisher
 from handlers.rules import OwnerRule
 from handlers.webhook import WebhookApp, make_server
-from sightline.contract import QUEUE_OF, TAG_TASK
+from sightline.embedded import free_port
+from tests.support import ROOT, drain, wait_for
 
 FIXTURES = Path(__file__).parent / "fixtures" / "events"
 TOKEN = "s3cr3t-t0ken"
@@ -107,6 +107,7 @@ def test_broker_down_answers_503_so_minio_retries(dead_broker_webhook: str) -> N
     assert "publish failed" in json.loads(body)["errors"][0]
 
 
+@pytest.mark.slow
 def test_webhook_process_serves_and_refuses_to_start_without_a_token(redis_url: str) -> None:
     """`python -m handlers.webhook` serves MinIO's POSTs; with no token it exits with one line."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CELERY_BROKER_URL": redis_url}

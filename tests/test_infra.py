@@ -317,7 +317,7 @@ def test_handler_image_is_the_lambda_base_with_the_handler_extra_only() -> None:
     assert not (_requirements({"handler"}) & HEAVY)
     assert all("torch" not in a.lower() for op, a in steps if op == "RUN")
     copied = {shlex.split(a)[-2] for op, a in steps if op == "COPY" and "--from" not in a}
-    assert not {"workers", "./workers", "models", "./models"} & copied
+    assert not {"workers", "./workers", "models", "./models", "sightline", "./sightline"} & copied
     assert steps[-1] == ("CMD", '["handlers.lambda_function.handler"]')
     from handlers import lambda_function
 
@@ -339,29 +339,15 @@ def test_worker_image_is_cuda_with_the_worker_extra_and_sightline_entrypoint() -
     assert ("ENTRYPOINT", '["sightline"]') in steps and steps[-1] == ("CMD", '["worker"]')
 
 
-def test_handler_import_loads_no_worker_code_or_heavy_library() -> None:
-    """Importing the Lambda entry point loads nothing from workers/ or models/ (the handler
-    image does not ship them) and none of torch, PIL, numpy, boto3."""
-    probe = (
-        "import sys, handlers.lambda_function; "
-        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    loaded = set(out.stdout.split())
-    assert "handlers" in loaded
-    assert not loaded & {"workers", "models", "torch", "PIL", "numpy", "boto3", "botocore"}
-
-
+@pytest.mark.slow
 def test_handler_image_build_step_makes_a_wheel_with_the_handler(tmp_path) -> None:
-    """What the handler image's build stage copies (pyproject, README, sightline/, handlers/)
-    builds a wheel holding the Lambda entry point and no worker code."""
+    """What the handler image's build stage copies (pyproject, README, handlers/) builds a
+    wheel holding the Lambda entry point and the task contract, and no other package."""
     src = tmp_path / "src"
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
         (src / name).write_bytes((ROOT / name).read_bytes())
-    for pkg in ("sightline", "handlers"):
+    for pkg in ("handlers",):
         subprocess.run(["cp", "-r", str(ROOT / pkg), str(src / pkg)], check=True)
     subprocess.run(
         [
@@ -381,5 +367,5 @@ def test_handler_image_build_step_makes_a_wheel_with_the_handler(tmp_path) -> No
     )
     (wheel,) = (tmp_path / "dist").glob("sightline-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "handlers/lambda_function.py" in names and "sightline/contract.py" in names
-    assert not [n for n in names if n.startswith(("workers/", "models/"))]
+    assert "handlers/lambda_function.py" in names and "handlers/contract.py" in names
+    assert not [n for n in names if n.startswith(("workers/", "models/", "sightline/"))]

@@ -6,12 +6,14 @@ import csv
 import json
 
 import numpy as np
+import pytest
 
 from models.release import load_release
-from tests.conftest import run_cli
+from tests.support import run_cli
 from tests.synthetic_landmarks import make_world, negatives, photos, references
 
 
+@pytest.mark.slow
 def test_build_match_calibrate_eval_from_files(tmp_path) -> None:
     """centroids build reports multi-centroid landmarks; match, calibrate and eval read its file."""
     rng = np.random.default_rng(21)
@@ -140,6 +142,7 @@ def test_build_match_calibrate_eval_from_files(tmp_path) -> None:
     assert 0 < m["gap"] <= 1
 
 
+@pytest.mark.slow
 def test_bad_inputs_get_one_line_errors(tmp_path) -> None:
     """Missing files, pickled arrays, unknown labels and wrong widths: one line, no traceback."""
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object))

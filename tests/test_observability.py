@@ -14,11 +14,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sightline.embedded import free_port
 from sightline.samples import synthetic_jpeg
-from sightline.settings import Settings
-from tests.conftest import object_task, run_cli, start_worker, stop_worker, wait_for, worker_env
+from tests.support import object_task, run_cli, start_worker, stop_worker, wait_for, worker_env
 from workers.logs import JsonFormatter, photo_fields
 from workers.metrics import STAGES, WorkerMetrics, lag_seconds
 from workers.runtime import WorkerRuntime
+from workers.settings import Settings
 from workers.store import status_item, write_photos
 
 
@@ -202,6 +202,7 @@ def test_worker_serves_metrics_and_logs_json(
     assert failed[0]["level"] == "WARNING"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [

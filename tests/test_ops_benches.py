@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import run_cli
+import pytest
+
+from tests.support import run_cli
 
 
+@pytest.mark.slow
 def test_bench_writes_writes_every_photo_and_reports_per_connection_count(pg_server) -> None:
     """bench writes commits every generated photo (warm-up plus one run per connection
     count) and reports rows/s for each count, bytes per photo and the embedding read rate."""
@@ -23,22 +26,27 @@ def test_bench_writes_writes_every_photo_and_reports_per_connection_count(pg_ser
     r = json.loads(out.stdout)
     assert r["rows_stored"] == 40 * 3
     assert [run["connections"] for run in r["runs"]] == [1, 2]
-    assert all(run["rows_per_s"] > 0 and run["batch_ms_median"] > 0 for run in r["runs"])
+    for run in r["runs"]:
+        # 5 batches of 8: at least 3 take the median or longer, spread over the connections,
+        # so the rate cannot exceed 40 rows / (3 * median / connections).
+        bound = 40 / (3 * run["batch_ms_median"] / 1000 / run["connections"])
+        assert run["rows_per_s"] <= bound * 1.01, run
     # A 512-d float32 embedding alone is 2 KiB: a stored photo cannot be smaller.
-    assert r["bytes_per_photo"] > 2048 and r["embedding_read_rows_per_s"] > 0
+    assert r["bytes_per_photo"] > 2048
 
 
-def test_bench_matching_in_memory_and_pgvector(pg_server) -> None:
-    """bench matching times each centroid count in memory and, with --pgvector, an exact
+@pytest.mark.slow
+def test_bench_match_sweep_in_memory_and_pgvector(pg_server) -> None:
+    """bench match --sweep times each centroid count in memory and, with --hnsw, an exact
     scan (always right on top 1) against an HNSW index."""
     out = run_cli(
         "bench",
-        "matching",
-        "--centroids=50,200",
+        "match",
+        "--sweep=50,200",
         "--dim=16",
         "--repeat=2",
         "--queries=5",
-        "--pgvector",
+        "--hnsw",
         "--json",
         env={"DATABASE_URL": pg_server.get_uri()},
     )
@@ -47,19 +55,23 @@ def test_bench_matching_in_memory_and_pgvector(pg_server) -> None:
     assert [m["centroids"] for m in r["in_memory"]] == [50, 200]
     assert [p["centroids"] for p in r["pgvector"]] == [50, 200]
     assert all(p["exact_top1_correct"] == 1.0 for p in r["pgvector"])
-    assert all(0.0 <= p["hnsw_top1_recall"] <= 1.0 for p in r["pgvector"])
+    # A recall over 5 queries is a count of hits over 5.
+    assert all((p["hnsw_top1_recall"] * 5) == pytest.approx(round(p["hnsw_top1_recall"] * 5))
+               for p in r["pgvector"])  # fmt: skip
 
 
+@pytest.mark.slow
 def test_bench_bad_sizes_are_one_line_errors() -> None:
     """Unreadable sizes give one clear line and status 2, before any database work."""
-    out = run_cli("bench", "matching", "--centroids=ten")
+    out = run_cli("bench", "match", "--sweep=ten")
     assert out.returncode == 2
-    assert out.stderr.strip() == "sightline: error: --centroids takes comma-separated integers"
+    assert out.stderr.strip() == "sightline: error: --sweep takes comma-separated integers"
     out = run_cli("bench", "writes", "--connections=0")
     assert out.returncode == 2
     assert "must be positive" in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_bench_publish_counts_what_reached_redis_and_cleans_up(redis_url) -> None:
     """bench publish sends through the handler's publisher to a private queue, reports how
     many arrived, and leaves no message behind."""

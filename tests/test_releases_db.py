@@ -11,7 +11,7 @@ from models.centroids import build_centroids
 from models.landmarks import Thresholds
 from models.release import ReleaseError, load_release, make_release, save_release
 from sightline.albums import landmark_albums
-from tests.conftest import run_cli, wait_for
+from tests.support import run_cli, wait_for
 from tests.synthetic_landmarks import insert_photos, make_world, photos, references
 from workers.db import connect
 from workers.releases import ReleaseRefused, activate, import_release
@@ -59,6 +59,7 @@ def test_release_file_round_trip_and_corruption(tmp_path) -> None:
         load_release(tmp_path / "obj.npy")
 
 
+@pytest.mark.slow
 def test_import_refused_on_model_or_dim_mismatch(db_url, tmp_path) -> None:
     """A release from another model, or of another width, is refused in one line; nothing
     is written."""

@@ -15,7 +15,7 @@ from models.centroids import build_centroids
 from models.landmarks import Thresholds
 from models.release import make_release
 from models.scenes import SceneMap
-from tests.conftest import ROOT, run_cli, wait_for
+from tests.support import ROOT, run_cli, wait_for
 from tests.synthetic_landmarks import insert_photos, make_world, negatives, photos, references
 from workers.db import connect
 from workers.releases import import_release
@@ -73,7 +73,7 @@ def test_retag_matches_like_the_matcher_and_is_idempotent(db_url) -> None:
         assert cur.fetchone()[0] == 0
     s = retag_release(conn, "A", batch_size=37, progress=False)
     assert (s.photos, s.status) == (len(q), "active")
-    from workers.store import load_index
+    from workers.releases import load_index
 
     with conn, conn.cursor() as cur:
         cur.execute("SELECT embedding_dim, thresholds FROM releases WHERE version = 'A'")
@@ -95,6 +95,7 @@ def test_retag_matches_like_the_matcher_and_is_idempotent(db_url) -> None:
     conn.close()
 
 
+@pytest.mark.slow
 def test_killed_retag_resumes_to_the_uninterrupted_result(db_url) -> None:
     """A re-tag process killed with SIGKILL mid-run resumes from its cursor, keeps the albums
     on the old release meanwhile, and ends with exactly the matches of an unbroken run."""

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
 
 from models.scenes import DROP, SceneMap, SceneMapError, load_categories, load_indoor, load_sift
+from tests.support import run_cli
 
 SHIPPED = resources.files("models") / "data" / "scene_map.csv"
 
@@ -93,6 +93,7 @@ def test_renormalise_zeroes_sift_classes_and_rescales_the_rest():
     np.testing.assert_allclose(out[:, idx["coast"]], 1 / 363, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_scenes_json_prints_the_map_in_force_for_all_classes(tmp_path: Path):
     """`sightline scenes --json`: 365 classes with album, indoor flag and sift exclusion."""
     sift = tmp_path / "sift.txt"
@@ -110,6 +111,7 @@ def test_scenes_json_prints_the_map_in_force_for_all_classes(tmp_path: Path):
     assert all(out[c]["album"] is None for c in dropped)
 
 
+@pytest.mark.slow
 def test_scenes_refuses_a_broken_map_with_one_line(tmp_path: Path):
     """A map file that misses classes gives exit status 2 and one error line."""
     path = tmp_path / "map.csv"
@@ -117,3 +119,33 @@ def test_scenes_refuses_a_broken_map_with_one_line(tmp_path: Path):
     proc = run_cli("scenes", "--map", str(path))
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "misses 364 classes" in proc.stderr
+
+
+def test_serving_policy_refuses_without_weights_and_builds_an_untrained_net_when_allowed():
+    """load_or_untrained: no weights and no leave is NoWeights; with leave, an untrained
+    network over the shipped categories that says it is untrained."""
+    from models.checkpoint import NoWeights, load_or_untrained
+
+    with pytest.raises(NoWeights):
+        load_or_untrained(None, allow_untrained=False, arch="tiny")
+    _, meta = load_or_untrained(None, allow_untrained=True, arch="tiny")
+    assert meta.trained is False and meta.arch == "tiny"
+    assert meta.categories == load_categories()
+
+
+def test_scene_map_for_a_checkpoint_adds_its_untrained_classes_to_the_sift_list(tmp_path):
+    """SceneMap.for_checkpoint: classes the checkpoint never learnt and the sift file's
+    classes are both out of prediction and of every album; the rest keep their album."""
+    from dataclasses import replace
+
+    from models.checkpoint import load_or_untrained
+
+    _, meta = load_or_untrained(None, allow_untrained=True, arch="tiny")
+    sift = tmp_path / "sift.txt"
+    sift.write_text("aqueduct\n")
+    sm = SceneMap.for_checkpoint(replace(meta, excluded=("beach",)), sift=str(sift))
+    assert sm.excluded == {"beach", "aqueduct"}
+    idx = {c: i for i, c in enumerate(sm.categories)}
+    assert not sm.keep()[idx["beach"]] and not sm.keep()[idx["aqueduct"]]
+    assert sm.albums_by_class[idx["beach"]] is None
+    assert sm.albums_by_class[idx["coast"]] == "sea & beach"

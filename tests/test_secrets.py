@@ -71,6 +71,7 @@ def test_the_scanner_passes_test_credentials(sample: str) -> None:
     assert findings(sample) == []
 
 
+@pytest.mark.slow
 def test_no_tracked_file_holds_a_secret() -> None:
     """git's tracked files contain no private key, AWS key pair or credentialed URL."""
     files = tracked_files()

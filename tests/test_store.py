@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from handlers.contract import normalize_sequencer
 from sightline import albums
-from sightline.contract import normalize_sequencer
 from sightline.samples import synthetic_jpeg
 from workers.inference import SceneLandmarkModel
 from workers.pipeline import TagResult, analyse
-from workers.store import write_status, write_tagged
+from workers.store import status_item, tagged_item, write_photos
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,22 @@ def task(
         "event_time": event_time,
         "owner": owner,
     }
+
+
+def _one(results: list[tuple[int | None, str]]) -> int | None:
+    ((pid, outcome),) = results
+    assert not outcome.startswith("error: "), outcome
+    return pid
+
+
+def write_tagged(cur, task: dict, result: TagResult) -> int | None:
+    """One tagged photo through the batch write; its id, or None when a newer event won."""
+    return _one(write_photos(cur, [tagged_item(task, result)]))
+
+
+def write_status(cur, task: dict, status: str, reason: str | None = None) -> int | None:
+    """One failed, gone or deleted photo through the batch write; as write_tagged."""
+    return _one(write_photos(cur, [status_item(task, status, reason)]))
 
 
 def _row(db, key: str) -> tuple:

@@ -156,10 +156,12 @@ def test_weights_of_another_arch_are_refused_clearly(tmp_path: Path):
         load_pretrained(sightline_net(arch="tiny", embedding_dim=8), tmp_path / "junk.pth")
 
 
+@pytest.mark.slow
 def test_train_scene_cli_starts_from_a_torchvision_file(tmp_path: Path):
     """`train scene --init FILE` loads a torchvision-layout file and says what it took."""
-    from conftest import run_cli
     from test_training import make_places
+
+    from tests.support import run_cli
 
     src = resnet.ResNet(resnet.BasicBlock, [1, 1, 1, 1])
     path = _save(src.state_dict(), tmp_path / "tiny_imagenet.pth")

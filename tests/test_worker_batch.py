@@ -8,10 +8,10 @@ import boto3
 import pytest
 
 from sightline.samples import synthetic_jpeg
-from sightline.settings import Settings
-from tests.conftest import object_task, start_worker, stop_worker, wait_for, worker_env
+from tests.support import object_task, start_worker, stop_worker, wait_for, worker_env
 from workers.errors import TransientError
 from workers.runtime import WorkerRuntime
+from workers.settings import Settings
 from workers.store import status_item, write_photos
 
 
@@ -81,13 +81,17 @@ def test_one_refused_row_does_not_lose_the_batch(db) -> None:
         assert [r[0] for r in cur.fetchall()] == ["ok.jpg", "ok2.jpg"]
 
 
+@pytest.mark.slow
 def test_worker_parks_a_photo_when_retries_are_spent(db, db_url, redis_url, tmp_path) -> None:
     """With retries off, a photo whose S3 never answers ends failed with the reason, and the
     worker goes on with the next photo."""
     from celery import Celery
 
-    env = worker_env(db_url, redis_url, "http://127.0.0.1:9", SIGHTLINE_S3_TIMEOUT_S="1")
-    worker = start_worker(env, "--no-retries", log=tmp_path / "w.log")
+    env = worker_env(
+        db_url, redis_url, "http://127.0.0.1:9",
+        SIGHTLINE_S3_TIMEOUT_S="1", SIGHTLINE_MAX_RETRIES="0",
+    )  # fmt: skip
+    worker = start_worker(env, log=tmp_path / "w.log")
     try:
         sender = Celery(broker=redis_url, set_as_current=False)
         for key in ["one.jpg", "two.jpg"]:
@@ -132,6 +136,7 @@ def test_versioned_object_is_read_at_the_events_version(bucket, db, db_url, moto
         assert cur.fetchone() == (320, v1["VersionId"])
 
 
+@pytest.mark.slow
 def test_redelivered_message_gives_one_row(db, db_url, redis_url, moto_endpoint, tmp_path):
     """The same task delivered twice through the broker leaves one tagged row (written twice,
     idempotently)."""
@@ -181,7 +186,7 @@ def test_release_of_another_model_is_skipped_with_one_warning(
     rt = _runtime(db_url, moto_endpoint)
     with caplog.at_level(logging.WARNING, logger="sightline.worker"):
         assert rt.tag_batch([object_task(name, "a.jpg")]) == ["tagged"]
-        rt._live_at = 0.0  # force the next batch to re-read the live releases
+        rt.releases.expire()  # the next batch re-reads the live releases
         assert rt.tag_batch([object_task(name, "a.jpg", seq="11")]) == ["tagged"]
     warnings = [r for r in caplog.records if "other-1" in r.getMessage()]
     assert len(warnings) == 1 and "not matched" in warnings[0].getMessage()

@@ -6,11 +6,13 @@ import time
 import uuid
 
 import boto3
+import pytest
 from celery import Celery
 
-from tests.conftest import object_task, start_worker, stop_worker, worker_env
+from tests.support import object_task, start_worker, stop_worker, worker_env
 
 
+@pytest.mark.slow
 def test_worker_holds_at_most_one_connection_per_batch_thread(
     db, db_url, redis_url, moto_endpoint, tmp_path
 ) -> None:

@@ -7,13 +7,15 @@ import signal
 import uuid
 
 import boto3
+import pytest
 from celery import Celery
 
-from sightline.contract import normalize_sequencer
+from handlers.contract import normalize_sequencer
 from sightline.samples import synthetic_jpeg
-from tests.conftest import start_worker, stop_worker, wait_for, worker_env
+from tests.support import start_worker, stop_worker, wait_for, worker_env
 
 
+@pytest.mark.slow
 def test_sigkilled_worker_loses_no_photo(db, db_url, redis_url, moto_endpoint, tmp_path):
     """Tasks a worker had taken but not finished when SIGKILLed are redelivered to the next
     worker: every photo ends tagged exactly once, one row each."""

@@ -6,12 +6,13 @@ import uuid
 from pathlib import Path
 
 import boto3
+import pytest
 import redis
 from celery import Celery
 
-from sightline.contract import TAG_QUEUE, TAG_TASK
+from handlers.contract import TAG_QUEUE, TAG_TASK
 from sightline.samples import synthetic_jpeg
-from tests.conftest import object_task, start_worker, stop_worker, wait_for, worker_env
+from tests.support import object_task, start_worker, stop_worker, wait_for, worker_env
 
 
 class _Planted:
@@ -24,6 +25,7 @@ class _Planted:
         return (open, (str(self.path), "w"))
 
 
+@pytest.mark.slow
 def test_pickled_message_is_refused_and_the_worker_goes_on(
     db, db_url, redis_url, moto_endpoint, tmp_path
 ) -> None:

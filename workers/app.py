@@ -15,7 +15,7 @@ from typing import Any
 from celery import Celery, Task
 from celery_batches import Batches
 
-from sightline.contract import FORGET_TASK, MAINTENANCE_QUEUE, TAG_QUEUE, TAG_TASK
+from handlers.contract import FORGET_TASK, MAINTENANCE_QUEUE, TAG_QUEUE, TAG_TASK
 from workers.errors import TransientError
 from workers.logs import photo_fields
 from workers.runtime import WorkerRuntime
@@ -141,5 +141,3 @@ def forget(self: Task, **kwargs: Any) -> str:
         raise self.retry(exc=outcome, countdown=backoff_s(min(retries, limit)))
     return outcome
 
-
-QUEUES = (TAG_QUEUE, MAINTENANCE_QUEUE)

@@ -1,10 +1,17 @@
-"""Postgres connections: pgvector registered once per connection, timeouts on every call."""
+"""Postgres connections: pgvector registered once per connection, timeouts on every call,
+one connection per worker thread, and lost connections turned into retries."""
 
 from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Any
 
 import psycopg2
 import psycopg2.extensions
 from pgvector.psycopg2 import register_vector
+
+from workers.errors import TransientError
 
 
 class DatabaseError(RuntimeError):
@@ -37,3 +44,49 @@ def connect(url: str, *, timeout_s: float = 30.0, register: bool = True):
             ) from exc
         conn.commit()
     return conn
+
+
+class ThreadConnections:
+    """One connection per thread (each batch thread has its own), reopened after a fault.
+
+    A lost connection becomes a ``TransientError`` for the caller to retry; an error the
+    server answered with a SQLSTATE is left to the caller (it is a bug or bad data).
+    """
+
+    def __init__(self, url: str, *, timeout_s: float = 30.0) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self._local = threading.local()
+
+    def get(self) -> Any:
+        """This thread's connection; raises TransientError when the server cannot be reached."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            try:
+                conn = connect(self.url, timeout_s=self.timeout_s)
+            except DatabaseError as exc:
+                raise TransientError(str(exc)) from exc
+            self._local.conn = conn
+        return conn
+
+    def drop(self) -> None:
+        """Close this thread's connection (the next ``get`` opens a new one)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            with contextlib.suppress(psycopg2.Error):
+                conn.close()
+            self._local.conn = None
+
+    def lost(self, exc: psycopg2.Error) -> bool:
+        """A server gone away shows as OperationalError, InterfaceError ("connection already
+        closed") or a DatabaseError with no SQLSTATE ("server closed the connection
+        unexpectedly"): all transient. An error the server answered with a code is not."""
+        conn = getattr(self._local, "conn", None)
+        lost = conn is None or bool(conn.closed) or exc.pgcode is None
+        return lost or isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError)
+
+    def unavailable(self, exc: psycopg2.Error) -> TransientError:
+        """Drop this thread's connection; the error to retry with, in one line."""
+        self.drop()
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return TransientError(f"database unavailable: {first}")

@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.checkpoint import CheckpointMeta, load_checkpoint, untrained
+from models.checkpoint import CheckpointMeta, NoWeights, load_or_untrained
 from models.network import SightlineNet
-from models.scenes import SceneMap, load_categories, load_sift
-from models.transforms import InputTransform, default_transform
-from sightline.settings import Settings
+from models.scenes import SceneMap
+from models.transforms import InputTransform
+from workers.settings import Settings
 
 log = logging.getLogger("sightline.worker")
 
@@ -79,28 +79,24 @@ class SceneLandmarkModel:
         with self._lock:
             if self._net is not None:
                 return
-            if self.weights:
-                net, meta = load_checkpoint(self.weights)
-            elif self.allow_untrained:
-                net, meta = untrained(
-                    arch=self.arch,
-                    categories=load_categories(),
-                    transform=default_transform(self.arch),
+            try:
+                net, meta = load_or_untrained(
+                    self.weights, allow_untrained=self.allow_untrained, arch=self.arch
                 )
-                print(
-                    f"WARNING: sightline is running an UNTRAINED {self.arch} network: scene "
-                    "labels and landmark matches are noise, not predictions.",
-                    file=sys.stderr,
-                )
-            else:
+            except NoWeights:
                 raise ModelUnavailable(
                     "no weights: set SIGHTLINE_WEIGHTS to a sightline checkpoint, or "
                     "SIGHTLINE_ALLOW_UNTRAINED=1 to run an untrained network (demo, tests)"
+                ) from None
+            if not self.weights:
+                print(
+                    f"WARNING: sightline is running an UNTRAINED {meta.arch} network: scene "
+                    "labels and landmark matches are noise, not predictions.",
+                    file=sys.stderr,
                 )
             # Classes the checkpoint never learnt stay out, and the setting may drop more.
-            excluded = frozenset(meta.excluded) | load_sift(self.sift_path)
-            self.scene_map = SceneMap.load(
-                self.scene_map_path, categories=meta.categories, excluded=excluded
+            self.scene_map = SceneMap.for_checkpoint(
+                meta, self.scene_map_path, sift=self.sift_path
             )
             self.device = self._pick_device()
             net = net.to(self.device).eval()

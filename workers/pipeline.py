@@ -10,19 +10,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.landmarks import LandmarkIndex
 from workers.exif import ExifFacts, read_exif
 from workers.inference import SceneLandmarkModel
 from workers.photos import DecodedPhoto, PhotoError, decode
-
-
-@dataclass(frozen=True)
-class LiveRelease:
-    """A landmark release the worker matches against (active, or being re-tagged)."""
-
-    version: str
-    model_version: str
-    index: LandmarkIndex
+from workers.releases import LiveRelease
 
 
 @dataclass

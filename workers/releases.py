@@ -1,4 +1,5 @@
-"""Landmark releases in Postgres: import a release file, switch albums to it atomically.
+"""Landmark releases in Postgres: import a release file, switch albums to it atomically,
+and load the live ones for matching (kept for a while, so a batch costs no query).
 
 Lifecycle: imported -> retagging -> ready -> active -> retired. The worker matches new
 photos against active, retagging and ready releases, so a release being re-tagged misses
@@ -8,12 +9,20 @@ no upload; album functions read only the active one.
 from __future__ import annotations
 
 import json
+import logging
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from psycopg2.extras import execute_values
 
+from models.landmarks import LandmarkIndex, Thresholds
 from models.release import Release
+
+log = logging.getLogger("sightline.worker")
+
+RELEASE_TTL_S = 30.0  # how long a worker trusts its view of the live releases
 
 
 class ReleaseRefused(ValueError):
@@ -195,3 +204,115 @@ def list_releases(cur: Any) -> list[dict[str, Any]]:
         }
         for r in cur.fetchall()
     ]
+
+
+# ------------------------------------------------------------------ loading for matching
+@dataclass(frozen=True)
+class LiveRelease:
+    """A landmark release the worker matches against (active, or being re-tagged)."""
+
+    version: str
+    model_version: str
+    index: LandmarkIndex
+
+
+class LiveReleases:
+    """The live releases as a worker sees them: re-read at most every ``ttl_s`` seconds,
+    each release loaded once per version. Shared by the batch threads of one process."""
+
+    def __init__(self, ttl_s: float = RELEASE_TTL_S) -> None:
+        self.ttl_s = ttl_s
+        self._cache: dict[str, LiveRelease] = {}
+        self._live: list[LiveRelease] = []
+        self._read_at: float | None = None
+        self._warned: set[str] = set()
+
+    def expire(self) -> None:
+        """Make the next ``get`` read the releases table again."""
+        self._read_at = None
+
+    def get(self, conn: Any, model_version: str | None) -> list[LiveRelease]:
+        """The live releases, read through ``conn`` when the view is older than the TTL.
+
+        A release built from another model than ``model_version`` is still returned (the
+        pipeline skips it), with one warning per release for the process's lifetime.
+        """
+        if self._read_at is not None and time.monotonic() - self._read_at <= self.ttl_s:
+            return self._live
+        with conn, conn.cursor() as cur:
+            self._live = load_live_releases(cur, self._cache)
+        self._read_at = time.monotonic()
+        for r in self._live:
+            if r.model_version != model_version and r.version not in self._warned:
+                # Its centroids come from another model's embeddings: matching would be
+                # noise, so new photos are not matched against it. Say so once.
+                log.warning(
+                    "release %s was built from model %s, this worker runs %s: "
+                    "new photos are not matched against it",
+                    r.version,
+                    r.model_version,
+                    model_version,
+                )
+                self._warned.add(r.version)
+        return self._live
+
+
+def load_live_releases(cur: Any, cache: dict[str, LiveRelease]) -> list[LiveRelease]:
+    """The releases new photos are matched against: the active one and any being re-tagged.
+
+    ``cache`` keeps loaded releases by version, so only a new release costs a load.
+    """
+    cur.execute(
+        "SELECT version, model_version, embedding_dim, thresholds FROM releases "
+        "WHERE status IN ('active', 'retagging', 'ready') ORDER BY version"
+    )
+    live = []
+    for version, model_version, dim, thresholds in cur.fetchall():
+        if version not in cache:
+            cache[version] = LiveRelease(
+                version, model_version, load_index(cur, version, dim, thresholds)
+            )
+        live.append(cache[version])
+    for stale in set(cache) - {r.version for r in live}:
+        del cache[stale]
+    return live
+
+
+def _as_array(vector: Any) -> np.ndarray:
+    """pgvector's Vector (or a plain sequence) as float32."""
+    values = vector.to_numpy() if hasattr(vector, "to_numpy") else vector
+    return np.asarray(values, dtype=np.float32)
+
+
+def load_index(cur: Any, version: str, dim: int, thresholds: Any) -> LandmarkIndex:
+    """One release's landmarks, centroids (k, dim) and references (n, dim) as float32, and
+    its thresholds (JSON object or dict; unknown keys ignored)."""
+    th = thresholds if isinstance(thresholds, dict) else json.loads(thresholds)
+    cur.execute(
+        "SELECT landmark_id, lat, lon FROM landmarks WHERE release = %s ORDER BY landmark_id",
+        (version,),
+    )
+    rows = cur.fetchall()
+    ids = [r[0] for r in rows]
+    pos = {lid: i for i, lid in enumerate(ids)}
+
+    def vectors(table: str) -> tuple[np.ndarray, np.ndarray]:
+        cur.execute(f"SELECT landmark_id, embedding FROM {table} WHERE release = %s", (version,))
+        got = cur.fetchall()
+        vecs = np.array([_as_array(e) for _, e in got], dtype=np.float32)
+        return vecs.reshape(len(got), dim), np.array([pos[lid] for lid, _ in got], dtype=np.int64)
+
+    centroids, c_owner = vectors("centroids")
+    refs, r_owner = vectors("landmark_references")
+    return LandmarkIndex(
+        landmark_ids=ids,
+        lats=np.array([np.nan if r[1] is None else r[1] for r in rows], dtype=np.float64),
+        lons=np.array([np.nan if r[2] is None else r[2] for r in rows], dtype=np.float64),
+        centroids=centroids,
+        centroid_landmarks=c_owner,
+        references=refs,
+        reference_landmarks=r_owner,
+        thresholds=Thresholds(
+            **{k: float(v) for k, v in th.items() if k in Thresholds.__dataclass_fields__}
+        ),
+    )

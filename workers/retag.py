@@ -20,8 +20,7 @@ from psycopg2.extras import execute_values
 from models.landmarks import LandmarkIndex
 from models.scenes import SceneMap
 from workers import pgcopy
-from workers.releases import ReleaseRefused, activate
-from workers.store import load_index
+from workers.releases import ReleaseRefused, activate, load_index
 
 _RESUMABLE = ("retagging",)
 _STARTABLE = ("imported", "ready", "retired", "active")

@@ -1,11 +1,11 @@
-"""What a worker process holds for its lifetime: settings, the model, clients, releases."""
+"""What a worker process holds for its lifetime (settings, the model, S3 and database clients,
+the live releases) and the batch path that uses them."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -14,26 +14,19 @@ from typing import Any
 
 import psycopg2
 
-from sightline.settings import Settings
-from workers.db import DatabaseError, connect
+from workers.db import ThreadConnections
 from workers.errors import ObjectGone, TransientError
 from workers.fetch import fetch, s3_client
 from workers.inference import SceneLandmarkModel
 from workers.logs import photo_fields
 from workers.metrics import WorkerMetrics
 from workers.photos import PhotoError
-from workers.pipeline import LiveRelease, Prepared, infer, prepare
-from workers.store import (
-    load_live_releases,
-    stale_keys,
-    status_item,
-    tagged_item,
-    write_photos,
-)
+from workers.pipeline import Prepared, infer, prepare
+from workers.releases import LiveRelease, LiveReleases
+from workers.settings import Settings
+from workers.store import stale_keys, status_item, tagged_item, write_photos
 
 log = logging.getLogger("sightline.worker")
-
-_RELEASE_TTL_S = 30.0  # how long a worker trusts its view of the live releases
 
 # What a task ended as: a status string, or a TransientError to retry.
 Outcome = str | TransientError
@@ -82,11 +75,8 @@ class WorkerRuntime:
             os.cpu_count() or 2, thread_name_prefix="sightline-decode"
         )
         self._s3: Any = None
-        self._local = threading.local()  # a database connection per batch thread
-        self._releases: dict[str, LiveRelease] = {}
-        self._live: list[LiveRelease] = []
-        self._live_at = 0.0
-        self._warned_releases: set[str] = set()
+        self.db = ThreadConnections(database_url, timeout_s=settings.db_timeout_s)
+        self.releases = LiveReleases()
 
     # ------------------------------------------------------------------ clients
     @property
@@ -95,58 +85,10 @@ class WorkerRuntime:
             self._s3 = s3_client(self.settings.s3_endpoint_url, self.settings.s3_timeout_s)
         return self._s3
 
-    def conn(self) -> Any:
-        """This thread's database connection (one per batch thread; reconnects after faults)."""
-        local = self._local
-        conn = getattr(local, "conn", None)
-        if conn is None or conn.closed:
-            try:
-                conn = connect(self.database_url, timeout_s=self.settings.db_timeout_s)
-            except DatabaseError as exc:
-                raise TransientError(str(exc)) from exc
-            local.conn = conn
-        return conn
-
-    def _drop_conn(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            with contextlib.suppress(psycopg2.Error):
-                conn.close()
-            self._local.conn = None
-
-    def _connection_lost(self, exc: psycopg2.Error) -> bool:
-        """A server gone away shows as OperationalError, InterfaceError ("connection already
-        closed") or a DatabaseError with no SQLSTATE ("server closed the connection
-        unexpectedly"): all transient. An error the server answered with a code is not."""
-        conn = getattr(self._local, "conn", None)
-        lost = conn is None or bool(conn.closed) or exc.pgcode is None
-        return lost or isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError)
-
-    def _unavailable(self, exc: psycopg2.Error) -> TransientError:
-        self._drop_conn()
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return TransientError(f"database unavailable: {first}")
-
     def live_releases(self) -> list[LiveRelease]:
-        if time.monotonic() - self._live_at > _RELEASE_TTL_S:
-            conn = self.conn()
-            with conn, conn.cursor() as cur:
-                self._live = load_live_releases(cur, self._releases)
-            self._live_at = time.monotonic()
-            mine = self.model.meta.model_version if self.model.meta else None
-            for r in self._live:
-                if r.model_version != mine and r.version not in self._warned_releases:
-                    # Its centroids come from another model's embeddings: matching would be
-                    # noise, so new photos are not matched against it. Say so once.
-                    log.warning(
-                        "release %s was built from model %s, this worker runs %s: "
-                        "new photos are not matched against it",
-                        r.version,
-                        r.model_version,
-                        mine,
-                    )
-                    self._warned_releases.add(r.version)
-        return self._live
+        """The releases new photos are matched against (re-read every 30 s at most)."""
+        mine = self.model.meta.model_version if self.model.meta else None
+        return self.releases.get(self.db.get(), mine)
 
     # ------------------------------------------------------------------ tasks
     def tag_batch(self, tasks: list[Mapping[str, Any]]) -> list[Outcome]:
@@ -160,16 +102,16 @@ class WorkerRuntime:
         except TransientError as exc:
             outcomes = [exc] * len(tasks)
         except psycopg2.Error as exc:
-            if not self._connection_lost(exc):
+            if not self.db.lost(exc):
                 raise
-            outcomes = [self._unavailable(exc)] * len(tasks)
+            outcomes = [self.db.unavailable(exc)] * len(tasks)
         self.metrics.batch(tasks, outcomes)
         return outcomes
 
     def _tag_batch(self, tasks: list[Mapping[str, Any]]) -> list[Outcome]:
         self.model.load()
         outcomes: list[Outcome | None] = [None] * len(tasks)
-        conn = self.conn()
+        conn = self.db.get()
         with self.times.stage("check"), conn, conn.cursor() as cur:
             stale = stale_keys(cur, tasks)  # a newer event already decided these keys
         todo = []
@@ -253,9 +195,6 @@ class WorkerRuntime:
             self.settings.max_object_bytes,
         )
 
-    def tag(self, task: Mapping[str, Any]) -> Outcome:
-        return self.tag_batch([task])[0]
-
     def forget(self, task: Mapping[str, Any]) -> Outcome:
         return self.record(task, "deleted", None)
 
@@ -279,13 +218,13 @@ class WorkerRuntime:
 
     def record(self, task: Mapping[str, Any], status: str, reason: str | None) -> Outcome:
         try:
-            conn = self.conn()
+            conn = self.db.get()
             with conn, conn.cursor() as cur:
                 ((_, outcome),) = write_photos(cur, [status_item(task, status, reason)])
         except TransientError as exc:
             return exc
         except psycopg2.Error as exc:
-            if not self._connection_lost(exc):
+            if not self.db.lost(exc):
                 raise
-            return self._unavailable(exc)
+            return self.db.unavailable(exc)
         return "failed" if outcome.startswith("error: ") else outcome

@@ -1,7 +1,9 @@
-"""Postgres writes for one photo, in one transaction, guarded by the event's order.
+"""Photo writes: a batch of photos in one round trip (`sightline_write_photos`), each photo
+its own sub-transaction, and the check for tasks a newer stored event already decided.
 
-Every write is an idempotent upsert keyed by (bucket, key): an older event never
-overwrites a newer one, and a newer delete wins (its row stays as a tombstone).
+Every write is an idempotent upsert keyed by (bucket, key), guarded by the event's S3
+sequencer: an older event never overwrites a newer one, and a newer delete wins (its row
+stays as a tombstone). Release loading is `workers/releases.py`.
 """
 
 from __future__ import annotations
@@ -12,11 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from models.landmarks import LandmarkIndex, Thresholds
-from workers.pipeline import LiveRelease, TagResult
+from workers.pipeline import TagResult
 
 _IDENTITY = ("owner", "bucket", "key", "version_id", "etag", "size", "sequencer", "event_time")
-_THRESHOLD_KEYS = frozenset(Thresholds.__dataclass_fields__)
 
 
 def stale_keys(cur: Any, tasks: list[Mapping[str, Any]]) -> set[tuple[str, str]]:
@@ -84,85 +84,3 @@ def write_photos(cur: Any, items: list[dict[str, Any]]) -> list[tuple[int | None
         (json.dumps(items),),
     )
     return [(pid, outcome) for _, pid, outcome in cur.fetchall()]
-
-
-def write_tagged(cur: Any, task: Mapping[str, Any], result: TagResult) -> int | None:
-    """Upsert one tagged photo with its tags; None when a newer event already won."""
-    return _one(write_photos(cur, [tagged_item(task, result)]))
-
-
-def write_status(
-    cur: Any, task: Mapping[str, Any], status: str, reason: str | None = None
-) -> int | None:
-    """Record a photo as failed, gone or deleted; None when a newer event already won."""
-    return _one(write_photos(cur, [status_item(task, status, reason)]))
-
-
-def _one(results: list[tuple[int | None, str]]) -> int | None:
-    ((pid, outcome),) = results
-    if outcome.startswith("error: "):
-        raise WriteError(outcome.removeprefix("error: "))
-    return pid
-
-
-class WriteError(RuntimeError):
-    """A photo row the database refused (a bug or bad data, not a transient fault)."""
-
-
-def as_array(vector: Any) -> np.ndarray:
-    """pgvector's Vector (or a plain sequence) as float32."""
-    values = vector.to_numpy() if hasattr(vector, "to_numpy") else vector
-    return np.asarray(values, dtype=np.float32)
-
-
-def load_live_releases(cur: Any, cache: dict[str, LiveRelease]) -> list[LiveRelease]:
-    """The releases new photos are matched against: the active one and any being re-tagged.
-
-    ``cache`` keeps loaded releases by version, so only a new release costs a load.
-    """
-    cur.execute(
-        "SELECT version, model_version, embedding_dim, thresholds FROM releases "
-        "WHERE status IN ('active', 'retagging', 'ready') ORDER BY version"
-    )
-    live = []
-    for version, model_version, dim, thresholds in cur.fetchall():
-        if version not in cache:
-            cache[version] = LiveRelease(
-                version, model_version, load_index(cur, version, dim, thresholds)
-            )
-        live.append(cache[version])
-    for stale in set(cache) - {r.version for r in live}:
-        del cache[stale]
-    return live
-
-
-def load_index(cur: Any, version: str, dim: int, thresholds: Any) -> LandmarkIndex:
-    th = thresholds if isinstance(thresholds, dict) else json.loads(thresholds)
-    cur.execute(
-        "SELECT landmark_id, lat, lon FROM landmarks WHERE release = %s ORDER BY landmark_id",
-        (version,),
-    )
-    rows = cur.fetchall()
-    ids = [r[0] for r in rows]
-    pos = {lid: i for i, lid in enumerate(ids)}
-
-    def vectors(table: str) -> tuple[np.ndarray, np.ndarray]:
-        cur.execute(f"SELECT landmark_id, embedding FROM {table} WHERE release = %s", (version,))
-        got = cur.fetchall()
-        vecs = np.array([as_array(e) for _, e in got], dtype=np.float32)
-        return vecs.reshape(len(got), dim), np.array([pos[lid] for lid, _ in got], dtype=np.int64)
-
-    centroids, c_owner = vectors("centroids")
-    refs, r_owner = vectors("landmark_references")
-    return LandmarkIndex(
-        landmark_ids=ids,
-        lats=np.array([np.nan if r[1] is None else r[1] for r in rows], dtype=np.float64),
-        lons=np.array([np.nan if r[2] is None else r[2] for r in rows], dtype=np.float64),
-        centroids=centroids,
-        centroid_landmarks=c_owner,
-        references=refs,
-        reference_landmarks=r_owner,
-        thresholds=Thresholds(
-            **{k: float(v) for k, v in th.items() if k in Thresholds.__dataclass_fields__}
-        ),
-    )

@@ -8,8 +8,8 @@ ARG LAMBDA_BASE=public.ecr.aws/lambda/python:3.12
 FROM ${LAMBDA_BASE} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
-# Only the packages the handler imports: the wheel leaves workers/ and models/ out.
-COPY sightline ./sightline
+# Only the package the handler imports (the task contract is handlers/contract.py): the
+# wheel leaves sightline/, workers/ and models/ out.
 COPY handlers ./handlers
 RUN pip install --no-cache-dir --target /out ".[handler]"
 

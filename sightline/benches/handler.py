@@ -68,7 +68,7 @@ def sqs_batches(records: int, batch: int) -> list[dict[str, Any]]:
 
 
 def _queues(run_id: str) -> dict[str, str]:
-    from sightline.contract import FORGET_TASK, TAG_TASK
+    from handlers.contract import FORGET_TASK, TAG_TASK
 
     return {
         TAG_TASK: f"sightline-bench-{run_id}-tag",
@@ -125,8 +125,8 @@ def bench_plan(events: list[dict[str, Any]], records: int) -> float:
 
 def bench_publish(url: str, records: int, batch: int) -> dict[str, Any]:
     """Prepared tasks only, in batches of ``batch``: the broker's share of the cost."""
+    from handlers.contract import TAG_TASK, ObjectTask
     from handlers.publish import CeleryPublisher
-    from sightline.contract import TAG_TASK, ObjectTask
 
     queues = _queues(uuid.uuid4().hex[:8])
     tasks = [

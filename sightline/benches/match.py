@@ -1,5 +1,6 @@
 """`sightline bench match`: per-photo matching latency against a release of 13,000
-centroids (dim 512): in memory without and with GPS, and as a pgvector query."""
+centroids (dim 512): in memory without and with GPS, and as a pgvector query. With
+``--sweep SIZES``, the cost as centroids grow instead (``_sweep.py``)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pgvector-queries", type=int, default=300)
     p.add_argument("--no-pgvector", action="store_true")
     p.add_argument("--json", action="store_true")
+    sweep = p.add_argument_group("sweep (--sweep SIZES: time per batch as centroids grow)")
+    sweep.add_argument("--sweep", default=None, help="comma-separated centroid counts")
+    sweep.add_argument("--batch-size", type=int, default=16)
+    sweep.add_argument("--repeat", type=int, default=5)
+    sweep.add_argument("--hnsw", action="store_true", help="also time Postgres exact vs HNSW")
+    sweep.add_argument("--queries", type=int, default=50, help="pgvector queries per size")
     p.set_defaults(func=run)
 
 
@@ -28,6 +35,11 @@ def _per_photo_ms(fn, n: int) -> float:
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
+
+    if args.sweep is not None:
+        from sightline.benches import _sweep
+
+        return _sweep.run(args)
 
     from sightline.benches._synthetic import queries, random_release
 
@@ -63,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _pgvector(release, q) -> dict:
     """Top-10 centroids by inner product through the HNSW (vector_ip_ops) index."""
-    from sightline.benches._scratch import scratch_database
+    from sightline.stack import scratch_database
     from workers.db import connect
     from workers.releases import import_release
 

@@ -25,10 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from kombu.utils.url import maybe_sanitize_url
 
+    from handlers.contract import TAG_TASK
     from handlers.publish import CeleryPublisher
     from sightline.cli import CliError
-    from sightline.contract import TAG_TASK
-    from sightline.settings import Settings
+    from workers.settings import Settings
 
     url = args.broker or Settings.from_env().broker_url
     if not url:

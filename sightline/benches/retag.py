@@ -52,7 +52,7 @@ def _fill(conn, rng, release, n: int) -> None:
 
 def _per_row(conn, release, sample: int) -> float:
     """photos/s of one pgvector query per photo, writing its matches like the batch does."""
-    from workers.store import load_index
+    from workers.releases import load_index
 
     dim = release.embedding_dim
     cast = f"embedding::vector({dim})"
@@ -89,8 +89,8 @@ def _per_row(conn, release, sample: int) -> float:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from sightline.benches._scratch import scratch_database
     from sightline.benches._synthetic import random_release
+    from sightline.stack import scratch_database
     from workers.db import connect
     from workers.releases import import_release
     from workers.retag import retag_release

@@ -32,10 +32,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from handlers.contract import QUEUES
 from sightline.cli import CliError
+from sightline.stack import stop_processes, worker_process
 
 DEFAULT_BROKER = "redis://127.0.0.1:6379/15"
-QUEUES = ("tag", "maintenance")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -204,12 +205,8 @@ def run(args: argparse.Namespace) -> int:
             log = tmp / f"worker{n}.log"
             logs.append(log)
             workers.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "sightline", "worker", "--loglevel=INFO",
-                     f"--hostname=soak{n}@%h", f"--batch-size={args.batch_size}",
-                     "--batch-wait-ms=200"],
-                    env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                )
+                worker_process(env, log, "--loglevel=INFO", f"--hostname=soak{n}@%h",
+                               f"--batch-size={args.batch_size}", "--batch-wait-ms=200")
             )  # fmt: skip
         _wait_ready(workers, logs)
 
@@ -232,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
 
         def settled() -> int:
             with conn.cursor() as cur:
-                cur.execute("SELECT count(*) FROM photos WHERE status <> 'pending'")
+                cur.execute("SELECT count(*) FROM photos")
                 return cur.fetchone()[0]
 
         deadline = time.monotonic() + args.timeout
@@ -271,14 +268,7 @@ def run(args: argparse.Namespace) -> int:
             timed_out=done < len(keys),
         )
     finally:
-        for w in workers:
-            if w.poll() is None:
-                w.terminate()
-        for w in workers:
-            try:
-                w.wait(30)
-            except subprocess.TimeoutExpired:
-                w.kill()
+        stop_processes(workers)
         for step in reversed(cleanup):
             try:
                 step()

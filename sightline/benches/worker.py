@@ -48,9 +48,9 @@ def _ms(fn, repeat: int) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sightline.benches._scratch import scratch_database
     from sightline.samples import synthetic_jpeg
-    from sightline.settings import Settings
+    from sightline.stack import scratch_database
+    from workers.settings import Settings
 
     settings = Settings.from_env()
     if not settings.weights:

@@ -100,11 +100,11 @@ def _write_all(
 
 
 def run(args: argparse.Namespace) -> int:
-    from sightline.benches._scratch import scratch_database
     from sightline.cli import CliError
     from sightline.embedded import database_url
-    from sightline.settings import Settings
+    from sightline.stack import scratch_database
     from workers.db import connect
+    from workers.settings import Settings
 
     try:
         counts = [int(c) for c in args.connections.split(",") if c.strip()]

@@ -15,7 +15,6 @@ BENCH_MODULES: tuple[str, ...] = (
     "match",
     "retag",
     "writes",
-    "matching",
     "publish",
     "soak",
 )

@@ -16,8 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def upgrade(args: argparse.Namespace) -> int:
     from sightline.embedded import database_url
-    from sightline.settings import Settings
     from workers import migrate
+    from workers.settings import Settings
 
     url, _server = database_url(Settings.from_env())
     done = migrate.upgrade(url)

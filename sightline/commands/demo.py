@@ -7,12 +7,12 @@ import json
 import logging
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from sightline.cli import CliError
+from sightline.stack import stop_processes, worker_process
 
 BUCKET = "sightline-demo"
 EVENTS_QUEUE = "sightline-demo-uploads"
@@ -31,7 +31,7 @@ def say(msg: str = "") -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from sightline.settings import Settings
+    from workers.settings import Settings
 
     settings = Settings.from_env()
     if settings.weights:
@@ -64,20 +64,15 @@ class _Demo:
         try:
             return self._run()
         finally:
-            if self.worker and self.worker.poll() is None:
-                self.worker.terminate()
-                try:
-                    self.worker.wait(20)
-                except subprocess.TimeoutExpired:
-                    self.worker.kill()
+            if self.worker:
+                stop_processes([self.worker], timeout_s=20)
             if self.moto:
                 self.moto.stop()
 
     def _run(self) -> int:
         import boto3
 
-        from sightline.embedded import database_url, start_moto
-        from sightline.settings import data_dir
+        from sightline.embedded import data_dir, database_url, start_moto
         from workers import migrate
 
         url, self._pg = database_url(self.settings)
@@ -151,25 +146,18 @@ class _Demo:
         )
         if not self.settings.weights:
             env["SIGHTLINE_ALLOW_UNTRAINED"] = "1"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = log_path.open("w")
-        self.worker = subprocess.Popen(
-            [sys.executable, "-m", "sightline", "worker", "--loglevel=WARNING"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        self.worker = worker_process(env, log_path, "--loglevel=WARNING")
 
     def _deliver_events(
         self, sqs: Any, queue_url: str, broker: str, options: dict, expected: int
     ) -> None:
+        from handlers.config import HandlerConfig
         from handlers.core import handle
         from handlers.publish import CeleryPublisher
-        from handlers.rules import OwnerRule
         from sightline.sqs_source import poll_once
 
         publisher = CeleryPublisher(broker, options)
-        owners = OwnerRule(self.settings.owner_pattern, self.settings.default_owner)
+        owners = HandlerConfig.from_env().owners
         counts: dict[str, int] = {}
 
         def handler(event: dict, context: Any) -> dict:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -24,10 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_events(args: argparse.Namespace) -> int:
-    from handlers.config import parse_buckets
+    from handlers.config import HandlerConfig
     from handlers.core import plan
-    from handlers.rules import OwnerRule
-    from sightline.settings import Settings
 
     try:
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
@@ -39,9 +36,10 @@ def parse_events(args: argparse.Namespace) -> int:
         raise CliError(f"{args.file}: not JSON ({exc})") from None
     if not isinstance(event, dict):
         raise CliError(f"{args.file}: an event is a JSON object")
-    s = Settings.from_env()
-    owners = OwnerRule(s.owner_pattern, s.default_owner)
-    buckets = parse_buckets(os.environ.get("SIGHTLINE_ALLOWED_BUCKETS"))
-    for action in plan(event, owners, allowed_buckets=buckets):
+    try:
+        config = HandlerConfig.from_env()
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    for action in plan(event, config.owners, allowed_buckets=config.allowed_buckets):
         print(json.dumps(action.to_json(), ensure_ascii=False))
     return 0

@@ -74,14 +74,15 @@ def explain_photo(args: argparse.Namespace) -> int:
     import torch.nn.functional as F
 
     from models.cam import embedding_cam, normalise_map, scene_cam
+    from models.scenes import SceneMap
     from sightline.camview import overlay
     from sightline.cli import CliError
-    from sightline.loading import load_network, scene_map_for
-    from sightline.settings import Settings
+    from sightline.loading import load_network
+    from workers.settings import Settings
 
     s = Settings.from_env()
     net, meta = load_network(s, args.weights)
-    sm = scene_map_for(s, meta)
+    sm = SceneMap.for_checkpoint(meta, s.scene_map, sift=s.sift)
     centroids, names = _centroids(args, meta.embedding_dim)
     photo = _load_photo(args.photo, s.max_pixels)
     t = meta.transform

@@ -211,8 +211,8 @@ def clean(args: argparse.Namespace) -> int:
 
 def _connect():
     from sightline.embedded import database_url
-    from sightline.settings import Settings
     from workers.db import connect
+    from workers.settings import Settings
 
     s = Settings.from_env()
     url, server = database_url(s)

@@ -27,9 +27,9 @@ def _read(path: str) -> bytes:
 
 
 def inspect_photo(args: argparse.Namespace) -> int:
-    from sightline.settings import Settings
     from workers.exif import read_exif
     from workers.photos import PhotoError, decode
+    from workers.settings import Settings
 
     s = Settings.from_env()
     try:
@@ -61,9 +61,10 @@ def inspect_photo(args: argparse.Namespace) -> int:
 
 
 def tag_photos(args: argparse.Namespace) -> int:
-    from sightline.settings import Settings
     from workers.inference import SceneLandmarkModel
-    from workers.pipeline import LiveRelease, analyse
+    from workers.pipeline import analyse
+    from workers.releases import LiveRelease
+    from workers.settings import Settings
 
     s = Settings.from_env()
     releases = []

@@ -26,10 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def retag(args: argparse.Namespace) -> int:
     from sightline.embedded import database_url
-    from sightline.settings import Settings
     from workers.db import connect
     from workers.releases import ReleaseRefused
     from workers.retag import retag_release, retag_scenes
+    from workers.settings import Settings
 
     if not args.release and not args.scene_map:
         raise CliError("give --release VERSION, --scene-map FILE, or both")

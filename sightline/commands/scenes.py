@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def show_scenes(args: argparse.Namespace) -> int:
     from models.scenes import SceneMap, load_sift
-    from sightline.settings import Settings
+    from workers.settings import Settings
 
     s = Settings.from_env()
     sm = SceneMap.load(args.map or s.scene_map, excluded=load_sift(args.sift or s.sift))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from typing import Any
 
+from handlers.contract import QUEUES
 from sightline.cli import CliError
 
 
@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="photos by status, failures, release, queue depths")
     p.add_argument("--json", action="store_true")
     p.add_argument("--failures", type=int, default=10, help="how many recent failures to list")
-    p.add_argument("--queues", default="tag,maintenance", help="comma-separated queues")
+    p.add_argument("--queues", default=",".join(QUEUES), help="comma-separated queues")
     p.set_defaults(func=status)
 
 
@@ -23,19 +23,15 @@ def status(args: argparse.Namespace) -> int:
 
     from sightline.embedded import database_url
     from sightline.queues import queue_depths
-    from sightline.settings import Settings
     from sightline.status import database_report
     from workers.db import connect
+    from workers.settings import Settings
 
     if args.failures < 0:
         raise CliError("--failures must be 0 or more")
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
     if not queues:
         raise CliError("--queues needs at least one queue name")
-    try:
-        options = json.loads(os.environ.get("SIGHTLINE_BROKER_OPTIONS") or "{}")
-    except json.JSONDecodeError as exc:
-        raise CliError(f"SIGHTLINE_BROKER_OPTIONS is not JSON: {exc}") from None
     settings = Settings.from_env()
     url, _server = database_url(settings)
     conn = connect(url, timeout_s=settings.db_timeout_s, register=False)
@@ -46,7 +42,7 @@ def status(args: argparse.Namespace) -> int:
         raise CliError("the database has no sightline schema: run `sightline db upgrade`") from None
     finally:
         conn.close()
-    report["queues"] = queue_depths(settings.broker_url, queues, options).to_json()
+    report["queues"] = queue_depths(settings.broker_url, queues, settings.broker_options).to_json()
     if args.json:
         print(json.dumps(report))
     else:

@@ -83,7 +83,7 @@ def train_scene_cmd(args: argparse.Namespace) -> int:
     from models.training.scene import SceneTrainConfig, train_scene
     from models.transforms import default_transform
     from sightline.cli import CliError
-    from sightline.settings import Settings
+    from workers.settings import Settings
 
     _positive(args, "epochs", "lr", "batch_size", "max_steps", "embedding_dim")
     if args.arch not in ARCHS:
@@ -122,7 +122,7 @@ def train_landmarks_cmd(args: argparse.Namespace) -> int:
     from models.training import DataError, TrainingError
     from models.training.landmarks import LandmarkTrainConfig, train_landmarks
     from sightline.cli import CliError
-    from sightline.settings import Settings
+    from workers.settings import Settings
 
     _positive(args, "epochs_per_stage", "batch_size", "max_steps", "embedding_dim")
     if not 0.0 <= args.people_share <= 1.0:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 
+from handlers.contract import QUEUES
 from sightline.cli import CliError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("worker", help="start a tagging worker")
-    p.add_argument("--queues", default="tag,maintenance", help="comma-separated queues")
+    p.add_argument("--queues", default=",".join(QUEUES), help="comma-separated queues")
     p.add_argument(
         "--concurrency",
         type=int,
@@ -22,18 +21,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="photos per forward pass")
     p.add_argument("--batch-wait-ms", type=float, default=None, help="flush a partial batch")
     p.add_argument("--loglevel", default="INFO")
-    p.add_argument("--no-retries", action="store_true", help="fail at once (tests)")
     p.add_argument("--hostname", default=None)
     p.set_defaults(func=run_worker)
 
 
 def run_worker(args: argparse.Namespace) -> int:
     from sightline.embedded import database_url
-    from sightline.settings import Settings
     from workers.app import configure
     from workers.logs import configure_json_logging
     from workers.metrics import WorkerMetrics
     from workers.runtime import WorkerRuntime
+    from workers.settings import Settings
 
     settings = Settings.from_env()
     if not settings.broker_url:
@@ -49,14 +47,13 @@ def run_worker(args: argparse.Namespace) -> int:
             raise CliError(f"cannot serve metrics on port {settings.metrics_port}: {exc}") from exc
     runtime = WorkerRuntime(settings, url, metrics=metrics)
     runtime.model.load()  # refuse to start without weights, before taking any task
-    options = json.loads(os.environ.get("SIGHTLINE_BROKER_OPTIONS") or "{}")
     app = configure(
         runtime,
         settings.broker_url,
-        options,
+        settings.broker_options,
         batch_size=args.batch_size or settings.batch_size,
         batch_wait_s=(args.batch_wait_ms or settings.batch_wait_ms) / 1000.0,
-        max_retries=0 if args.no_retries else settings.max_retries,
+        max_retries=settings.max_retries,
         retry_base_s=settings.retry_base_s,
     )
     argv = [

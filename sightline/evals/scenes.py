@@ -21,19 +21,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 def eval_scenes(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
+    from models.scenes import SceneMap
     from models.training import DataError, TrainingError
     from models.training.data import ImageList, eval_transform, scan_image_folder
     from models.training.loop import MixedPrecision, pick_device
     from models.training.scene import evaluate_scenes
     from sightline.cli import CliError
-    from sightline.loading import load_network, scene_map_for
-    from sightline.settings import Settings
+    from sightline.loading import load_network
+    from workers.settings import Settings
 
     if args.batch_size <= 0:
         raise CliError(f"--batch-size must be positive, got {args.batch_size}")
     s = Settings.from_env()
     net, meta = load_network(s, args.weights)
-    sm = scene_map_for(s, meta)
+    sm = SceneMap.for_checkpoint(meta, s.scene_map, sift=s.sift)
     folder = args.data / "val" if (args.data / "val").is_dir() else args.data
     try:
         items = scan_image_folder(folder, meta.categories, sm.excluded)

@@ -1,19 +1,15 @@
-"""Settings, read once at a process's entry point and passed down as arguments.
+"""The worker's settings, read once at a process's entry point and passed down as arguments.
 
-``models/`` never imports this module.
+``models/`` never imports this module; the handler's own settings are ``handlers/config.py``.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
-
-def data_dir() -> Path:
-    """The user's data folder for sightline (embedded Postgres lives here)."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(os.environ.get("SIGHTLINE_DATA_DIR") or Path(base) / "sightline")
+from handlers.contract import parse_broker_options
 
 
 def _env_bool(name: str, default: bool = False) -> bool:
@@ -49,10 +45,19 @@ def _env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
     return value
 
 
+def _broker_options(raw: str | None) -> dict[str, Any]:
+    try:
+        return parse_broker_options(raw)
+    except ValueError as exc:
+        raise SystemExit(f"sightline: {exc}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = None  # None: the embedded PostgreSQL 18 database
     broker_url: str | None = None  # None: the embedded default (SQS on the local endpoint)
+    # SIGHTLINE_BROKER_OPTIONS, parsed once: kombu transport options
+    broker_options: dict[str, Any] = field(default_factory=dict)
     s3_endpoint_url: str | None = None  # None: AWS itself
     weights: str | None = None
     allow_untrained: bool = False
@@ -60,8 +65,6 @@ class Settings:
     device: str = "auto"
     scene_map: str | None = None  # None: models/data/scene_map.csv
     sift: str | None = None  # None: models/data/sift_excluded.txt; "none": keep all 365
-    owner_pattern: str = "users/{owner}/"
-    default_owner: str | None = None
     max_object_bytes: int = 64 * 1024 * 1024
     max_pixels: int = 100_000_000
     batch_size: int = 16
@@ -72,7 +75,6 @@ class Settings:
     s3_timeout_s: float = 30.0
     metrics_port: int | None = None  # None: no /metrics endpoint
     log_format: str = "text"  # "text" | "json"
-    extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -80,6 +82,7 @@ class Settings:
         return cls(
             database_url=env.get("DATABASE_URL") or None,
             broker_url=env.get("CELERY_BROKER_URL") or None,
+            broker_options=_broker_options(env.get("SIGHTLINE_BROKER_OPTIONS")),
             s3_endpoint_url=env.get("SIGHTLINE_S3_ENDPOINT_URL")
             or env.get("AWS_ENDPOINT_URL_S3")
             or env.get("AWS_ENDPOINT_URL")
@@ -90,8 +93,6 @@ class Settings:
             device=env.get("SIGHTLINE_DEVICE") or "auto",
             scene_map=env.get("SIGHTLINE_SCENE_MAP") or None,
             sift=env.get("SIGHTLINE_SIFT") or None,
-            owner_pattern=env.get("SIGHTLINE_OWNER_PATTERN") or "users/{owner}/",
-            default_owner=env.get("SIGHTLINE_DEFAULT_OWNER") or None,
             max_object_bytes=int(_env_float("SIGHTLINE_MAX_OBJECT_BYTES", 64 * 1024 * 1024)),
             max_pixels=int(_env_float("SIGHTLINE_MAX_PIXELS", 100_000_000)),
             batch_size=max(1, int(_env_float("SIGHTLINE_BATCH_SIZE", 16))),

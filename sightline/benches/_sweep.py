@@ -1,7 +1,7 @@
-"""`sightline bench matching`: landmark matching cost as a release's centroids grow.
+"""`sightline bench match --sweep SIZES`: landmark matching cost as a release's centroids grow.
 
 In memory, as the worker and a re-tag match (``LandmarkIndex.match`` on a batch), and with
-``--pgvector``, the same nearest-centroid question asked of Postgres: an exact scan against
+``--hnsw``, the same nearest-centroid question asked of Postgres: an exact scan against
 an HNSW index (build time, query time, recall of the top 1). Random unit vectors: the cost
 does not depend on what the vectors mean.
 """
@@ -13,18 +13,6 @@ import json
 import time
 from statistics import median
 from typing import Any
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("matching", help="landmark matching time vs centroid count (+pgvector)")
-    p.add_argument("--centroids", default="1000,10000,100000", help="comma-separated sizes")
-    p.add_argument("--dim", type=int, default=512)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--repeat", type=int, default=5)
-    p.add_argument("--pgvector", action="store_true", help="also time Postgres exact vs HNSW")
-    p.add_argument("--queries", type=int, default=50, help="pgvector queries per size")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=run)
 
 
 def _unit(rng: Any, n: int, dim: int) -> Any:
@@ -136,21 +124,21 @@ def run(args: argparse.Namespace) -> int:
     from sightline.cli import CliError
 
     try:
-        sizes = [int(s) for s in args.centroids.split(",") if s.strip()]
+        sizes = [int(s) for s in args.sweep.split(",") if s.strip()]
     except ValueError:
-        raise CliError("--centroids takes comma-separated integers") from None
+        raise CliError("--sweep takes comma-separated integers") from None
     if not sizes or min(sizes) < 1:
-        raise CliError("--centroids must be positive")
+        raise CliError("--sweep sizes must be positive")
     rng = np.random.default_rng(0)
     result: dict[str, Any] = {
         "dim": args.dim,
         "batch_size": args.batch_size,
         "in_memory": [_in_memory(c, args, rng) for c in sizes],
     }
-    if args.pgvector:
-        from sightline.benches._scratch import scratch_database
+    if args.hnsw:
         from sightline.embedded import database_url
-        from sightline.settings import Settings
+        from sightline.stack import scratch_database
+        from workers.settings import Settings
 
         base_url, _server = database_url(Settings.from_env())
         with scratch_database(base_url) as url:

@@ -1,19 +1,23 @@
 """The task contract: the only thing handlers and workers share.
 
+It lives with the handlers, which produce the messages; workers import it from here.
+
 Tasks carry object identities, never image bytes or rows. Light on purpose: the handler
 imports it and must start in milliseconds.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from typing import TypedDict
+from typing import Any, TypedDict
 
 TAG_TASK = "sightline.tag"
 FORGET_TASK = "sightline.forget"
 TAG_QUEUE = "tag"
 MAINTENANCE_QUEUE = "maintenance"
 QUEUE_OF = {TAG_TASK: TAG_QUEUE, FORGET_TASK: MAINTENANCE_QUEUE}
+QUEUES = (TAG_QUEUE, MAINTENANCE_QUEUE)  # every queue a worker consumes
 
 _SEQ_WIDTH = 64
 _HEX = re.compile(r"^[0-9A-Fa-f]+$")
@@ -41,3 +45,18 @@ def normalize_sequencer(raw: str | None) -> str | None:
     if not raw or not _HEX.match(raw) or len(raw) > _SEQ_WIDTH:
         return None
     return raw.upper().ljust(_SEQ_WIDTH, "0")
+
+
+def parse_broker_options(raw: str | None) -> dict[str, Any]:
+    """SIGHTLINE_BROKER_OPTIONS: a JSON object of kombu transport options (unset: ``{}``).
+
+    Publisher and consumer read the same variable, so both sides parse it here.
+    Raises ValueError (one line) when it is not a JSON object.
+    """
+    try:
+        options = json.loads(raw or "{}")
+    except ValueError:
+        raise ValueError(f"SIGHTLINE_BROKER_OPTIONS is not JSON: {raw!r}") from None
+    if not isinstance(options, dict):
+        raise ValueError("SIGHTLINE_BROKER_OPTIONS must be a JSON object")
+    return options
