@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.support import run_cli
 from workers import jobs
 
 
@@ -50,6 +50,7 @@ def test_state_moves(db) -> None:
         assert [j.id for j in jobs.list_jobs(cur)] == [other, job_id]
 
 
+@pytest.mark.slow
 def test_jobs_command(db, db_url) -> None:
     with db, db.cursor() as cur:
         job_id = jobs.create(cur, "backfill", {"source": "s3://b"}, total=10)

@@ -32,8 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _cursor():
     from sightline.embedded import database_url
-    from sightline.settings import Settings
     from workers.db import connect
+    from workers.settings import Settings
 
     settings = Settings.from_env()
     url, server = database_url(settings)
