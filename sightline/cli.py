@@ -16,6 +16,7 @@ from collections.abc import Sequence
 COMMAND_MODULES = (
     "demo",
     "worker",
+    "consume",
     "db",
     "events",
     "photos",
