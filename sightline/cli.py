@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "explain",
     "landmarks",
     "retag",
+    "purge",
     "status",
     "bench",
 )
