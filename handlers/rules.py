@@ -7,7 +7,10 @@ from dataclasses import dataclass, field
 
 from handlers.events import ObjectEvent
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".heic", ".heif", ".webp", ".tif", ".tiff"})
+# GIF is tagged by its first frame (what Pillow decodes on open); the README says so.
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".gif", ".heic", ".heif", ".webp", ".tif", ".tiff"}
+)
 # Content types that say nothing about the bytes (SDKs default to them): the extension decides.
 _GENERIC_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})
 

@@ -1,12 +1,15 @@
-"""MinIO's webhook target: an HTTP endpoint on the standard library, the same core as Lambda.
+"""MinIO's webhook target: the same core as Lambda, served by uvicorn (``handlers.asgi``) or,
+for a laptop, by the standard library's ``http.server`` (``--server stdlib``).
 
     SIGHTLINE_WEBHOOK_TOKEN=... CELERY_BROKER_URL=... python -m handlers.webhook --port 9000
 
 MinIO POSTs one notification per request with ``Authorization: Bearer <auth_token>`` (or the
 token verbatim when it already has a scheme). Answers: 200 done (tasks sent or records
 ignored); 401 wrong token; 400 not a JSON object, or a negative length; 411 no
-Content-Length; 413 over 1 MiB (refused before reading); 503 some record failed, so MinIO
-retries it (configure a ``queue_dir`` on the target so retries survive restarts).
+Content-Length; 413 over 1 MiB (refused before reading); 408 (uvicorn) body not received
+within the body timeout; 503 some record failed, so MinIO retries it (configure a
+``queue_dir`` on the target so retries survive restarts), or (uvicorn) the connection limit
+is reached.
 """
 
 from __future__ import annotations
@@ -116,11 +119,34 @@ def make_server(app: WebhookApp, host: str = "127.0.0.1", port: int = 0) -> Thre
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m handlers.webhook", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m handlers.webhook", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=9000)
+    parser.add_argument(
+        "--server",
+        choices=("uvicorn", "stdlib"),
+        default="uvicorn",
+        help="uvicorn: the ASGI app (handlers.asgi), for production; stdlib: http.server, "
+        "one thread per connection, for a laptop",
+    )
+    bounds = parser.add_argument_group("uvicorn bounds")
+    bounds.add_argument("--workers", type=int, default=1, help="server processes")
+    bounds.add_argument(
+        "--limit-concurrency", type=int, default=1000,
+        help="connections + requests per process; beyond it new ones get 503",
+    )  # fmt: skip
+    bounds.add_argument("--backlog", type=int, default=2048, help="pending TCP connections")
+    bounds.add_argument("--keep-alive", type=int, default=5, help="idle keep-alive, seconds")
+    bounds.add_argument(
+        "--body-timeout", type=float, default=10.0,
+        help="seconds from a request's start to its last body byte, else 408",
+    )  # fmt: skip
+    bounds.add_argument("--publish-threads", type=int, default=8, help="broker publishes at once")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.server == "uvicorn":
+        return _serve_uvicorn(args)
     try:
         config = HandlerConfig.from_env()
         if not config.broker_url:
@@ -146,6 +172,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         server.server_close()
         publisher.close()
+    return 0
+
+
+def _serve_uvicorn(args: argparse.Namespace) -> int:
+    import os
+
+    # The app factory reads these in each server process.
+    os.environ["SIGHTLINE_WEBHOOK_BODY_TIMEOUT_S"] = str(args.body_timeout)
+    os.environ["SIGHTLINE_WEBHOOK_PUBLISH_THREADS"] = str(args.publish_threads)
+    try:
+        import uvicorn
+
+        from handlers.asgi import app_from_env
+
+        app = app_from_env()  # refuse bad settings here, in one line, before listening
+    except ImportError:
+        print("sightline webhook: error: uvicorn is not installed (pip install "
+              "'sightline[handler]'), or run --server stdlib", file=sys.stderr)  # fmt: skip
+        return 2
+    except ValueError as exc:
+        print(f"sightline webhook: error: {exc}", file=sys.stderr)
+        return 2
+    target: Any = app if args.workers == 1 else "handlers.asgi:app_from_env"
+    log.info("uvicorn on %s:%d, %d process(es)", args.host, args.port, args.workers)
+    uvicorn.run(
+        target,
+        factory=args.workers != 1,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        limit_concurrency=args.limit_concurrency,
+        backlog=args.backlog,
+        timeout_keep_alive=args.keep_alive,
+        timeout_graceful_shutdown=30,
+        lifespan="on",
+        http="h11",
+        access_log=False,
+        log_level="info",
+    )
     return 0
 
 

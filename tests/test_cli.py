@@ -50,14 +50,17 @@ def test_inspect_unreadable_photo_is_json_error_and_status_2(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_tag_says_untrained_and_tags_each_photo_or_reports_its_error(tmp_path) -> None:
+    """`tag --json`: stdout holds exactly one JSON object per photo, in order; the untrained
+    warning goes to stderr."""
     good = tmp_path / "good.jpg"
     good.write_bytes(synthetic_jpeg(width=200, height=150))
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG broken")
     out = run_cli("tag", str(good), str(bad), str(tmp_path / "missing.jpg"), "--json", env=TINY)
     lines = [json.loads(x) for x in out.stdout.splitlines()]
-    assert "untrained" in lines[0]["warning"]
-    g, b, m = lines[1:]
+    assert "WARNING: untrained network" in out.stderr
+    assert [x["photo"] for x in lines] == [str(good), str(bad), str(tmp_path / "missing.jpg")]
+    g, b, m = lines
     assert len(g["scenes"]) == 5 and g["trained"] is False
     assert g["scenes"][0]["probability"] >= g["scenes"][-1]["probability"]
     assert isinstance(g["indoor"], bool) and g["albums"]
@@ -195,6 +198,59 @@ def test_tag_matches_landmarks_of_a_release_file(tmp_path) -> None:
         env=TINY,
     )
     assert out.returncode == 0, out.stderr
-    near_out, far_out = (json.loads(x) for x in out.stdout.splitlines()[1:])
+    near_out, far_out = (json.loads(x) for x in out.stdout.splitlines())
     assert [(m["release"], m["landmark_id"]) for m in near_out["landmarks"]] == [("r1", "eiffel")]
     assert far_out["landmarks"] == []
+
+
+@pytest.mark.slow
+
+
+def test_embed_output_feeds_centroids_build(tmp_path) -> None:
+    """`embed` writes (N, D) float32 rows equal to the model's own embeddings of the photos
+    that decoded, and names.txt; `centroids build` reads them, and the one landmark's centroid
+    is their normalised mean. A broken photo is skipped with one stderr line and exit 2."""
+    from models.release import load_release
+    from workers.inference import SceneLandmarkModel
+    from workers.photos import decode
+
+    datas = [synthetic_jpeg(width=160, height=120, seed=s) for s in (1, 2, 3)]
+    paths = []
+    for n, data in enumerate(datas):
+        paths.append(tmp_path / f"p{n}.jpg")
+        paths[-1].write_bytes(data)
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    order = [str(paths[0]), str(tmp_path / "broken.jpg"), str(paths[1]), str(paths[2])]
+    out = run_cli(
+        "embed", *order, "--out", str(tmp_path / "E.npy"), "--names", str(tmp_path / "n.txt"),
+        "--json", env={**TINY, "SIGHTLINE_BATCH_SIZE": "2"},
+    )  # fmt: skip
+    assert out.returncode == 2
+    summary = json.loads(out.stdout)
+    assert [line for line in out.stderr.splitlines() if "skipped" in line] == [
+        f"sightline: {tmp_path / 'broken.jpg'}: skipped: not an image (format not recognised)"
+    ]
+    e = np.load(tmp_path / "E.npy")
+    assert e.dtype == np.float32 and e.shape == (3, summary["dim"])
+    assert (tmp_path / "n.txt").read_text().splitlines() == [str(p) for p in paths]
+
+    model = SceneLandmarkModel(weights=None, allow_untrained=True, arch="tiny")
+    t = model.transform
+    _, expect = model.predict([decode(d, resize=t.resize, crop=t.crop).crop for d in datas])
+    assert summary["model_version"] == model.meta.model_version
+    np.testing.assert_allclose(e, expect, atol=1e-5)
+    assert np.allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-4)
+
+    np.save(tmp_path / "L.npy", np.zeros(3, dtype=np.int64))
+    (tmp_path / "lm.csv").write_text("id,name,city,country,lat,lon\n0,Tower,Paris,France,48,2\n")
+    built = run_cli(
+        "centroids", "build", "--embeddings", str(tmp_path / "E.npy"),
+        "--labels", str(tmp_path / "L.npy"), "--landmarks", str(tmp_path / "lm.csv"),
+        "--model-version", summary["model_version"], "--min-cluster", "50",
+        "--out", str(tmp_path / "r.npz"), "--json",
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    release = load_release(tmp_path / "r.npz")
+    assert release.embedding_dim == summary["dim"]
+    mean = e.mean(axis=0)
+    np.testing.assert_allclose(release.centroids[0], mean / np.linalg.norm(mean), atol=1e-5)

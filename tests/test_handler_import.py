@@ -17,7 +17,10 @@ HEAVY = ("torch", "torchvision", "PIL", "numpy", "boto3", "botocore", "celery", 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("module", ["handlers.lambda_function", "handlers.webhook"])
+@pytest.mark.parametrize(
+    "module",
+    ["handlers.lambda_function", "handlers.webhook", "handlers.sqs_consumer", "handlers.asgi"],
+)
 def test_importing_the_handler_loads_nothing_heavy(module: str) -> None:
     """A fresh interpreter importing the entry point has none of the heavy packages loaded."""
     code = (

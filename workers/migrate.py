@@ -6,6 +6,8 @@ import hashlib
 from dataclasses import dataclass
 from importlib import resources
 
+import psycopg2
+
 from workers.db import DatabaseError, connect
 
 # Any constant works; it only has to be the same in every sightline process.
@@ -54,7 +56,13 @@ def upgrade(url: str) -> list[str]:
                             "add a new migration instead of editing an applied one"
                         )
                     continue
-                cur.execute(m.sql)
+                try:
+                    cur.execute(m.sql)
+                except psycopg2.Error as exc:
+                    hint = pgvector_hint(exc, conn.server_version)
+                    if hint:
+                        raise DatabaseError(hint) from exc
+                    raise
                 cur.execute(
                     "INSERT INTO schema_migrations (version, checksum) VALUES (%s, %s)",
                     (m.version, m.checksum),
@@ -63,6 +71,31 @@ def upgrade(url: str) -> list[str]:
             return applied
     finally:
         conn.close()
+
+
+def pgvector_hint(exc: Exception, server_version: int) -> str | None:
+    """One line saying what to install when a migration failed for want of pgvector, else None.
+
+    ``server_version`` is libpq's number (150020 for 15.2). PostgreSQL answers a missing
+    extension with SQLSTATE 0A000 'extension "vector" is not available' (15 to 18).
+    """
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if '"vector"' not in text:
+        return None
+    major = server_version // 10000
+    if getattr(exc, "pgcode", None) == "0A000" or "not available" in text:
+        return (
+            f"pgvector is not installed on this PostgreSQL {major} server ({text}): install it "
+            f"on the database host (Debian/Ubuntu: apt install postgresql-{major}-pgvector; "
+            "RHEL: pgvector_" + str(major) + "; source: github.com/pgvector/pgvector), "
+            "or unset DATABASE_URL to use the embedded PostgreSQL 18 with pgvector"
+        )
+    if getattr(exc, "pgcode", None) == "42501":  # insufficient_privilege
+        return (
+            f"cannot create the pgvector extension ({text}): have a superuser run "
+            "CREATE EXTENSION vector; in this database once, then run db upgrade again"
+        )
+    return None
 
 
 def applied(url: str) -> list[str]:

@@ -48,7 +48,11 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 def decode(data: bytes, *, resize: int, crop: int, max_pixels: int = 100_000_000) -> DecodedPhoto:
-    """Decode to a centre crop of ``crop`` pixels after resizing the shorter side to ``resize``."""
+    """Decode to a centre crop of ``crop`` pixels after resizing the shorter side to ``resize``.
+
+    A multi-frame image (animated GIF, WebP, multi-page TIFF) is tagged by its first frame: Pillow
+    opens at frame 0 and nothing here seeks.
+    """
     if not data:
         raise PhotoError("empty file")
     try:

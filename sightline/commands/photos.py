@@ -1,4 +1,5 @@
-"""`sightline inspect PHOTO` and `sightline tag PHOTO...`: the worker's pipeline on local files."""
+"""`sightline inspect PHOTO`, `sightline tag PHOTO...` and `sightline embed PHOTO...`: the
+worker's pipeline on local files."""
 
 from __future__ import annotations
 
@@ -20,6 +21,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--release", help="a landmark release file (.npz) to match against, as the worker does"
     )
     t.set_defaults(func=tag_photos)
+    e = sub.add_parser(
+        "embed",
+        help="landmark embeddings of local photos, for `centroids build`, `clean`, `match`",
+        description=(
+            "Run the landmark branch on local photos and write their embeddings as E.npy: "
+            "(N, D) float32 unit vectors, one row per photo that decoded, in input order. "
+            "A photo that cannot be read or decoded is skipped with one line on stderr "
+            "(exit status 2); --names says which photo each row is."
+        ),
+    )
+    e.add_argument("photos", nargs="*")
+    e.add_argument("--from", dest="from_file", help="a file of photo paths, one a line; - stdin")
+    e.add_argument("--out", required=True, help="E.npy to write")
+    e.add_argument("--names", help="names.txt to write: the photo path of each row, one a line")
+    e.add_argument("--json", action="store_true", help="a summary object on stdout")
+    e.set_defaults(func=embed_photos)
 
 
 def _read(path: str) -> bytes:
@@ -76,15 +93,14 @@ def tag_photos(args: argparse.Namespace) -> int:
     model = SceneLandmarkModel.from_settings(s)
     model.load()
     assert model.meta is not None
+    # Warnings go to stderr: with --json, stdout holds only one object per photo.
     if not model.meta.trained:
-        note = "untrained network: these labels are noise, not predictions"
-        print(json.dumps({"warning": note}) if args.json else f"WARNING: {note}")
+        _warn("untrained network: these labels are noise, not predictions")
     if releases and releases[0].model_version != model.meta.model_version:
-        note = (
+        _warn(
             f"release {releases[0].version} was built from {releases[0].model_version}, not "
             f"{model.meta.model_version}: no landmark matching"
         )
-        print(json.dumps({"warning": note}) if args.json else f"WARNING: {note}")
     status = 0
     # One forward pass per batch of photos, as the worker runs them.
     for lo in range(0, len(args.photos), s.batch_size):
@@ -102,6 +118,86 @@ def tag_photos(args: argparse.Namespace) -> int:
         for path in paths:
             status = _print_tagged(path, results[path], args.json) or status
     return status
+
+
+def _warn(note: str) -> None:
+    print(f"WARNING: {note}", file=sys.stderr)
+
+
+def _photo_paths(args: argparse.Namespace) -> list[str]:
+    from sightline.cli import CliError
+
+    paths = list(args.photos)
+    if args.from_file:
+        try:
+            text = sys.stdin.read() if args.from_file == "-" else Path(args.from_file).read_text()
+        except OSError as exc:
+            raise CliError(f"cannot read {args.from_file}: {exc.strerror}") from None
+        paths += [line.strip() for line in text.splitlines() if line.strip()]
+    if not paths:
+        raise CliError("no photos given (PHOTO... or --from FILE)")
+    return paths
+
+
+def embed_photos(args: argparse.Namespace) -> int:
+    """E.npy (N, D) float32 unit vectors of the photos that decoded, in input order; names.txt
+    the path of each row. Reads each photo as the worker does (decode, model transform)."""
+    import numpy as np
+
+    from workers.inference import SceneLandmarkModel
+    from workers.photos import PhotoError
+    from workers.pipeline import prepare
+    from workers.settings import Settings
+
+    paths = _photo_paths(args)
+    s = Settings.from_env()
+    model = SceneLandmarkModel.from_settings(s)
+    model.load()
+    assert model.meta is not None
+    if not model.meta.trained:
+        _warn("untrained network: these embeddings are noise, fit only for plumbing tests")
+    rows: list[np.ndarray] = []
+    names: list[str] = []
+    failed: list[dict[str, str]] = []
+    for lo in range(0, len(paths), s.batch_size):  # one forward pass per batch
+        batch, crops = [], []
+        for path in paths[lo : lo + s.batch_size]:
+            try:
+                crops.append(prepare(_read(path), model, max_pixels=s.max_pixels).photo.crop)
+                batch.append(path)
+            except OSError as exc:
+                failed.append({"photo": path, "error": f"cannot read: {exc.strerror}"})
+            except PhotoError as exc:
+                failed.append({"photo": path, "error": str(exc)})
+        if crops:
+            _probs, embs = model.predict(crops)
+            rows.extend(np.asarray(embs, dtype=np.float32))
+            names.extend(batch)
+    for f in failed:
+        print(f"sightline: {f['photo']}: skipped: {f['error']}", file=sys.stderr)
+    dim = int(model.meta.embedding_dim)
+    out = np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), dtype=np.float32)
+    np.save(args.out, out)
+    if args.names:
+        Path(args.names).write_text("".join(f"{n}\n" for n in names), encoding="utf-8")
+    summary = {
+        "out": args.out,
+        "names": args.names,
+        "photos": len(names),
+        "dim": dim,
+        "model_version": model.meta.model_version,
+        "trained": model.meta.trained,
+        "failed": failed,
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(
+            f"{len(names)} embedding(s) of dim {dim} from model {model.meta.model_version} "
+            f"-> {args.out}" + (f" (rows named in {args.names})" if args.names else "")
+            + (f"; {len(failed)} photo(s) skipped" if failed else "")
+        )
+    return 2 if failed else 0
 
 
 def _print_tagged(path: str, result: dict, as_json: bool) -> int:
