@@ -60,6 +60,7 @@ class Settings:
     device: str = "auto"
     scene_map: str | None = None  # None: models/data/scene_map.csv
     sift: str | None = None  # None: models/data/sift_excluded.txt; "none": keep all 365
+    albums_per_photo: int = 3  # K: a photo is filed in at most K scene albums
     owner_pattern: str = "users/{owner}/"
     default_owner: str | None = None
     max_object_bytes: int = 64 * 1024 * 1024
@@ -90,6 +91,7 @@ class Settings:
             device=env.get("SIGHTLINE_DEVICE") or "auto",
             scene_map=env.get("SIGHTLINE_SCENE_MAP") or None,
             sift=env.get("SIGHTLINE_SIFT") or None,
+            albums_per_photo=max(1, int(_env_float("SIGHTLINE_ALBUMS_PER_PHOTO", 3))),
             owner_pattern=env.get("SIGHTLINE_OWNER_PATTERN") or "users/{owner}/",
             default_owner=env.get("SIGHTLINE_DEFAULT_OWNER") or None,
             max_object_bytes=int(_env_float("SIGHTLINE_MAX_OBJECT_BYTES", 64 * 1024 * 1024)),
