@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "explain",
     "landmarks",
     "retag",
+    "corrections",
     "status",
     "bench",
 )
