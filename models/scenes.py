@@ -193,19 +193,18 @@ class SceneMap:
         if k < 1:
             raise ValueError("a photo needs room for at least one album (k >= 1)")
         scores = probs @ self.matrix()
-        t = self.threshold_vector()
         order = np.argsort(-scores, axis=1, kind="stable")
-        out = []
-        for s, row in zip(scores, order):
-            kept = []
-            for rank, j in enumerate(row):
-                filed = rank == 0 if np.isnan(t[j]) else s[j] >= t[j]
-                if filed:
-                    kept.append((self.albums[j], float(s[j])))
-                if len(kept) == k:
-                    break
-            out.append(kept)
-        return out
+        ranked = np.take_along_axis(scores, order, axis=1)
+        t = self.threshold_vector()[order]
+        best = np.zeros_like(ranked, dtype=bool)
+        best[:, :1] = True
+        filed = np.where(np.isnan(t), best, ranked >= t)
+        filed &= np.cumsum(filed, axis=1) <= k  # the first k that pass
+        albums = self.albums
+        return [
+            [(albums[j], float(v)) for j, v in zip(o[f], r[f])]
+            for o, r, f in zip(order, ranked, filed)
+        ]
 
     def indoor_probability(self, probs: np.ndarray) -> np.ndarray:
         """Per row, the summed probability of indoor classes."""
