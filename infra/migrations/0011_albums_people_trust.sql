@@ -361,11 +361,18 @@ CREATE OR REPLACE FUNCTION album_photos(p_owner text, p_kind text, p_album text,
 RETURNS TABLE (photo_id bigint, bucket text, key text, sort_at timestamptz,
                gps_lat double precision, gps_lon double precision, score real)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
-    SELECT v.id, v.bucket, v.key, m.sort_at, v.gps_lat, v.gps_lon, m.score
-    FROM album_membership m JOIN visible_photos v ON v.id = m.photo_id
-    WHERE m.owner = p_owner AND m.kind = p_kind AND m.label = p_album
-      AND (p_after_id IS NULL OR (m.sort_at, m.photo_id) < (p_after_sort, p_after_id))
-    ORDER BY m.sort_at DESC, m.photo_id DESC
+    SELECT v.id, v.bucket, v.key, v.sort_at, v.gps_lat, v.gps_lon, m.score
+    FROM visible_photos v
+    -- The owner's photos newest first (photos_owner_sort_at), one probe of the membership
+    -- view each, so a page of a large album stops after p_limit hits, as 0001's did. The
+    -- LIMIT 1 keeps the planner from flattening the probe into a join of the whole album.
+    JOIN LATERAL (SELECT m.score FROM album_membership m
+                  WHERE m.photo_id = v.id AND m.owner = v.owner
+                    AND m.kind = p_kind AND m.label = p_album
+                  LIMIT 1) m ON true
+    WHERE v.owner = p_owner
+      AND (p_after_id IS NULL OR (v.sort_at, v.id) < (p_after_sort, p_after_id))
+    ORDER BY v.sort_at DESC, v.id DESC
     LIMIT p_limit
 $$;
 
