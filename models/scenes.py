@@ -141,9 +141,15 @@ class SceneMap:
         return kept / np.maximum(total, np.finfo(probs.dtype).tiny)
 
     def describe(self) -> dict[str, dict[str, object]]:
-        """The map in force, per class: album (None when dropped or sift), indoor, excluded."""
+        """The map in force, per class: album (None when dropped or sift), its threshold
+        (None: best album only), indoor, excluded."""
         return {
-            c: {"album": a, "indoor": io, "excluded": c in self.excluded}
+            c: {
+                "album": a,
+                "threshold": self.thresholds.get(a) if a else None,
+                "indoor": io,
+                "excluded": c in self.excluded,
+            }
             for c, a, io in zip(self.categories, self.albums_by_class, self.indoor)
         }
 
