@@ -103,7 +103,12 @@ def test_scenes_json_prints_the_map_in_force_for_all_classes(tmp_path: Path):
     assert list(out) == list(load_categories())
     indoor = load_indoor()
     assert all(out[c]["indoor"] == indoor[c] for c in out)
-    assert out["forest_path"] == {"album": "forest", "indoor": False, "excluded": False}
+    assert out["forest_path"] == {
+        "album": "forest",
+        "threshold": None,
+        "indoor": False,
+        "excluded": False,
+    }
     assert out["beach"] == {"album": None, "indoor": False, "excluded": True}
     assert out["coast"]["album"] == "sea & beach"
     dropped = {r["places365_class"] for r in _rows() if r["album"] == DROP}
