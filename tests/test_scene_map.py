@@ -109,7 +109,7 @@ def test_scenes_json_prints_the_map_in_force_for_all_classes(tmp_path: Path):
         "indoor": False,
         "excluded": False,
     }
-    assert out["beach"] == {"album": None, "indoor": False, "excluded": True}
+    assert out["beach"] == {"album": None, "threshold": None, "indoor": False, "excluded": True}
     assert out["coast"]["album"] == "sea & beach"
     dropped = {r["places365_class"] for r in _rows() if r["album"] == DROP}
     assert all(out[c]["album"] is None for c in dropped)
