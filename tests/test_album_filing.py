@@ -132,3 +132,36 @@ def test_albums_sort_by_when_taken_then_camera_clock_then_upload_then_processing
     assert [p["photo_id"] for p in seen] == [ids[k] for k in order]
     assert clock_at.isoformat() == "2024-01-01T09:00:00+00:00"
     assert "photos_owner_sort_at" in plan  # the keyset walk reads the index, not a sort
+
+
+def test_upgrade_to_0011_keeps_the_albums_a_library_showed(empty_db_url) -> None:
+    """A library tagged before 0011 (top 3 album scores stored, only rank 1 shown) shows the
+    same albums after the upgrade, not three albums per photo."""
+    from workers import migrate
+    from workers.db import connect
+
+    conn = connect(empty_db_url, register=False)
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "CREATE TABLE schema_migrations (version text PRIMARY KEY, checksum text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for m in migrate.available():
+            if m.version >= "0011":
+                break
+            cur.execute(m.sql)
+            cur.execute("INSERT INTO schema_migrations VALUES (%s, %s)", (m.version, m.checksum))
+        pid = _photo(cur, "alice", "old.jpg", taken_at_local="2019-07-01T12:00:00")
+        cur.execute(
+            "INSERT INTO photo_albums VALUES (%s, 1, 'forest', 0.5), (%s, 2, 'park', 0.3), "
+            "(%s, 3, 'city', 0.1)",
+            (pid, pid, pid),
+        )
+        before = albums.scene_albums(cur, "alice")
+    assert "0011_albums_people_trust" in migrate.upgrade(empty_db_url)
+    with conn, conn.cursor() as cur:
+        after = albums.scene_albums(cur, "alice")
+        (page,) = albums.album_photos(cur, "alice", "scene", "forest")
+    conn.close()
+    assert [a["album"] for a in before] == [a["album"] for a in after] == ["forest"]
+    assert page["sort_at"].isoformat() == "2019-07-01T12:00:00+00:00"  # was the processing time
