@@ -12,6 +12,8 @@ Loaded with ``allow_pickle=False``: a release file can never run code. Arrays:
     centroid_landmarks   (C,) i8   index into landmark_ids
     references           (R, D) f4 unit vectors
     reference_landmarks  (R,) i8   index into landmark_ids
+    name_<locale>        (L,) str  optional: the landmark's name in a locale ('' for none),
+                                   from the landmark CSV's name_<locale> columns
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,15 @@ _ARRAYS = (
     "reference_landmarks",
 )
 
+# name_ru, name_pt-BR, name_zh_Hant -> locales ru, pt-br, zh-hant.
+_NAME_COLUMN = re.compile(r"^name_([A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})?)$")
+
+
+def locale_of(column: str) -> str | None:
+    """The locale a ``name_<locale>`` column names (lower case, '-'), or None."""
+    m = _NAME_COLUMN.match(column)
+    return m.group(1).lower().replace("_", "-") if m else None
+
 
 class ReleaseError(ValueError):
     """A release file that cannot be used, with the reason in one line."""
@@ -66,6 +78,8 @@ class Release:
     reference_landmarks: np.ndarray
     parent: str | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+    # locale -> (L,) names in that locale, '' where the landmark has none
+    localized_names: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def embedding_dim(self) -> int:
@@ -96,6 +110,10 @@ class Release:
             a = np.ascontiguousarray(getattr(self, name))
             h.update(name.encode() + str(a.dtype).encode() + str(a.shape).encode())
             h.update(a.tobytes())
+        # Only when present, so a release without translations keeps its earlier hash.
+        for locale in sorted(self.localized_names):
+            h.update(f"name_{locale}".encode())
+            h.update(json.dumps(self.localized_names[locale].tolist()).encode())
         return h.hexdigest()
 
     def with_thresholds(self, thresholds: Thresholds, *, version: str, **notes: Any) -> Release:
@@ -121,6 +139,9 @@ class Release:
         for name in ("names", "cities", "countries", "lats", "lons", "train_photos"):
             if len(getattr(self, name)) != n:
                 raise ReleaseError(f"release array {name} has {len(getattr(self, name))} rows")
+        for locale, names in self.localized_names.items():
+            if locale_of(f"name_{locale}") != locale or len(names) != n:
+                raise ReleaseError(f"release names for locale {locale!r} do not fit")
         if len(set(self.landmark_ids.tolist())) != n:
             raise ReleaseError("release landmark ids are not unique")
         if not self.version or not self.model_version:
@@ -190,6 +211,11 @@ def make_release(
             reference_landmarks if reference_landmarks is not None else [], dtype=np.int64
         ),
         notes=notes or {},
+        localized_names={
+            locale: _text((r.get(col) or "").strip() for r in landmarks)
+            for col in sorted({k for r in landmarks for k in r})
+            if (locale := locale_of(col))
+        },
     ).validate()
 
 
@@ -198,6 +224,7 @@ def save_release(release: Release, path: str | Path) -> str:
     release.validate()
     manifest = {**release.manifest(), "content_sha256": release.content_hash()}
     arrays = {name: getattr(release, name) for name in _ARRAYS}
+    arrays.update({f"name_{k}": v for k, v in release.localized_names.items()})
     buf = io.BytesIO()
     np.savez(buf, manifest=np.array(json.dumps(manifest)), **arrays)
     Path(path).write_bytes(buf.getvalue())
@@ -210,6 +237,7 @@ def load_release(path: str | Path) -> Release:
         with np.load(Path(path), allow_pickle=False) as data:
             manifest = json.loads(str(data["manifest"]))
             arrays = {name: data[name] for name in _ARRAYS}
+            localized = {locale: data[key] for key in data.files if (locale := locale_of(key))}
     except FileNotFoundError:
         raise ReleaseError(f"no release file at {path}") from None
     except (OSError, ValueError, KeyError) as exc:
@@ -224,6 +252,7 @@ def load_release(path: str | Path) -> Release:
         thresholds=Thresholds.from_dict(manifest["thresholds"]),
         parent=manifest.get("parent"),
         notes=manifest.get("notes") or {},
+        localized_names=localized,
         **arrays,
     ).validate()
     if int(manifest["embedding_dim"]) != release.embedding_dim:

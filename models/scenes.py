@@ -7,7 +7,7 @@ from the stored probability vectors without the network.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,8 @@ _DATA = resources.files("models") / "data"
 
 # The album cell that drops a class explicitly: still predicted, in no album.
 DROP = "-"
+# K: the most albums one photo is filed in, best first.
+MAX_ALBUMS = 3
 
 
 class SceneMapError(ValueError):
@@ -77,6 +79,9 @@ class SceneMap:
     albums_by_class: tuple[str | None, ...]
     indoor: tuple[bool, ...]
     excluded: frozenset[str] = frozenset()
+    # album -> the score a photo needs to be filed in it; an album with none takes a photo
+    # only as its best album (so a map without thresholds files top-1, as before).
+    thresholds: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def load(
@@ -86,13 +91,18 @@ class SceneMap:
         *,
         excluded: frozenset[str] = frozenset(),
     ) -> SceneMap:
-        """Read a ``places365_class,album`` CSV; ``-`` (or an empty cell) drops a class.
+        """Read a ``places365_class,album[,threshold]`` CSV; ``-`` (or an empty cell) drops
+        a class.
 
         Every class must be listed exactly once. Sift classes (``excluded``) are in no album.
+        The optional ``threshold`` column (a summed probability in [0, 1]) belongs to the
+        album: give it on one of the album's rows or on several with the same value.
+        Raises SceneMapError naming the first bad row.
         """
         categories = categories or load_categories()
         text = Path(path).read_text() if path else (_DATA / "scene_map.csv").read_text()
         mapping: dict[str, str | None] = {}
+        thresholds: dict[str, float] = {}
         for row in csv.DictReader(text.splitlines()):
             name = (row.get("places365_class") or "").strip()
             if not name:
@@ -101,6 +111,9 @@ class SceneMap:
                 raise SceneMapError(f"scene map lists {name!r} twice")
             album = (row.get("album") or "").strip()
             mapping[name] = None if album in ("", DROP) else album
+            cell = (row.get("threshold") or "").strip()
+            if cell:
+                _add_threshold(thresholds, name, mapping[name], cell)
         missing = [c for c in categories if c not in mapping]
         if missing:
             raise SceneMapError(
@@ -115,6 +128,7 @@ class SceneMap:
             albums_by_class=tuple(None if c in excluded else mapping[c] for c in categories),
             indoor=tuple(io.get(c, False) for c in categories),
             excluded=frozenset(excluded),
+            thresholds=thresholds,
         )
 
     @classmethod
@@ -143,9 +157,15 @@ class SceneMap:
         return kept / np.maximum(total, np.finfo(probs.dtype).tiny)
 
     def describe(self) -> dict[str, dict[str, object]]:
-        """The map in force, per class: album (None when dropped or sift), indoor, excluded."""
+        """The map in force, per class: album (None when dropped or sift), its threshold
+        (None: best album only), indoor, excluded."""
         return {
-            c: {"album": a, "indoor": io, "excluded": c in self.excluded}
+            c: {
+                "album": a,
+                "threshold": self.thresholds.get(a) if a else None,
+                "indoor": io,
+                "excluded": c in self.excluded,
+            }
             for c, a, io in zip(self.categories, self.albums_by_class, self.indoor)
         }
 
@@ -180,6 +200,50 @@ class SceneMap:
             for s, row in zip(scores, order)
         ]
 
+    def threshold_vector(self) -> np.ndarray:
+        """(albums,) thresholds in ``albums`` order; NaN for an album with none."""
+        return np.array([self.thresholds.get(a, np.nan) for a in self.albums], np.float32)
+
+    def file(self, probs: np.ndarray, k: int = MAX_ALBUMS) -> list[list[tuple[str, float]]]:
+        """Per row of (N, classes) probabilities, the albums the photo is filed in, best first.
+
+        The rule: every album whose summed score reaches its threshold, at most ``k``; an
+        album with no threshold only when it is the photo's best album. A photo may be in
+        no album when its best album has a threshold it does not reach. Ties keep the
+        ``albums`` order.
+        """
+        if k < 1:
+            raise ValueError("a photo needs room for at least one album (k >= 1)")
+        scores = probs @ self.matrix()
+        order = np.argsort(-scores, axis=1, kind="stable")
+        ranked = np.take_along_axis(scores, order, axis=1)
+        t = self.threshold_vector()[order]
+        best = np.zeros_like(ranked, dtype=bool)
+        best[:, :1] = True
+        filed = np.where(np.isnan(t), best, ranked >= t)
+        filed &= np.cumsum(filed, axis=1) <= k  # the first k that pass
+        albums = self.albums
+        return [
+            [(albums[j], float(v)) for j, v in zip(o[f], r[f])]
+            for o, r, f in zip(order, ranked, filed)
+        ]
+
     def indoor_probability(self, probs: np.ndarray) -> np.ndarray:
         """Per row, the summed probability of indoor classes."""
         return probs @ np.asarray(self.indoor, dtype=np.float32)
+
+
+def _add_threshold(thresholds: dict[str, float], name: str, album: str | None, cell: str) -> None:
+    try:
+        value = float(cell)
+    except ValueError:
+        raise SceneMapError(f"scene map row {name!r}: threshold {cell!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise SceneMapError(f"scene map row {name!r}: threshold {value:g} is not in [0, 1]")
+    if album is None:
+        raise SceneMapError(f"scene map row {name!r}: a dropped class cannot have a threshold")
+    if thresholds.setdefault(album, value) != value:
+        raise SceneMapError(
+            f"scene map row {name!r}: album {album!r} has two thresholds, "
+            f"{thresholds[album]:g} and {value:g}"
+        )

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "db",
     "events",
     "photos",
+    "corrections",
     "scenes",
     "train",
     "eval",

@@ -141,3 +141,86 @@ def load_labelled_set(release_path: str, embeddings: str, labels: str, gps: str 
     if len(y) != len(e):
         raise CliError(f"{len(y)} labels for {len(e)} embeddings")
     return release, e, y, load_gps(gps, len(e))
+
+
+def load_corrections(path: str, release: Any) -> tuple[Any, Any, Any, dict[str, int]]:
+    """Landmark corrections (`sightline corrections export --json` or `--csv`) as a labelled
+    set for ``release``: (embeddings (N, D), truth (N,) release indices or -1, gps (N, 2)
+    NaN where unknown, counts).
+
+    One row per corrected photo of the release's model: a photo its owner added to a
+    landmark of the release is a positive for it; a photo with only hidden landmarks is
+    not-a-landmark (a hidden match is a false positive). Other models' photos, photos with
+    no embedding and landmarks the release lacks are skipped and counted.
+    """
+    import json
+
+    import numpy as np
+
+    from models.landmark_eval import NONE
+
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise CliError(f"corrections: cannot read {path}: {exc.strerror}") from None
+    try:
+        if text.lstrip().startswith("{"):
+            rows = [json.loads(ln) for ln in text.splitlines() if ln.strip()]
+        else:
+            rows = list(csv.DictReader(text.splitlines()))
+    except json.JSONDecodeError as exc:
+        raise CliError(f"corrections: {path} is not JSON lines: {exc}") from None
+    need = {"photo_id", "kind", "label", "verdict", "model_version", "embedding"}
+    if rows and not need <= set(rows[0]):
+        raise CliError(f"corrections: {path} needs the columns of `sightline corrections export`")
+    pos = {str(x): i for i, x in enumerate(release.landmark_ids)}
+    counts = dict.fromkeys(
+        ("rows", "other_model", "no_embedding", "unknown_landmark", "hidden", "added"), 0
+    )
+    photos: dict[tuple[str, str], dict[str, Any]] = {}
+    for n, r in enumerate(rows, start=1):
+        if r.get("kind") != "landmark":
+            continue
+        counts["rows"] += 1
+        if r.get("model_version") != release.model_version:
+            counts["other_model"] += 1
+            continue
+        try:
+            emb = np.asarray(json.loads(r["embedding"]), dtype=np.float32)
+        except (TypeError, ValueError):
+            counts["no_embedding"] += 1
+            continue
+        if emb.shape != (release.embedding_dim,) or not np.isfinite(emb).all():
+            counts["no_embedding"] += 1
+            continue
+        verdict, label = r.get("verdict"), str(r.get("label"))
+        if verdict not in ("hide", "add"):
+            raise CliError(f"corrections: {path} row {n}: verdict {verdict!r}")
+        if verdict == "add" and label not in pos:
+            counts["unknown_landmark"] += 1
+            continue
+        key = (str(r.get("owner")), str(r["photo_id"]))
+        photo = photos.setdefault(
+            key, {"embedding": emb, "gps": (_coord(r, "gps_lat"), _coord(r, "gps_lon"))}
+        )
+        if verdict == "add":
+            photo.setdefault("added", pos[label])  # the first added landmark, by label order
+    e = np.zeros((len(photos), release.embedding_dim), np.float32)
+    truth = np.full(len(photos), NONE, np.int64)
+    gps = np.full((len(photos), 2), np.nan)
+    for i, photo in enumerate(photos.values()):
+        e[i], gps[i] = photo["embedding"], photo["gps"]
+        truth[i] = photo.get("added", NONE)
+    counts["added"] = int((truth != NONE).sum())
+    counts["hidden"] = int((truth == NONE).sum())
+    from models.centroids import l2_normalise
+
+    return l2_normalise(e) if len(e) else e, truth, gps, counts
+
+
+def _coord(row: dict[str, Any], key: str) -> float:
+    value = row.get(key)
+    try:
+        return float(value) if value not in (None, "") else float("nan")
+    except (TypeError, ValueError):
+        return float("nan")

@@ -203,9 +203,8 @@ def test_tag_matches_landmarks_of_a_release_file(tmp_path) -> None:
     assert far_out["landmarks"] == []
 
 
+
 @pytest.mark.slow
-
-
 def test_embed_output_feeds_centroids_build(tmp_path) -> None:
     """`embed` writes (N, D) float32 rows equal to the model's own embeddings of the photos
     that decoded, and names.txt; `centroids build` reads them, and the one landmark's centroid

@@ -104,8 +104,13 @@ def test_scenes_json_prints_the_map_in_force_for_all_classes(tmp_path: Path):
     assert list(out) == list(load_categories())
     indoor = load_indoor()
     assert all(out[c]["indoor"] == indoor[c] for c in out)
-    assert out["forest_path"] == {"album": "forest", "indoor": False, "excluded": False}
-    assert out["beach"] == {"album": None, "indoor": False, "excluded": True}
+    assert out["forest_path"] == {
+        "album": "forest",
+        "threshold": None,
+        "indoor": False,
+        "excluded": False,
+    }
+    assert out["beach"] == {"album": None, "threshold": None, "indoor": False, "excluded": True}
     assert out["coast"]["album"] == "sea & beach"
     dropped = {r["places365_class"] for r in _rows() if r["album"] == DROP}
     assert all(out[c]["album"] is None for c in dropped)
@@ -149,3 +154,61 @@ def test_scene_map_for_a_checkpoint_adds_its_untrained_classes_to_the_sift_list(
     assert not sm.keep()[idx["beach"]] and not sm.keep()[idx["aqueduct"]]
     assert sm.albums_by_class[idx["beach"]] is None
     assert sm.albums_by_class[idx["coast"]] == "sea & beach"
+
+
+def _map_with(tmp_path: Path, thresholds: dict[str, str]) -> Path:
+    """The shipped map with a threshold column, set on each album's rows given here."""
+    rows = _rows()
+    path = tmp_path / "map.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["places365_class", "album", "threshold"])
+        for r in rows:
+            w.writerow([r["places365_class"], r["album"], thresholds.get(r["places365_class"], "")])
+    return path
+
+
+def _probs(sm: SceneMap, **by_class: float) -> np.ndarray:
+    p = np.zeros((1, len(sm.categories)), dtype=np.float32)
+    for c, v in by_class.items():
+        p[0, sm.categories.index(c)] = v
+    return p
+
+
+def test_filing_without_thresholds_is_the_best_album_only():
+    """A map with no thresholds files a photo in its best album alone, as before."""
+    sm = SceneMap.load()
+    probs = _probs(sm, bamboo_forest=0.5, beach=0.3, desert_road=0.2)
+    assert [a for a, _ in sm.file(probs)[0]] == ["forest"]
+
+
+def test_filing_takes_every_album_past_its_threshold_at_most_k_best_first(tmp_path: Path):
+    """Albums past their thresholds, best first, at most K; a best album that misses its
+    threshold leaves the photo out of it, and one with no threshold is never a second album."""
+    sm = SceneMap.load(
+        _map_with(tmp_path, {"bamboo_forest": "0.6", "beach": "0.25", "canyon": "0.1"})
+    )
+    beach = sm.albums_by_class[sm.categories.index("beach")]
+    canyon = sm.albums_by_class[sm.categories.index("canyon")]
+    probs = _probs(sm, bamboo_forest=0.5, beach=0.3, canyon=0.15, desert_road=0.05)
+    assert [a for a, _ in sm.file(probs)[0]] == [beach, canyon]  # forest misses 0.6
+    assert [a for a, _ in sm.file(probs, k=1)[0]] == [beach]
+    probs = _probs(sm, bamboo_forest=0.7, beach=0.2, canyon=0.1)
+    filed = sm.file(probs)[0]
+    assert [a for a, _ in filed] == ["forest", canyon]  # beach misses 0.25
+    assert filed[0][1] == pytest.approx(0.7)
+
+
+@pytest.mark.parametrize(
+    ("cells", "message"),
+    [
+        ({"beach": "high"}, "not a number"),
+        ({"beach": "1.5"}, r"not in \[0, 1\]"),
+        ({"aqueduct": "0.2"}, "dropped class"),
+        ({"bamboo_forest": "0.2", "rainforest": "0.3"}, "two thresholds"),
+    ],
+)
+def test_bad_thresholds_are_refused(tmp_path: Path, cells: dict[str, str], message: str):
+    """A threshold that is not a probability, on a dropped class, or two for one album."""
+    with pytest.raises(SceneMapError, match=message):
+        SceneMap.load(_map_with(tmp_path, cells))

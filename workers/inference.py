@@ -36,6 +36,7 @@ class SceneLandmarkModel:
         device: str = "auto",
         scene_map_path: str | None = None,
         sift_path: str | None = None,
+        max_albums: int = 3,
     ) -> None:
         self.weights = weights
         self.allow_untrained = allow_untrained
@@ -43,6 +44,7 @@ class SceneLandmarkModel:
         self.device_name = device
         self.scene_map_path = scene_map_path
         self.sift_path = sift_path  # None: the shipped sift list; "none": no extra classes
+        self.max_albums = max_albums  # K: scene albums per photo at most
         self._keep: torch.Tensor | None = None
         self._lock = threading.RLock()
         self._net: SightlineNet | None = None
@@ -60,6 +62,7 @@ class SceneLandmarkModel:
             device=settings.device,
             scene_map_path=settings.scene_map,
             sift_path=settings.sift,
+            max_albums=settings.albums_per_photo,
         )
 
     @property

@@ -23,7 +23,7 @@ class TagResult:
     probs: np.ndarray  # (classes,)
     embedding: np.ndarray  # (dim,)
     scenes: list[tuple[str, float]]  # top-5 fine classes
-    albums: list[tuple[str, float]]  # mapped album labels, best first
+    albums: list[tuple[str, float]]  # the albums the photo is filed in, best first
     indoor: float
     model_version: str
     trained: bool
@@ -79,7 +79,7 @@ def infer(
     meta, sm = model.meta, model.scene_map
     assert meta is not None and sm is not None
     scenes = sm.top_classes(probs, k=5)
-    albums = sm.album_scores(probs, k=3)
+    albums = sm.file(probs, k=model.max_albums)
     indoor = sm.indoor_probability(probs)
     gps = np.array(
         [p.exif.gps if p.exif.gps else (np.nan, np.nan) for p in prepared], dtype=np.float64

@@ -1,8 +1,8 @@
 """Erasure and tombstone purges: an owner's rows, or old delete tombstones, in short batches.
 
 Each batch is its own transaction (locks held for one batch only) and deletes photo rows;
-their scene, album and landmark-match rows go with them (ON DELETE CASCADE). A table named
-``corrections`` is purged too when the schema has one (by ``owner`` or by ``photo_id``).
+their scene, album and landmark-match rows and owners' corrections (``photo_corrections``) go
+with them (ON DELETE CASCADE).
 
 Tombstones and the sequencer guard: a photo's row keeps the sequencer and event time of the
 last event applied to its key, and a delete leaves the row as a tombstone (status
@@ -70,27 +70,13 @@ def parse_age(text: str) -> timedelta:
     return timedelta(**{unit or "days": value})
 
 
-def _corrections_key(cur: Any) -> str | None:
-    """'owner' or 'photo_id': how the corrections table (if any) names a photo's owner."""
-    cur.execute(
-        "SELECT column_name FROM information_schema.columns "
-        "WHERE table_schema = current_schema() AND table_name = 'corrections'"
-    )
-    cols = {r[0] for r in cur.fetchall()}
-    return "owner" if "owner" in cols else "photo_id" if "photo_id" in cols else None
-
-
-def _dependents(cur: Any, ids: list[int], corr: str | None) -> tuple[int, int, int, int]:
-    """Rows that go with these photos: scenes, albums, matches, corrections (by photo_id)."""
+def _dependents(cur: Any, ids: list[int]) -> tuple[int, int, int, int]:
+    """Rows that go with these photos: scenes, albums, matches, corrections."""
     out = []
-    for table in ("photo_scenes", "photo_albums", "landmark_matches"):
+    for table in ("photo_scenes", "photo_albums", "landmark_matches", "photo_corrections"):
         cur.execute(f"SELECT count(*) FROM {table} WHERE photo_id = ANY(%s)", (ids,))
         out.append(cur.fetchone()[0])
-    n_corr = 0
-    if corr == "photo_id":
-        cur.execute("SELECT count(*) FROM corrections WHERE photo_id = ANY(%s)", (ids,))
-        n_corr = cur.fetchone()[0]
-    return out[0], out[1], out[2], n_corr
+    return out[0], out[1], out[2], out[3]
 
 
 def _purge_batches(
@@ -100,8 +86,6 @@ def _purge_batches(
     if batch < 1:
         raise PurgeRefused("batch size must be at least 1")
     counts = PurgeCounts(dry_run=dry_run)
-    with conn, conn.cursor() as cur:
-        corr = _corrections_key(cur)
     last_id = 0
     while True:
         with conn, conn.cursor() as cur:
@@ -112,10 +96,8 @@ def _purge_batches(
             ids = [r[0] for r in cur.fetchall()]
             if not ids:
                 break
-            scenes, albums, matches, n_corr = _dependents(cur, ids, corr)
+            scenes, albums, matches, n_corr = _dependents(cur, ids)
             if not dry_run:
-                if corr == "photo_id":
-                    cur.execute("DELETE FROM corrections WHERE photo_id = ANY(%s)", (ids,))
                 # Re-check the condition: a newer event may have revived a row since the select.
                 cur.execute(f"DELETE FROM photos WHERE id = ANY(%s) AND ({where})", (ids, *params))
                 counts.photos += cur.rowcount
@@ -136,22 +118,6 @@ def purge_owner(conn: Any, owner: str, *, batch: int = 1000, dry_run: bool = Fal
     if not owner:
         raise PurgeRefused("an owner is required")
     counts = _purge_batches(conn, "owner = %s", (owner,), batch, dry_run)
-    with conn, conn.cursor() as cur:
-        if _corrections_key(cur) == "owner":
-            if dry_run:
-                cur.execute("SELECT count(*) FROM corrections WHERE owner = %s", (owner,))
-                counts.corrections += cur.fetchone()[0]
-            else:
-                while True:  # corrections keyed by owner, in batches too
-                    cur.execute(
-                        "DELETE FROM corrections WHERE ctid IN (SELECT ctid FROM corrections "
-                        "WHERE owner = %s LIMIT %s)",
-                        (owner, batch),
-                    )
-                    counts.corrections += cur.rowcount
-                    conn.commit()
-                    if cur.rowcount < batch:
-                        break
     counts.extra["owner"] = owner
     return counts
 

@@ -147,6 +147,17 @@ def import_release(conn: Any, release: Release) -> str:
                 [(v, ids[o], vec) for vec, o in zip(vecs, owners.tolist())],
                 page_size=1000,
             )
+        execute_values(
+            cur,
+            "INSERT INTO landmark_names (release, landmark_id, locale, name) VALUES %s",
+            [
+                (v, ids[i], locale, str(name))
+                for locale, names in release.localized_names.items()
+                for i, name in enumerate(names)
+                if str(name)
+            ],
+            page_size=1000,
+        )
         cur.execute("UPDATE releases SET status = 'imported' WHERE version = %s", (v,))
     return "imported"
 

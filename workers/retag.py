@@ -175,7 +175,8 @@ def retag_release(
 def retag_scenes(
     conn: Any, scene_map: SceneMap, *, batch_size: int = 5_000, progress: bool = True, k: int = 3
 ) -> int:
-    """Re-file every photo's scene albums under a new map from its stored probabilities.
+    """Re-file every photo's scene albums under a new map from its stored probabilities,
+    by the map's filing rule (thresholds, at most ``k`` albums; see ``SceneMap.file``).
 
     Each batch replaces its photos' album rows in one transaction, so a re-run after a
     kill only repeats work; returns the photos re-filed.
@@ -205,7 +206,7 @@ def retag_scenes(
                     )
                 probs = np.asarray([r[1] for r in rows], dtype=np.float32)
                 # As at serving: the map's sift classes get nothing, the rest sum to 1.
-                albums = scene_map.album_scores(scene_map.renormalise(probs), k=k)
+                albums = scene_map.file(scene_map.renormalise(probs), k=k)
                 cur.execute("DELETE FROM photo_albums WHERE photo_id = ANY(%s)", (ids,))
                 execute_values(
                     cur,

@@ -65,6 +65,7 @@ class Settings:
     device: str = "auto"
     scene_map: str | None = None  # None: models/data/scene_map.csv
     sift: str | None = None  # None: models/data/sift_excluded.txt; "none": keep all 365
+    albums_per_photo: int = 3  # K: a photo is filed in at most K scene albums
     max_object_bytes: int = 64 * 1024 * 1024
     max_pixels: int = 100_000_000
     batch_size: int = 16
@@ -93,6 +94,7 @@ class Settings:
             device=env.get("SIGHTLINE_DEVICE") or "auto",
             scene_map=env.get("SIGHTLINE_SCENE_MAP") or None,
             sift=env.get("SIGHTLINE_SIFT") or None,
+            albums_per_photo=max(1, int(_env_float("SIGHTLINE_ALBUMS_PER_PHOTO", 3))),
             max_object_bytes=int(_env_float("SIGHTLINE_MAX_OBJECT_BYTES", 64 * 1024 * 1024)),
             max_pixels=int(_env_float("SIGHTLINE_MAX_PIXELS", 100_000_000)),
             batch_size=max(1, int(_env_float("SIGHTLINE_BATCH_SIZE", 16))),

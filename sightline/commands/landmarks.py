@@ -67,9 +67,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     cal = sub.add_parser("calibrate", help="thresholds for a target false-positive rate")
     cal.add_argument("--release", required=True)
-    cal.add_argument("--embeddings", required=True)
-    cal.add_argument("--labels", required=True)
+    cal.add_argument("--embeddings", help="E.npy, (N, D): a labelled set (with --labels)")
+    cal.add_argument("--labels", help="L.npy, (N,) landmark id, -1 for not a landmark")
     cal.add_argument("--gps")
+    cal.add_argument(
+        "--corrections",
+        help="`sightline corrections export` output: hidden landmark matches count as false "
+        "positives, added landmarks as positives (photos of the release's model only)",
+    )
     cal.add_argument("--target-fpr", type=float, default=0.01)
     cal.add_argument("--version", help="new version (default: VERSION+fprTARGET)")
     cal.add_argument("--out", required=True)
@@ -306,17 +311,41 @@ def match(args: argparse.Namespace) -> int:
 
 
 def calibrate(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from models.landmark_eval import calibrate as fit
     from models.landmark_eval import evaluate
     from models.release import save_release
-    from sightline.landmark_inputs import load_labelled_set, truth_indices
-
-    release, e, labels, gps = load_labelled_set(
-        args.release, args.embeddings, args.labels, args.gps
+    from sightline.landmark_inputs import (
+        load_corrections,
+        load_labelled_set,
+        load_release_file,
+        truth_indices,
     )
+
+    if (args.embeddings is None) != (args.labels is None):
+        raise CliError("--embeddings and --labels go together")
+    if args.embeddings is None and args.corrections is None:
+        raise CliError("give a labelled set (--embeddings, --labels), --corrections, or both")
     if not 0 <= args.target_fpr < 1:
         raise CliError("--target-fpr must be in [0, 1)")
-    truth = truth_indices(labels, release.landmark_ids)
+    if args.embeddings is not None:
+        release, e, labels, gps = load_labelled_set(
+            args.release, args.embeddings, args.labels, args.gps
+        )
+        truth = truth_indices(labels, release.landmark_ids)
+    else:
+        release = load_release_file(args.release)
+        e = np.zeros((0, release.embedding_dim), np.float32)
+        truth, gps = np.zeros(0, np.int64), None
+    used = None
+    if args.corrections is not None:
+        ce, ct, cg, used = load_corrections(args.corrections, release)
+        own_gps = np.full((len(e), 2), np.nan) if gps is None else gps
+        e, truth = np.concatenate([e, ce]), np.concatenate([truth, ct])
+        gps = np.concatenate([own_gps, cg])
+    if not len(e):
+        raise CliError("no photo to calibrate on: the corrections hold none of this release's")
     try:
         cal = fit(release.index(), e, truth, gps, target_fpr=args.target_fpr)
     except ValueError as exc:
@@ -330,6 +359,7 @@ def calibrate(args: argparse.Namespace) -> int:
             "photos": len(e),
             "non_landmark_photos": int((truth == -1).sum()),
             "geo_calibrated": cal.geo_calibrated,
+            "corrections": used,
         },
     )
     save_release(tuned, args.out)
@@ -342,6 +372,7 @@ def calibrate(args: argparse.Namespace) -> int:
         "geo_calibrated": cal.geo_calibrated,
         "fpr_without_gps": cal.fpr_general,
         "fpr_with_gps": cal.fpr_geo,
+        "corrections": used,
         "metrics": m,
     }
     t = cal.thresholds

@@ -12,7 +12,15 @@ from sightline.cli import CliError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("retag", help="re-tag stored photos without the network (resumable)")
     p.add_argument("--release", help="release version to re-match every stored embedding against")
-    p.add_argument("--scene-map", help="CSV places365_class,album: re-file scene albums")
+    p.add_argument(
+        "--scene-map",
+        help="CSV places365_class,album[,threshold]: re-file scene albums (thresholds, K)",
+    )
+    p.add_argument(
+        "--max-albums",
+        type=int,
+        help="K: scene albums per photo at most (default SIGHTLINE_ALBUMS_PER_PHOTO or 3)",
+    )
     p.add_argument("--batch-size", type=int, default=20_000)
     p.add_argument(
         "--no-activate",
@@ -35,7 +43,10 @@ def retag(args: argparse.Namespace) -> int:
         raise CliError("give --release VERSION, --scene-map FILE, or both")
     if args.batch_size < 1:
         raise CliError("--batch-size must be at least 1")
+    if args.max_albums is not None and args.max_albums < 1:
+        raise CliError("--max-albums must be at least 1")
     s = Settings.from_env()
+    k = args.max_albums or s.albums_per_photo
     scene_map = None
     if args.scene_map:
         from models.scenes import SceneMap, SceneMapError, load_sift
@@ -61,7 +72,9 @@ def retag(args: argparse.Namespace) -> int:
             out["release"] = summary.to_json()
         if scene_map is not None:
             out["scene_map"] = {
-                "photos": retag_scenes(conn, scene_map, progress=not args.no_progress)
+                "photos": retag_scenes(conn, scene_map, progress=not args.no_progress, k=k),
+                "max_albums": k,
+                "thresholds": len(scene_map.thresholds),
             }
     except ReleaseRefused as exc:
         raise CliError(str(exc)) from None
