@@ -13,7 +13,7 @@ import pytest
 
 from models.scenes import SceneMap
 from sightline import albums
-from tests.conftest import run_cli
+from tests.support import run_cli
 from workers.retag import retag_scenes
 
 

@@ -14,7 +14,7 @@ from models.centroids import build_centroids
 from models.landmark_eval import NONE, calibrate
 from models.landmarks import Thresholds
 from models.release import make_release, save_release
-from tests.conftest import run_cli
+from tests.support import run_cli
 from tests.synthetic_landmarks import insert_photos, make_world, negatives, photos, references
 from workers.releases import import_release
 from workers.retag import retag_release
