@@ -28,7 +28,6 @@ def _read(path: str) -> bytes:
 
 def inspect_photo(args: argparse.Namespace) -> int:
     from sightline.settings import Settings
-    from workers.exif import read_exif
     from workers.photos import PhotoError, decode
 
     s = Settings.from_env()
@@ -40,7 +39,7 @@ def inspect_photo(args: argparse.Namespace) -> int:
     except PhotoError as exc:
         out = {"error": str(exc)}
     else:
-        facts = read_exif(data)
+        facts = photo.exif
         out = {
             "format": photo.format,
             "width": photo.width,
@@ -49,6 +48,7 @@ def inspect_photo(args: argparse.Namespace) -> int:
             "taken_at": facts.taken_at.isoformat() if facts.taken_at else None,
             "gps": {"lat": facts.gps[0], "lon": facts.gps[1]} if facts.gps else None,
             "camera": facts.camera,
+            "warnings": list(facts.warnings),
         }
     if args.json:
         print(json.dumps(out))
