@@ -85,9 +85,9 @@ def coordinate(raw: Any, ref: Any, axis: str) -> float | None:
     letter = _ref_letter(ref)
     own = {"lat": "NS", "lon": "EW"}[axis]
     other = {"lat": "EW", "lon": "NS"}[axis]
-    if letter in other:
+    if letter and letter in other:
         return None
-    if letter in own:
+    if letter and letter in own:
         value = -abs(value) if letter in "SW" else abs(value)
     limit = 90.0 if axis == "lat" else 180.0
     if not math.isfinite(value) or abs(value) > limit:

@@ -5,6 +5,7 @@ decompression bombs."""
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass, field
 
@@ -77,7 +78,10 @@ def decode(
     except PhotoError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise PhotoError(f"image too large: {exc}") from exc
+        # Pillow's own check, at our cap (set_pixel_cap): the same refusal in our words.
+        m = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{m.group(1)} pixels" if m else "the image"
+        raise PhotoError(f"image too large: {size} exceeds {max_pixels}") from None
     except UnidentifiedImageError:
         raise NotAnImage("not an image (format not recognised)") from None
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
