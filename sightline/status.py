@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-STATUSES = ("pending", "tagged", "failed", "gone", "deleted")
+STATUSES = ("pending", "tagged", "failed", "gone", "deleted", "ignored")
 
 
 def photo_counts(cur: Any) -> dict[str, int]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 ERROR_MAX = 1000  # characters kept of an error or warning message
@@ -39,7 +40,9 @@ def clean_message(value: Any) -> str | None:
 
 
 def unstorable(task: Mapping[str, Any]) -> str | None:
-    """Why a task's identity cannot be stored as Postgres text, or None when it can."""
+    """Why a task's identity cannot be stored (NUL or a lone surrogate in a text, a time or
+    size Postgres cannot cast), or None when it can. Such a task is refused by itself: in
+    the batch's one JSON or array parameter it would fail every photo with it."""
     for name in _IDENTITY_TEXT:
         value = task.get(name)
         if value is None:
@@ -52,4 +55,13 @@ def unstorable(task: Mapping[str, Any]) -> str | None:
             value.encode("utf-8")
         except UnicodeEncodeError:
             return f"{name} is not valid Unicode (a lone surrogate)"
+    when = task.get("event_time")
+    if when is not None:
+        try:
+            datetime.fromisoformat(str(when))
+        except ValueError:
+            return f"event_time is not an ISO 8601 time: {clean_text(when, 40)!r}"
+    size = task.get("size")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int)):
+        return "size is not a whole number"
     return None

@@ -21,15 +21,17 @@ from workers.fetch import fetch, s3_client
 from workers.inference import SceneLandmarkModel
 from workers.logs import photo_fields
 from workers.metrics import WorkerMetrics
-from workers.photos import PhotoError
+from workers.pgtext import unstorable
+from workers.photos import NotAnImage, PhotoError
 from workers.pipeline import LiveRelease, Prepared, infer, prepare
 from workers.store import (
     load_live_releases,
-    stale_keys,
+    stale_tasks,
     status_item,
     tagged_item,
     write_photos,
 )
+from workers.versions import head_current, holds, retarget, stored_state
 
 log = logging.getLogger("sightline.worker")
 
@@ -169,12 +171,23 @@ class WorkerRuntime:
     def _tag_batch(self, tasks: list[Mapping[str, Any]]) -> list[Outcome]:
         self.model.load()
         outcomes: list[Outcome | None] = [None] * len(tasks)
+        # A task Postgres cannot store (NUL in its key...) is refused alone: in the batch's
+        # one JSON or array parameter it would fail every photo with it.
+        storable = []
+        for i, t in enumerate(tasks):
+            reason = unstorable(t)
+            if reason:
+                outcomes[i] = "failed"
+                log.error("refused %r/%r: %s", t.get("bucket"), t.get("key"), reason)
+            else:
+                storable.append(i)
         conn = self.conn()
         with self.times.stage("check"), conn, conn.cursor() as cur:
-            stale = stale_keys(cur, tasks)  # a newer event already decided these keys
+            # each task judged by its own sequencer: a newer event already decided it
+            stale = stale_tasks(cur, [tasks[i] for i in storable])
         todo = []
-        for i, t in enumerate(tasks):
-            if (t["bucket"], t["key"]) in stale:
+        for n, i in enumerate(storable):
+            if n in stale:
                 outcomes[i] = "stale"
             else:
                 todo.append(i)
@@ -191,6 +204,9 @@ class WorkerRuntime:
                 outcomes[i] = p
             elif isinstance(p, ObjectGone):
                 items.append((i, status_item(tasks[i], "gone", str(p))))
+            elif isinstance(p, NotAnImage) and not _has_extension(tasks[i]["key"]):
+                # an opaque key (SIGHTLINE_OPAQUE_KEYS) whose bytes are no image: not a fault
+                items.append((i, status_item(tasks[i], "ignored", str(p))))
             elif isinstance(p, PhotoError):
                 items.append((i, status_item(tasks[i], "failed", str(p))))
         releases = self.live_releases()
@@ -210,6 +226,14 @@ class WorkerRuntime:
                     extra=photo_fields(item),
                 )
                 outcome = "failed"
+            elif item.get("warning") and outcome == "tagged":
+                log.warning(
+                    "tagged s3://%s/%s with a warning: %s",
+                    item["bucket"],
+                    item["key"],
+                    item["warning"],
+                    extra=photo_fields(item),
+                )
             elif item["status"] != "tagged" and outcome != "stale":
                 log.warning(
                     "%s s3://%s/%s: %s",
@@ -257,7 +281,37 @@ class WorkerRuntime:
         return self.tag_batch([task])[0]
 
     def forget(self, task: Mapping[str, Any]) -> Outcome:
-        return self.record(task, "deleted", None)
+        """A delete event, reconciled with the object's current state before it destroys
+        anything (workers.versions): no current version deletes the photo; a current
+        version the row does not hold is tagged; one it holds leaves it as it is ("stale")."""
+        reason = unstorable(task)
+        if reason:
+            log.error("refused %r/%r: %s", task.get("bucket"), task.get("key"), reason)
+            return "failed"
+        try:
+            current = head_current(self.s3, task["bucket"], task["key"])
+            if current is None:
+                return self.record(task, "deleted", None)
+            conn = self.conn()
+            with conn, conn.cursor() as cur:
+                stored = stored_state(cur, task["bucket"], task["key"])
+        except TransientError as exc:
+            return exc
+        except psycopg2.Error as exc:
+            if not self._connection_lost(exc):
+                raise
+            return self._unavailable(exc)
+        if holds(stored, current):
+            return "stale"
+        log.info(
+            "delete of s3://%s/%s (version %s) revealed current version %s: tagging it",
+            task["bucket"],
+            task["key"],
+            task.get("version_id"),
+            current.version_id,
+            extra=photo_fields(task),
+        )
+        return self.tag_batch([retarget(task, current)])[0]
 
     def park(self, task: Mapping[str, Any], reason: str) -> bool:
         """Retries are spent: leave the photo failed with its reason for an operator.
@@ -278,6 +332,8 @@ class WorkerRuntime:
         return True
 
     def record(self, task: Mapping[str, Any], status: str, reason: str | None) -> Outcome:
+        if unstorable(task):
+            return "failed"  # nothing of it can be written; tag_batch/forget said why
         try:
             conn = self.conn()
             with conn, conn.cursor() as cur:
@@ -289,3 +345,8 @@ class WorkerRuntime:
                 raise
             return self._unavailable(exc)
         return "failed" if outcome.startswith("error: ") else outcome
+
+
+def _has_extension(key: str) -> bool:
+    name = key.rsplit("/", 1)[-1]
+    return "." in name.lstrip(".")

@@ -16,7 +16,7 @@ from sightline.cli import CliError
 
 BUCKET = "sightline-demo"
 EVENTS_QUEUE = "sightline-demo-uploads"
-TERMINAL = ("tagged", "failed", "gone", "deleted")
+TERMINAL = ("tagged", "failed", "gone", "deleted", "ignored")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_events(args: argparse.Namespace) -> int:
-    from handlers.config import parse_buckets
+    from handlers.config import parse_buckets, parse_opaque_keys
     from handlers.core import plan
     from handlers.rules import OwnerRule
     from sightline.settings import Settings
@@ -42,6 +42,10 @@ def parse_events(args: argparse.Namespace) -> int:
     s = Settings.from_env()
     owners = OwnerRule(s.owner_pattern, s.default_owner)
     buckets = parse_buckets(os.environ.get("SIGHTLINE_ALLOWED_BUCKETS"))
-    for action in plan(event, owners, allowed_buckets=buckets):
+    try:
+        opaque = parse_opaque_keys(os.environ.get("SIGHTLINE_OPAQUE_KEYS"))
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    for action in plan(event, owners, allowed_buckets=buckets, opaque_keys=opaque):
         print(json.dumps(action.to_json(), ensure_ascii=False))
     return 0
