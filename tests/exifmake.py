@@ -170,3 +170,42 @@ def png_16bit(arr_u16, colour_type: int = 0) -> bytes:
         + chunk(b"IDAT", zlib.compress(raw))
         + chunk(b"IEND", b"")
     )
+
+
+def tiff_16bit_rgb(arr_u16, *, alpha: bool = False, big_endian: bool = False) -> bytes:
+    """An uncompressed 48-bit RGB (or 64-bit RGBA) TIFF written field by field (Pillow cannot
+    write one)."""
+    h, w, c = arr_u16.shape
+    e = ">" if big_endian else "<"
+    data = arr_u16.astype(e + "u2").tobytes()
+    # (tag, type, count, value): width, height, bits, no compression, RGB, strip offset,
+    # samples per pixel, rows per strip, strip bytes
+    entries = [(256, 3, 1, w), (257, 3, 1, h), (258, 3, c, None), (259, 3, 1, 1),
+               (262, 3, 1, 2), (273, 4, 1, None), (277, 3, 1, c), (278, 3, 1, h),
+               (279, 4, 1, len(data))]  # fmt: skip
+    if alpha:
+        entries.append((338, 3, 1, 2))  # ExtraSamples: unassociated alpha
+    ifd_at = 8
+    bps_at = ifd_at + 2 + 12 * len(entries) + 4
+    data_at = bps_at + 2 * c
+    out = (b"MM" if big_endian else b"II") + struct.pack(e + "HI", 42, ifd_at)
+    out += struct.pack(e + "H", len(entries))
+    for tag, kind, count, value in entries:
+        if tag in (258, 273):
+            out += struct.pack(e + "HHII", tag, kind, count, bps_at if tag == 258 else data_at)
+        elif kind == 3:
+            out += struct.pack(e + "HHIHH", tag, kind, count, value, 0)
+        else:
+            out += struct.pack(e + "HHII", tag, kind, count, value)
+    return out + struct.pack(e + "I", 0) + struct.pack(e + f"{c}H", *([16] * c)) + data
+
+
+def png_raw_profile_app1(exif: Image.Exif) -> bytes:
+    """PNG with EXIF in a "Raw profile type APP1" chunk (older ImageMagick): the APP1 payload
+    ("Exif\\0\\0" + TIFF) in the same hex form."""
+    raw = b"Exif\x00\x00" + exif.tobytes()
+    hexed = raw.hex()
+    lines = "\n".join(hexed[i : i + 72] for i in range(0, len(hexed), 72))
+    info = PngInfo()
+    info.add_text("Raw profile type APP1", f"\nAPP1\n{len(raw):8d}\n{lines}\n", zip=True)
+    return _save(_image(), "PNG", pnginfo=info)

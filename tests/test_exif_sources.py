@@ -25,6 +25,7 @@ CONTAINERS = {
     "png eXIf": mk.png_exif_chunk,
     "png zTXt raw profile": mk.png_raw_profile,
     "png tEXt raw profile": lambda e: mk.png_raw_profile(e, compressed=False),
+    "png raw profile APP1": mk.png_raw_profile_app1,
     "webp EXIF chunk": mk.webp,
     "heic by libheif": mk.heic,
     "heic brand heix": lambda e: mk.heic(e, brand=b"heix"),

@@ -23,6 +23,14 @@ def _save(img: Image.Image, fmt: str) -> bytes:
     return buf.getvalue()
 
 
+def _rgb16(a: np.ndarray) -> np.ndarray:
+    return np.stack([a] * 3, -1).astype(np.uint16) * 257
+
+
+def _rgba16(a: np.ndarray) -> np.ndarray:
+    return np.concatenate([_rgb16(a), np.full((*a.shape, 1), 65535, np.uint16)], -1)
+
+
 def _i32(a: np.ndarray) -> np.ndarray:
     """8-bit values on the signed 32-bit scale (2**31 - 1 is white)."""
     return (a.astype(np.int64) * 16843009 // 2).astype(np.int32)
@@ -67,6 +75,9 @@ def test_field_case_16bit_grey_equals_its_8bit_reference() -> None:
                 6,
             ),
         ),
+        ("tiff 48-bit rgb", lambda a: mk.tiff_16bit_rgb(_rgb16(a))),
+        ("tiff 48-bit rgb, big-endian", lambda a: mk.tiff_16bit_rgb(_rgb16(a), big_endian=True)),
+        ("tiff 64-bit rgba", lambda a: mk.tiff_16bit_rgb(_rgba16(a), alpha=True)),
         ("tiff 16-bit grey", lambda a: _save(Image.fromarray(a.astype(np.uint16) * 257), "TIFF")),
         (
             "tiff 32-bit grey",

@@ -95,6 +95,8 @@ def facts_from_image(img: Image.Image) -> ExifFacts:
     except Exception as exc:
         problems.append(f"EXIF block unreadable: {type(exc).__name__}: {exc}")
         exif = Image.Exif()
+    if not len(exif) and not problems and img.info.get("Raw profile type APP1"):
+        exif = _raw_profile(img.info["Raw profile type APP1"], problems)
     if _raw_block(img) and not len(exif) and not problems:
         problems.append("EXIF block present but holds no readable tags")
     gps_ifd = _ifd(exif, GPS_IFD, problems, "GPS") if GPS_IFD in exif else {}
@@ -109,6 +111,19 @@ def facts_from_image(img: Image.Image) -> ExifFacts:
         taken = taken or xmp.taken_at
         camera = camera or _camera(xmp.make, xmp.model)
     return ExifFacts(gps, taken, camera, _orientation(ifd0.get(_ORIENTATION, 1)), tuple(problems))
+
+
+def _raw_profile(text: Any, problems: list[str]) -> Image.Exif:
+    """EXIF from an ImageMagick "Raw profile" text chunk: "\\n<name>\\n<length>\\n<hex>".
+    Pillow reads only the "Raw profile type exif" spelling; "APP1" is read here."""
+    exif = Image.Exif()
+    try:
+        lines = str(text).strip().split("\n")
+        data = bytes.fromhex("".join(lines[2:]))
+        exif.load(data)
+    except Exception as exc:
+        problems.append(f"EXIF raw profile unreadable: {type(exc).__name__}: {exc}")
+    return exif
 
 
 def _xmp(img: Image.Image, problems: list[str]) -> XmpFacts:
