@@ -145,3 +145,26 @@ def test_camera_text_is_cleaned_and_bounded() -> None:
     assert facts.camera.startswith("Acme Z9")
     assert len(facts.camera) <= 128
     assert not any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in facts.camera)
+
+
+@pytest.mark.parametrize(
+    ("lat", "lon", "want"),
+    [
+        ("52,22.0N", "4,53.0E", (52.366667, 4.883333)),
+        ("52,22,0N", "4,53,0e", (52.366667, 4.883333)),
+        ("33.5S", "70.25W", (-33.5, -70.25)),
+        ("-33.5", "-70.25", (-33.5, -70.25)),  # signed decimal degrees, no reference
+    ],
+)
+def test_xmp_gps_forms(lat: str, lon: str, want) -> None:
+    facts = read_exif(
+        mk.jpeg_xmp_only(mk.xmp_packet(exif__GPSLatitude=lat, exif__GPSLongitude=lon))
+    )
+    assert facts.gps == pytest.approx(want, abs=1e-6)
+
+
+def test_date_in_the_wrong_ifd_is_still_found() -> None:
+    """Some writers put DateTimeOriginal in IFD0 instead of the Exif IFD."""
+    exif = mk.exif_block()
+    exif[0x9003] = "2015:05:05 05:05:05"
+    assert read_exif(mk.jpeg(exif)).taken_at == datetime(2015, 5, 5, 5, 5, 5)

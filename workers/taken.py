@@ -75,10 +75,12 @@ def parse_offset(value: Any) -> timezone | None:
 def taken_from_exif(ifd0: Mapping[int, Any], exif_ifd: Mapping[int, Any]) -> datetime | None:
     """The first real date in the fallback order, with its own offset where present."""
     ifds = {"0": ifd0, "exif": exif_ifd}
+    other = {"0": exif_ifd, "exif": ifd0}
     for tag, where, offset_tag in _ORDER:
-        when = parse_exif_date(ifds[where].get(tag))
+        # in its own IFD first; some writers put it in the other one
+        when = parse_exif_date(ifds[where].get(tag)) or parse_exif_date(other[where].get(tag))
         if when is None:
             continue
-        tz = parse_offset(exif_ifd.get(offset_tag))
+        tz = parse_offset(exif_ifd.get(offset_tag)) or parse_offset(ifd0.get(offset_tag))
         return when.replace(tzinfo=tz) if tz else when
     return None

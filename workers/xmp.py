@@ -23,7 +23,8 @@ _ISO = re.compile(
     r"\s*(Z|[+-]\d{2}:?\d{2})?)?\s*$"
 )
 _NUM = r"(\d+(?:\.\d+)?)"
-_XMP_COORD = re.compile(rf"^\s*{_NUM}(?:,{_NUM})?(?:,{_NUM})?\s*([NSEW])\s*$")
+# "DDD,MM,SSk", "DDD,MM.mmk", or decimal degrees; signed and without k from some writers
+_XMP_COORD = re.compile(rf"^\s*(-?\d+(?:\.\d+)?)(?:,{_NUM})?(?:,{_NUM})?\s*([NSEWnsew])?\s*$")
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def _coord(text: str | None, axis: str) -> float | None:
     if not m:
         return None
     parts = [float(g) for g in m.groups()[:3] if g is not None]
-    return coordinate(tuple(parts), m.group(4), axis)
+    return coordinate(tuple(parts), m.group(4) or None, axis)
 
 
 def parse_xmp_date(text: str | None) -> datetime | None:
