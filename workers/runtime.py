@@ -295,23 +295,24 @@ class WorkerRuntime:
             conn = self.conn()
             with conn, conn.cursor() as cur:
                 stored = stored_state(cur, task["bucket"], task["key"])
+            if holds(stored, current):
+                return "stale"
+            log.info(
+                "delete of s3://%s/%s (version %s) revealed current version %s: tagging it",
+                task["bucket"],
+                task["key"],
+                task.get("version_id"),
+                current.version_id,
+                extra=photo_fields(task),
+            )
+            # _tag_batch, not tag_batch: the forget task counts this outcome once itself
+            return self._tag_batch([retarget(task, current)])[0]
         except TransientError as exc:
             return exc
         except psycopg2.Error as exc:
             if not self._connection_lost(exc):
                 raise
             return self._unavailable(exc)
-        if holds(stored, current):
-            return "stale"
-        log.info(
-            "delete of s3://%s/%s (version %s) revealed current version %s: tagging it",
-            task["bucket"],
-            task["key"],
-            task.get("version_id"),
-            current.version_id,
-            extra=photo_fields(task),
-        )
-        return self.tag_batch([retarget(task, current)])[0]
 
     def park(self, task: Mapping[str, Any], reason: str) -> bool:
         """Retries are spent: leave the photo failed with its reason for an operator.
