@@ -5,6 +5,7 @@ failing its batch, opaque keys sniffed, EXIF warnings on the row and in the log.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -255,3 +256,50 @@ def test_unreadable_exif_warns_on_the_row_and_in_the_log(
     assert any(
         "with a warning" in r.getMessage() and "EXIF" in r.getMessage() for r in caplog.records
     )
+
+
+@pytest.mark.slow
+def test_bad_key_and_bad_exif_through_a_real_worker(
+    s3, db, db_url, redis_url, moto_endpoint, tmp_path
+) -> None:
+    """The same 16-photo batch through Redis and a `sightline worker` process: one task's
+    key carries NUL (as a handler before this fix sent it), one photo's EXIF carries control
+    bytes. The 15 others are tagged on their first attempt; nothing is retried or parked."""
+    from celery import Celery
+
+    from tests.conftest import start_worker, stop_worker, wait_for, worker_env
+
+    bucket = f"c-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    keys = [f"users/eve/{i:02d}.jpg" for i in range(15)]
+    for i, key in enumerate(keys):
+        s3.put_object(Bucket=bucket, Key=key, Body=synthetic_jpeg(seed=i, width=96, height=72))
+    ctrl = mk.jpeg(mk.exif_block(camera=("Acme\x01\x02", "Z\x1b9")))
+    s3.put_object(Bucket=bucket, Key=keys[5], Body=ctrl)
+    tasks = [object_task(bucket, k, owner="eve") for k in keys]
+    tasks.insert(9, object_task(bucket, "users/eve/n\x00l.jpg", owner="eve"))
+    log = tmp_path / "worker.log"
+    env = worker_env(db_url, redis_url, moto_endpoint, SIGHTLINE_RETRY_BASE_S="0.2")
+    worker = start_worker(env, "--batch-size", "16", "--batch-wait-ms", "3000", log=log)
+    sender = Celery(broker=redis_url, set_as_current=False)
+    try:
+        for t in tasks:
+            sender.send_task("sightline.tag", queue="tag", kwargs=t)
+
+        def tagged() -> int:
+            with db, db.cursor() as cur:
+                cur.execute("SELECT count(*) FROM photos WHERE status = 'tagged'")
+                return cur.fetchone()[0]
+
+        wait_for(lambda: tagged() == len(keys), timeout=180, what=f"15 photos tagged ({log})")
+        time.sleep(2)  # a retry, had there been one, would be back by now
+    finally:
+        stop_worker(worker)
+    with db, db.cursor() as cur:
+        cur.execute("SELECT key, status, attempts, camera FROM photos ORDER BY key")
+        rows = cur.fetchall()
+    assert [(k, s, n) for k, s, n, _ in rows] == [(k, "tagged", 1) for k in keys]
+    assert rows[5][3] == "Acme Z9"
+    text = log.read_text(errors="replace")
+    assert "NUL" in text  # the refusal is logged
+    assert "in backoff" not in text and "gave up" not in text  # no retry, nothing parked
