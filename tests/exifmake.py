@@ -209,3 +209,9 @@ def png_raw_profile_app1(exif: Image.Exif) -> bytes:
     info = PngInfo()
     info.add_text("Raw profile type APP1", f"\nAPP1\n{len(raw):8d}\n{lines}\n", zip=True)
     return _save(_image(), "PNG", pnginfo=info)
+
+
+def jpeg_raw_exif(block: bytes) -> bytes:
+    """A JPEG carrying ``block`` ("Exif\\0\\0" + TIFF) byte for byte, as no writer rewrites it."""
+    plain = _save(_image(), "JPEG", quality=90)
+    return plain[:2] + _segment(0xE1, block) + plain[2:]

@@ -168,3 +168,13 @@ def test_date_in_the_wrong_ifd_is_still_found() -> None:
     exif = mk.exif_block()
     exif[0x9003] = "2015:05:05 05:05:05"
     assert read_exif(mk.jpeg(exif)).taken_at == datetime(2015, 5, 5, 5, 5, 5)
+
+
+def test_broken_gps_pointer_leaves_a_warning() -> None:
+    """A GPS IFD pointer into nowhere: the rest of the block is read, and the loss is said."""
+    raw = bytearray(mk.exif_block(gps=GPS, taken="2020:02:02 02:02:02").tobytes())
+    at = raw.find(b"\x88\x25")  # the GPS IFD pointer entry (big-endian block)
+    raw[at + 8 : at + 12] = (60000).to_bytes(4, "big")
+    facts = read_exif(mk.jpeg_raw_exif(bytes(raw)))
+    assert facts.gps is None and facts.taken_at == datetime(2020, 2, 2, 2, 2, 2)
+    assert len(facts.warnings) == 1 and "GPS IFD unreadable" in facts.warnings[0]

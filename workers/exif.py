@@ -60,10 +60,17 @@ def _raw_block(img: Image.Image) -> bool:
 
 def _ifd(exif: Image.Exif, tag: int, problems: list[str], name: str) -> Mapping[int, Any]:
     try:
-        return dict(exif.get_ifd(tag))
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            ifd = dict(exif.get_ifd(tag))
     except Exception as exc:  # Pillow raises many kinds on a broken sub-IFD offset
         problems.append(f"EXIF {name} IFD unreadable: {type(exc).__name__}: {exc}")
         return {}
+    if said:  # Pillow says "Corrupt EXIF data" as a warning and returns what it could
+        problems.append(
+            f"EXIF {name} IFD unreadable (pointer {exif.get(tag)!r}): {said[0].message}"
+        )
+    return ifd
 
 
 def _camera(make: Any, model: Any) -> str | None:
