@@ -215,3 +215,7 @@ def jpeg_raw_exif(block: bytes) -> bytes:
     """A JPEG carrying ``block`` ("Exif\\0\\0" + TIFF) byte for byte, as no writer rewrites it."""
     plain = _save(_image(), "JPEG", quality=90)
     return plain[:2] + _segment(0xE1, block) + plain[2:]
+
+
+def avif(exif: Image.Exif) -> bytes:
+    return _save(_image(), "AVIF", exif=exif.tobytes(), quality=90)

@@ -30,6 +30,7 @@ CONTAINERS = {
     "heic by libheif": mk.heic,
     "heic brand heix": lambda e: mk.heic(e, brand=b"heix"),
     "heic brand mif1": lambda e: mk.heic(e, brand=b"mif1"),
+    "avif": mk.avif,
 }
 
 
