@@ -231,13 +231,21 @@ def test_opaque_keys_are_sniffed(s3, db, db_url, moto_endpoint) -> None:
     s3.put_object(
         Bucket=bucket, Key="users/42/8f3a9c", Body=synthetic_jpeg(seed=1, width=96, height=72)
     )
-    s3.put_object(Bucket=bucket, Key="users/42/77d0e1", Body=b"%PDF-1.7 not a photo")
+    s3.put_object(
+        Bucket=bucket,
+        Key="users/42/77d0e1",
+        Body=b"%PDF-1.7 not a photo",
+        ContentType="application/pdf",
+    )
     rt = _runtime(db_url, moto_endpoint)
     tasks = [object_task(bucket, k) for k in ("users/42/8f3a9c", "users/42/77d0e1")]
     assert rt.tag_batch(tasks) == ["tagged", "ignored"]
     with db, db.cursor() as cur:
         cur.execute("SELECT status, error FROM photos WHERE key = 'users/42/77d0e1'")
-        assert cur.fetchone() == ("ignored", "not an image (format not recognised)")
+        assert cur.fetchone() == (
+            "ignored",
+            "not an image (format not recognised); Content-Type application/pdf",
+        )
 
 
 def test_unreadable_exif_warns_on_the_row_and_in_the_log(

@@ -261,6 +261,10 @@ class WorkerRuntime:
             return data
         try:
             return prepare(data, self.model, max_pixels=self.settings.max_pixels)
+        except NotAnImage as exc:
+            # the bytes decide; the Content-Type S3 gave only explains (SDKs often default it)
+            ctype = getattr(data, "content_type", None)
+            return NotAnImage(f"{exc}; Content-Type {ctype}") if ctype else exc
         except PhotoError as exc:
             return exc
         except Exception as exc:  # a decoder bug: fail this photo, not its whole batch
