@@ -43,6 +43,7 @@ _MAKE, _MODEL, _ORIENTATION = 0x010F, 0x0110, 0x0112
 # Where Pillow keeps a raw EXIF block it found (the key "exif", or PNG's text chunks).
 _RAW_KEYS = ("exif", "Raw profile type exif", "Raw profile type APP1")
 CAMERA_MAX = 128  # characters kept of Make + Model
+READ_MAX_PIXELS = 100_000_000  # read_exif's cap when Pillow's own is switched off
 
 
 @dataclass(frozen=True)
@@ -160,4 +161,7 @@ def read_exif(data: bytes) -> ExifFacts:
         log.debug("cannot open image for EXIF", exc_info=True)
         return ExifFacts()
     with img:
+        if img.width * img.height > (Image.MAX_IMAGE_PIXELS or READ_MAX_PIXELS):
+            # some formats (PNG) decode pixels to find a late EXIF chunk: not past the cap
+            return ExifFacts(warnings=("image above the pixel cap: EXIF not read",))
         return facts_from_image(img)
