@@ -179,3 +179,13 @@ def test_broken_gps_pointer_leaves_a_warning() -> None:
     facts = read_exif(mk.jpeg_raw_exif(bytes(raw)))
     assert facts.gps is None and facts.taken_at == datetime(2020, 2, 2, 2, 2, 2)
     assert len(facts.warnings) == 1 and "GPS IFD unreadable" in facts.warnings[0]
+
+
+@pytest.mark.parametrize("cut", [20, 60, 90, 120])
+def test_truncated_block_leaves_a_warning(cut: int) -> None:
+    """A block cut short (a writer that died, a bad copy): whatever is readable is kept, and
+    the loss is said in one line."""
+    raw = mk.exif_block(gps=GPS, taken="2020:02:02 02:02:02").tobytes()
+    facts = read_exif(mk.jpeg_raw_exif(raw[:cut]))
+    assert facts.warnings and all("\n" not in w and w == w.strip() for w in facts.warnings)
+    assert facts.gps is None

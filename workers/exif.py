@@ -97,12 +97,16 @@ def facts_from_image(img: Image.Image) -> ExifFacts:
     """
     problems: list[str] = []
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Pillow warns on odd tags; we judge the result
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")  # Pillow reports a corrupt block as a warning
             exif = img.getexif()
     except Exception as exc:
         problems.append(f"EXIF block unreadable: {type(exc).__name__}: {exc}")
         exif = Image.Exif()
+    else:
+        corrupt = [w for w in said if "EXIF" in str(w.message) or "exif" in str(w.message)]
+        if corrupt:
+            problems.append(f"EXIF block partly unreadable: {corrupt[0].message}")
     if not len(exif) and not problems and img.info.get("Raw profile type APP1"):
         exif = _raw_profile(img.info["Raw profile type APP1"], problems)
     if _raw_block(img) and not len(exif) and not problems:
@@ -118,7 +122,8 @@ def facts_from_image(img: Image.Image) -> ExifFacts:
         gps = gps or xmp.gps
         taken = taken or xmp.taken_at
         camera = camera or _camera(xmp.make, xmp.model)
-    return ExifFacts(gps, taken, camera, _orientation(ifd0.get(_ORIENTATION, 1)), tuple(problems))
+    said = tuple(" ".join(p.split()) for p in problems)  # one line each
+    return ExifFacts(gps, taken, camera, _orientation(ifd0.get(_ORIENTATION, 1)), said)
 
 
 def _raw_profile(text: Any, problems: list[str]) -> Image.Exif:
