@@ -188,7 +188,8 @@ def test_one_bad_key_and_one_bad_exif_never_fail_the_batch(
     Every other photo is tagged on its first attempt; the NUL key is refused alone."""
     bucket = f"n-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=bucket)
-    keys = [f"users/dan/{i:02d}.jpg" for i in range(15)]
+    keys = [f"users/dan/{i:02d}.jpg" for i in range(14)]
+    keys.append("users/dan/zz\x01\x1f\x7f.jpg")  # other control characters: stored as they are
     for i, key in enumerate(keys):
         s3.put_object(Bucket=bucket, Key=key, Body=synthetic_jpeg(seed=i, width=96, height=72))
     ctrl = mk.jpeg(
