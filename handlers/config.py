@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from handlers.contract import parse_broker_options
-from handlers.rules import OwnerRule
+from handlers.rules import OPAQUE_KEYS_DEFAULT, OwnerRule
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,8 @@ class HandlerConfig:
     webhook_token: str | None = None
     # None: every bucket; else events for other buckets are ignored with a reason.
     allowed_buckets: frozenset[str] | None = None
+    # SIGHTLINE_OPAQUE_KEYS ("tag" | "ignore"): keys with no extension tagged or skipped.
+    opaque_keys: bool = OPAQUE_KEYS_DEFAULT
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HandlerConfig:
@@ -33,7 +35,18 @@ class HandlerConfig:
             ),
             webhook_token=env.get("SIGHTLINE_WEBHOOK_TOKEN") or None,
             allowed_buckets=parse_buckets(env.get("SIGHTLINE_ALLOWED_BUCKETS")),
+            opaque_keys=parse_opaque_keys(env.get("SIGHTLINE_OPAQUE_KEYS")),
         )
+
+
+def parse_opaque_keys(raw: str | None) -> bool:
+    """SIGHTLINE_OPAQUE_KEYS: "tag" (the default) or "ignore"; ValueError for anything else."""
+    value = (raw or "").strip().lower()
+    if not value:
+        return OPAQUE_KEYS_DEFAULT
+    if value not in {"tag", "ignore"}:
+        raise ValueError(f"SIGHTLINE_OPAQUE_KEYS must be 'tag' or 'ignore', got {raw!r}")
+    return value == "tag"
 
 
 def parse_buckets(raw: str | None) -> frozenset[str] | None:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from handlers.contract import FORGET_TASK, TAG_TASK, ObjectTask
 from handlers.envelopes import Broken, Skip, is_sqs_event, iter_units
 from handlers.events import EventError, ObjectEvent
-from handlers.rules import OwnerRule, skip_reason
+from handlers.rules import NUL_KEY, OPAQUE_KEYS_DEFAULT, OwnerRule, skip_reason
 
 log = logging.getLogger("sightline.handler")
 
@@ -73,13 +73,15 @@ def plan(
     owners: OwnerRule,
     *,
     allowed_buckets: frozenset[str] | None = None,
+    opaque_keys: bool = OPAQUE_KEYS_DEFAULT,
 ) -> list[Action]:
     """Decide, record by record, what to do with an invocation's event.
 
-    With ``allowed_buckets``, records for any other bucket are ignored with a reason.
+    With ``allowed_buckets``, records for any other bucket are ignored with a reason;
+    ``opaque_keys`` tags keys with no extension (SIGHTLINE_OPAQUE_KEYS).
     """
     actions = [
-        _plan_item(item, unit.message_id, owners, allowed_buckets)
+        _plan_item(item, unit.message_id, owners, allowed_buckets, opaque_keys)
         for unit in iter_units(event)
         for item in unit.items
     ]
@@ -88,7 +90,11 @@ def plan(
 
 
 def _plan_item(
-    item: Any, message_id: str | None, owners: OwnerRule, buckets: frozenset[str] | None
+    item: Any,
+    message_id: str | None,
+    owners: OwnerRule,
+    buckets: frozenset[str] | None,
+    opaque_keys: bool,
 ) -> Action:
     if isinstance(item, Skip):
         return Action("ignore", message_id, reason=item.reason)
@@ -100,7 +106,7 @@ def _plan_item(
         return Action("error", message_id, reason=str(exc))
     if buckets is not None and ev.bucket not in buckets:
         return Action("ignore", message_id, ev, reason=f"{_FOREIGN} ({ev.bucket!r})")
-    reason = skip_reason(ev)
+    reason = skip_reason(ev, opaque_keys=opaque_keys)
     if reason:
         return Action("ignore", message_id, ev, reason=reason)
     owner = owners.owner_of(ev.key)
@@ -128,11 +134,16 @@ def _settle_batch(actions: list[Action]) -> None:
             continue
         first[ident] = a
         seq = a.event.sequencer
+        # A delete naming a version is a hint the worker reconciles with HEAD: it may remove
+        # a noncurrent version while the Put before it is the current one, so it never
+        # supersedes anything here.
+        if not a.event.created and a.event.version_id not in (None, "null"):
+            continue
         if seq and seq > newest.get((a.event.bucket, a.event.key), ""):
             newest[(a.event.bucket, a.event.key)] = seq
     for a in actions:
         if a.task_name and a.event and a.event.sequencer:
-            top = newest[(a.event.bucket, a.event.key)]
+            top = newest.get((a.event.bucket, a.event.key), "")
             if a.event.sequencer < top:
                 a.action = "ignore"
                 a.reason = f"superseded by a newer event for this key in the batch ({top})"
@@ -165,9 +176,10 @@ def handle(
     publisher: Publisher,
     *,
     allowed_buckets: frozenset[str] | None = None,
+    opaque_keys: bool = OPAQUE_KEYS_DEFAULT,
 ) -> BatchResult:
     """Plan the event, publish its tasks in one go, and report failures per message."""
-    actions = plan(event, owners, allowed_buckets=allowed_buckets)
+    actions = plan(event, owners, allowed_buckets=allowed_buckets, opaque_keys=opaque_keys)
     work = [a for a in actions if a.task_name]
     if work:
         errors = publisher.publish([(a.task_name, a.task()) for a in work])  # type: ignore[misc]
@@ -182,8 +194,12 @@ def handle(
             log.warning("record failed: %s (message %s)", a.reason, a.message_id)
             if a.message_id:
                 failed[a.message_id] = None
-        elif a.action == "ignore" and a.event and (a.reason or "").startswith((_REFUSED, _FOREIGN)):
-            log.warning("refused %s/%s: %s", a.event.bucket, a.event.key, a.reason)
+        elif (
+            a.action == "ignore"
+            and a.event
+            and (a.reason or "").startswith((_REFUSED, _FOREIGN, NUL_KEY))
+        ):
+            log.warning("refused %s/%r: %s", a.event.bucket, a.event.key, a.reason)
         elif a.action == "ignore":
             log.info("ignored: %s", a.reason)
     return BatchResult(actions, list(failed), from_sqs=is_sqs_event(event))

@@ -11,6 +11,11 @@ from handlers.events import ObjectEvent
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".gif", ".heic", ".heif", ".webp", ".tif", ".tiff"}
 )
+# SIGHTLINE_OPAQUE_KEYS: keys with no extension (photo services that store objects under ids,
+# e.g. users/42/8f3a9c...) are tagged and the worker sniffs the bytes; a non-image ends
+# "ignored" with its reason. On by default: otherwise such a service gets nothing tagged.
+OPAQUE_KEYS_DEFAULT = True
+NUL_KEY = "key contains NUL, which the photo database cannot store"
 # Content types that say nothing about the bytes (SDKs default to them): the extension decides.
 _GENERIC_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})
 
@@ -35,15 +40,22 @@ class OwnerRule:
         return m.group("owner") if m else self.default_owner
 
 
-def skip_reason(event: ObjectEvent) -> str | None:
-    """Why an event is ignored, or None when it is work."""
+def skip_reason(event: ObjectEvent, *, opaque_keys: bool = OPAQUE_KEYS_DEFAULT) -> str | None:
+    """Why an event is ignored, or None when it is work.
+
+    With ``opaque_keys``, a key with no extension is work (the worker sniffs its bytes);
+    a key with any other non-image extension is skipped here, costing nothing further.
+    """
     if event.kind == "other":
         return f"event type not handled ({event.event_name})"
+    if "\x00" in event.key:  # S3 allows it; Postgres text cannot hold it: refuse it here
+        return NUL_KEY
     if event.key.endswith("/"):
         return "folder marker"
-    dot = event.key.rfind(".")
-    ext = event.key[dot:].lower() if dot > event.key.rfind("/") else ""
-    if ext not in IMAGE_EXTENSIONS:
+    name = event.key[event.key.rfind("/") + 1 :]
+    dot = name.rfind(".")
+    ext = name[dot:].lower() if dot > 0 else ""  # ".profile" is a name, not an extension
+    if ext not in IMAGE_EXTENSIONS and not (ext == "" and opaque_keys):
         return f"not an image extension ({ext or 'none'})"
     if not event.created:
         return None  # a delete carries no size or content type worth checking

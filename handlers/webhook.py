@@ -25,7 +25,7 @@ from typing import Any
 
 from handlers.config import HandlerConfig
 from handlers.core import Publisher, handle
-from handlers.rules import OwnerRule
+from handlers.rules import OPAQUE_KEYS_DEFAULT, OwnerRule
 
 log = logging.getLogger("sightline.webhook")
 MAX_BODY = 1 << 20  # one MinIO notification is a few kB
@@ -41,6 +41,7 @@ class WebhookApp:
         publisher: Publisher,
         *,
         allowed_buckets: frozenset[str] | None = None,
+        opaque_keys: bool = OPAQUE_KEYS_DEFAULT,
     ) -> None:
         if not token:
             raise ValueError("the webhook needs a token (SIGHTLINE_WEBHOOK_TOKEN)")
@@ -50,6 +51,7 @@ class WebhookApp:
         self.owners = owners
         self.publisher = publisher
         self.allowed_buckets = allowed_buckets
+        self.opaque_keys = opaque_keys
 
     def authorized(self, header: str | None) -> bool:
         return hmac.compare_digest((header or "").encode(), self._expected)
@@ -62,7 +64,13 @@ class WebhookApp:
             return 400, {"error": f"body is not JSON: {exc}"}
         if not isinstance(event, dict):
             return 400, {"error": "body is not a JSON object"}
-        result = handle(event, self.owners, self.publisher, allowed_buckets=self.allowed_buckets)
+        result = handle(
+            event,
+            self.owners,
+            self.publisher,
+            allowed_buckets=self.allowed_buckets,
+            opaque_keys=self.opaque_keys,
+        )
         counts: dict[str, int] = {}
         for a in result.actions:
             counts[a.action] = counts.get(a.action, 0) + 1
@@ -159,6 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config.owners,
             publisher,
             allowed_buckets=config.allowed_buckets,
+            opaque_keys=config.opaque_keys,
         )
         server = make_server(app, args.host, args.port)
     except (ValueError, OSError) as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-STATUSES = ("tagged", "failed", "gone", "deleted")  # every status the worker writes
+STATUSES = ("tagged", "failed", "gone", "deleted", "ignored")  # every status the worker writes
 
 
 def photo_counts(cur: Any) -> dict[str, int]:

@@ -76,6 +76,7 @@ def test_status_json_reports_photos_failures_release_and_redis_queues(db, db_url
         "failed": 2,
         "gone": 1,
         "deleted": 1,
+        "ignored": 0,
         "total": 7,
     }
     assert [f["key"] for f in report["last_failures"]] == ["f2.jpg", "f1.jpg"]

@@ -32,6 +32,12 @@ _TRANSIENT = {
 }
 
 
+class Fetched(bytes):
+    """An object's bytes, with the Content-Type S3 returned for it (None when absent)."""
+
+    content_type: str | None = None
+
+
 def s3_client(endpoint_url: str | None, timeout_s: float = 30.0) -> Any:
     config = Config(
         connect_timeout=timeout_s,
@@ -70,4 +76,6 @@ def fetch(client: Any, bucket: str, key: str, version_id: str | None, max_bytes:
         raise TransientError(f"S3 client error: {exc}") from exc
     if len(data) > max_bytes:
         raise PhotoError(f"object too large: more than {max_bytes} bytes")
-    return data
+    fetched = Fetched(data)
+    fetched.content_type = obj.get("ContentType") or None
+    return fetched

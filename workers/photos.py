@@ -1,25 +1,41 @@
 """Decode photo bytes to the network's input crop: DCT-scaled JPEG drafts, EXIF orientation,
-every common format converted to RGB, a pixel cap against decompression bombs."""
+every common format converted to RGB by its true bit depth, one pixel cap against
+decompression bombs."""
 
 from __future__ import annotations
 
 import io
+import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
-try:  # HEIC/HEIF from iPhones
-    from pillow_heif import register_heif_opener
+from workers.exif import ExifFacts, facts_from_image  # also registers the HEIC opener
+from workers.pixels import to_rgb
 
-    register_heif_opener()
-except ImportError:  # pragma: no cover - the worker extra installs it
-    pass
+DEFAULT_MAX_PIXELS = 100_000_000  # SIGHTLINE_MAX_PIXELS's default
+
+# EXIF orientation -> the transposes that undo it (EXIF 2.32, tag 0x0112).
+_T = Image.Transpose
+_UNDO = {
+    2: (_T.FLIP_LEFT_RIGHT,),
+    3: (_T.ROTATE_180,),
+    4: (_T.FLIP_TOP_BOTTOM,),
+    5: (_T.TRANSPOSE,),
+    6: (_T.ROTATE_270,),
+    7: (_T.TRANSVERSE,),
+    8: (_T.ROTATE_90,),
+}
 
 
 class PhotoError(ValueError):
     """A photo that cannot be decoded: failed with this reason, never retried."""
+
+
+class NotAnImage(PhotoError):
+    """Bytes no decoder recognises: for a key with no extension this is "ignored"."""
 
 
 @dataclass(frozen=True)
@@ -30,31 +46,33 @@ class DecodedPhoto:
     height: int
     orientation: int
     decoded_size: tuple[int, int]  # the raster libjpeg produced (after DCT scaling)
+    exif: ExifFacts = field(default_factory=ExifFacts)  # read from the block this decoder found
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
-    if img.mode == "RGB":
-        return img
-    if img.mode in {"RGBA", "LA", "PA"} or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        flat = Image.new("RGB", rgba.size, (255, 255, 255))
-        flat.paste(rgba, mask=rgba.getchannel("A"))
-        return flat
-    if img.mode in {"I;16", "I;16B", "I;16L", "I"}:
-        arr = np.asarray(img, dtype=np.float32)
-        top = float(arr.max()) or 1.0
-        return Image.fromarray((arr * (255.0 / top)).clip(0, 255).astype(np.uint8)).convert("RGB")
-    return img.convert("RGB")
+def set_pixel_cap(max_pixels: int) -> None:
+    """Make Pillow's own decompression-bomb threshold the one cap, SIGHTLINE_MAX_PIXELS.
+
+    Pillow refuses above 2x ``Image.MAX_IMAGE_PIXELS`` (default ~89.5 MP) and warns above it;
+    left alone it is a second, hidden cap below ours. Set to ours, Pillow's check and ours
+    agree (its warning is raised as a refusal by ``decode``), and the setting can raise it.
+    """
+    if max_pixels != Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = max_pixels
 
 
-def decode(data: bytes, *, resize: int, crop: int, max_pixels: int = 100_000_000) -> DecodedPhoto:
+def decode(
+    data: bytes, *, resize: int, crop: int, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> DecodedPhoto:
     """Decode to a centre crop of ``crop`` pixels after resizing the shorter side to ``resize``.
 
-    A multi-frame image (animated GIF, WebP, multi-page TIFF) is tagged by its first frame: Pillow
-    opens at frame 0 and nothing here seeks.
+    A multi-frame image (animated GIF, WebP, multi-page TIFF) is tagged by its first frame:
+    Pillow opens at frame 0 and nothing here seeks. Raises PhotoError (NotAnImage for
+    unrecognised bytes); above ``max_pixels`` (width x height as the header declares it) the
+    raster is refused before it is allocated.
     """
     if not data:
         raise PhotoError("empty file")
+    set_pixel_cap(max_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -62,9 +80,12 @@ def decode(data: bytes, *, resize: int, crop: int, max_pixels: int = 100_000_000
     except PhotoError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise PhotoError(f"image too large: {exc}") from exc
+        # Pillow's own check, at our cap (set_pixel_cap): the same refusal in our words.
+        m = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{m.group(1)} pixels" if m else "the image"
+        raise PhotoError(f"image too large: {size} exceeds {max_pixels}") from None
     except UnidentifiedImageError:
-        raise PhotoError("not an image (format not recognised)") from None
+        raise NotAnImage("not an image (format not recognised)") from None
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
         raise PhotoError(f"corrupt or truncated image: {exc}") from exc
 
@@ -77,18 +98,19 @@ def _decode(data: bytes, resize: int, crop: int, max_pixels: int) -> DecodedPhot
         raise PhotoError("image has no pixels")
     if w * h > max_pixels:
         raise PhotoError(f"image too large: {w}x{h} pixels exceeds {max_pixels}")
-    orientation = int(img.getexif().get(0x0112, 1) or 1)
-    if not 1 <= orientation <= 8:
-        orientation = 1
     # JPEG: let libjpeg scale by 1/2, 1/4 or 1/8 while decoding (never a full decode).
     img.draft("RGB", (resize, resize))
     img.load()
     decoded_size = img.size
-    img = _to_rgb(ImageOps.exif_transpose(img) or img)
+    facts = facts_from_image(img)
+    orientation = facts.orientation
+    img = to_rgb(img)
+    for step in _UNDO.get(orientation, ()):
+        img = img.transpose(step)
     out_w, out_h = (h, w) if orientation in {5, 6, 7, 8} else (w, h)
     scale = resize / min(img.size)
     new_size = (max(crop, round(img.size[0] * scale)), max(crop, round(img.size[1] * scale)))
     img = img.resize(new_size, Image.Resampling.BILINEAR)
     left, top = (new_size[0] - crop) // 2, (new_size[1] - crop) // 2
     arr = np.asarray(img.crop((left, top, left + crop, top + crop)), dtype=np.uint8)
-    return DecodedPhoto(arr, fmt, out_w, out_h, orientation, decoded_size)
+    return DecodedPhoto(arr, fmt, out_w, out_h, orientation, decoded_size, facts)

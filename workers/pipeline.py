@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from workers.exif import ExifFacts, read_exif
+from workers.exif import ExifFacts
 from workers.inference import SceneLandmarkModel
 from workers.photos import DecodedPhoto, PhotoError, decode
 from workers.releases import LiveRelease
@@ -38,6 +38,8 @@ class TagResult:
             "height": self.photo.height,
             "taken_at": self.exif.taken_at.isoformat() if self.exif.taken_at else None,
             "gps": {"lat": gps[0], "lon": gps[1]} if gps else None,
+            "camera": self.exif.camera,
+            "warnings": list(self.exif.warnings),
             "scenes": [{"class": c, "probability": round(p, 6)} for c, p in self.scenes],
             "albums": [{"album": a, "score": round(s, 6)} for a, s in self.albums],
             "indoor": self.indoor >= 0.5,
@@ -64,7 +66,7 @@ def prepare(data: bytes, model: SceneLandmarkModel, *, max_pixels: int) -> Prepa
     """Decode to the model's input crop and read EXIF; raises PhotoError."""
     t = model.transform
     photo = decode(data, resize=t.resize, crop=t.crop, max_pixels=max_pixels)
-    return Prepared(photo, read_exif(data))
+    return Prepared(photo, photo.exif)
 
 
 def infer(

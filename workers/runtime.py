@@ -20,11 +20,13 @@ from workers.fetch import fetch, s3_client
 from workers.inference import SceneLandmarkModel
 from workers.logs import photo_fields
 from workers.metrics import WorkerMetrics
-from workers.photos import PhotoError
+from workers.pgtext import unstorable
+from workers.photos import NotAnImage, PhotoError
 from workers.pipeline import Prepared, infer, prepare
 from workers.releases import LiveRelease, LiveReleases
 from workers.settings import Settings
-from workers.store import stale_keys, status_item, tagged_item, write_photos
+from workers.store import stale_tasks, status_item, tagged_item, write_photos
+from workers.versions import head_current, holds, retarget, stored_state
 
 log = logging.getLogger("sightline.worker")
 
@@ -111,12 +113,23 @@ class WorkerRuntime:
     def _tag_batch(self, tasks: list[Mapping[str, Any]]) -> list[Outcome]:
         self.model.load()
         outcomes: list[Outcome | None] = [None] * len(tasks)
+        # A task Postgres cannot store (NUL in its key...) is refused alone: in the batch's
+        # one JSON or array parameter it would fail every photo with it.
+        storable = []
+        for i, t in enumerate(tasks):
+            reason = unstorable(t)
+            if reason:
+                outcomes[i] = "failed"
+                log.error("refused %r/%r: %s", t.get("bucket"), t.get("key"), reason)
+            else:
+                storable.append(i)
         conn = self.db.get()
         with self.times.stage("check"), conn, conn.cursor() as cur:
-            stale = stale_keys(cur, tasks)  # a newer event already decided these keys
+            # each task judged by its own sequencer: a newer event already decided it
+            stale = stale_tasks(cur, [tasks[i] for i in storable])
         todo = []
-        for i, t in enumerate(tasks):
-            if (t["bucket"], t["key"]) in stale:
+        for n, i in enumerate(storable):
+            if n in stale:
                 outcomes[i] = "stale"
             else:
                 todo.append(i)
@@ -133,6 +146,9 @@ class WorkerRuntime:
                 outcomes[i] = p
             elif isinstance(p, ObjectGone):
                 items.append((i, status_item(tasks[i], "gone", str(p))))
+            elif isinstance(p, NotAnImage) and not _has_extension(tasks[i]["key"]):
+                # an opaque key (SIGHTLINE_OPAQUE_KEYS) whose bytes are no image: not a fault
+                items.append((i, status_item(tasks[i], "ignored", str(p))))
             elif isinstance(p, PhotoError):
                 items.append((i, status_item(tasks[i], "failed", str(p))))
         releases = self.live_releases()
@@ -152,6 +168,14 @@ class WorkerRuntime:
                     extra=photo_fields(item),
                 )
                 outcome = "failed"
+            elif item.get("warning") and outcome == "tagged":
+                log.warning(
+                    "tagged s3://%s/%s with a warning: %s",
+                    item["bucket"],
+                    item["key"],
+                    item["warning"],
+                    extra=photo_fields(item),
+                )
             elif item["status"] != "tagged" and outcome != "stale":
                 log.warning(
                     "%s s3://%s/%s: %s",
@@ -179,6 +203,10 @@ class WorkerRuntime:
             return data
         try:
             return prepare(data, self.model, max_pixels=self.settings.max_pixels)
+        except NotAnImage as exc:
+            # the bytes decide; the Content-Type S3 gave only explains (SDKs often default it)
+            ctype = getattr(data, "content_type", None)
+            return NotAnImage(f"{exc}; Content-Type {ctype}") if ctype else exc
         except PhotoError as exc:
             return exc
         except Exception as exc:  # a decoder bug: fail this photo, not its whole batch
@@ -196,7 +224,38 @@ class WorkerRuntime:
         )
 
     def forget(self, task: Mapping[str, Any]) -> Outcome:
-        return self.record(task, "deleted", None)
+        """A delete event, reconciled with the object's current state before it destroys
+        anything (workers.versions): no current version deletes the photo; a current
+        version the row does not hold is tagged; one it holds leaves it as it is ("stale")."""
+        reason = unstorable(task)
+        if reason:
+            log.error("refused %r/%r: %s", task.get("bucket"), task.get("key"), reason)
+            return "failed"
+        try:
+            current = head_current(self.s3, task["bucket"], task["key"])
+            if current is None:
+                return self.record(task, "deleted", None)
+            conn = self.db.get()
+            with conn, conn.cursor() as cur:
+                stored = stored_state(cur, task["bucket"], task["key"])
+            if holds(stored, current):
+                return "stale"
+            log.info(
+                "delete of s3://%s/%s (version %s) revealed current version %s: tagging it",
+                task["bucket"],
+                task["key"],
+                task.get("version_id"),
+                current.version_id,
+                extra=photo_fields(task),
+            )
+            # _tag_batch, not tag_batch: the forget task counts this outcome once itself
+            return self._tag_batch([retarget(task, current)])[0]
+        except TransientError as exc:
+            return exc
+        except psycopg2.Error as exc:
+            if not self.db.lost(exc):
+                raise
+            return self.db.unavailable(exc)
 
     def park(self, task: Mapping[str, Any], reason: str) -> bool:
         """Retries are spent: leave the photo failed with its reason for an operator.
@@ -217,6 +276,8 @@ class WorkerRuntime:
         return True
 
     def record(self, task: Mapping[str, Any], status: str, reason: str | None) -> Outcome:
+        if unstorable(task):
+            return "failed"  # nothing of it can be written; tag_batch/forget said why
         try:
             conn = self.db.get()
             with conn, conn.cursor() as cur:
@@ -228,3 +289,8 @@ class WorkerRuntime:
                 raise
             return self.db.unavailable(exc)
         return "failed" if outcome.startswith("error: ") else outcome
+
+
+def _has_extension(key: str) -> bool:
+    name = key.rsplit("/", 1)[-1]
+    return "." in name.lstrip(".")

@@ -10,22 +10,30 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
+from workers.pgtext import clean_message
 from workers.pipeline import TagResult
 
 _IDENTITY = ("owner", "bucket", "key", "version_id", "etag", "size", "sequencer", "event_time")
 
 
-def stale_keys(cur: Any, tasks: list[Mapping[str, Any]]) -> set[tuple[str, str]]:
-    """The (bucket, key) of tasks a newer stored event already decided: one query."""
+def stale_tasks(cur: Any, tasks: list[Mapping[str, Any]]) -> set[int]:
+    """Indexes of tasks already decided: by a newer stored event, or by a newer task for the
+    same key in this batch. One query; each task is judged by its own sequencer (never by
+    its key: Put, Delete, Put of one key leaves the second Put live).
+
+    Tasks must be storable (workers.pgtext.unstorable): NUL cannot travel in ``text[]``.
+    """
     if not tasks:
         return set()
     cur.execute(
-        "SELECT p.bucket, p.key FROM photos p JOIN unnest(%s::text[], %s::text[], %s::text[], "
-        "%s::timestamptz[]) AS t(bucket, key, seq, at) ON p.bucket = t.bucket AND p.key = t.key "
+        "SELECT t.n - 1 FROM photos p JOIN unnest(%s::text[], %s::text[], %s::text[], "
+        "%s::timestamptz[]) WITH ORDINALITY AS t(bucket, key, seq, at, n) "
+        "ON p.bucket = t.bucket AND p.key = t.key "
         "WHERE NOT sightline_not_older(t.seq, t.at, p.sequencer, p.event_time)",
         (
             [t["bucket"] for t in tasks],
@@ -34,7 +42,36 @@ def stale_keys(cur: Any, tasks: list[Mapping[str, Any]]) -> set[tuple[str, str]]
             [t.get("event_time") for t in tasks],
         ),
     )
-    return {(b, k) for b, k in cur.fetchall()}
+    stale = {int(n) for (n,) in cur.fetchall()}
+    return stale | superseded_in_batch(tasks)
+
+
+def not_older(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
+    """sightline_not_older() in Python: sequencers when both have one (padded to one width,
+    so string order is S3's order), else event times, else True."""
+    if new.get("sequencer") and old.get("sequencer"):
+        return new["sequencer"] >= old["sequencer"]
+    if new.get("event_time") and old.get("event_time"):
+        return _when(new["event_time"]) >= _when(old["event_time"])
+    return True
+
+
+def _when(text: str) -> datetime:
+    when = datetime.fromisoformat(text)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def superseded_in_batch(tasks: list[Mapping[str, Any]]) -> set[int]:
+    """Indexes of tasks with a strictly newer task for the same key in the same batch."""
+    by_key: dict[tuple[str, str], list[int]] = {}
+    for i, t in enumerate(tasks):
+        by_key.setdefault((t["bucket"], t["key"]), []).append(i)
+    return {
+        i
+        for group in by_key.values()
+        for i in group
+        if any(not not_older(tasks[i], tasks[j]) for j in group if j != i)
+    }
 
 
 def _identity(task: Mapping[str, Any]) -> dict[str, Any]:
@@ -49,6 +86,7 @@ def tagged_item(task: Mapping[str, Any], result: TagResult) -> dict[str, Any]:
         **_identity(task),
         "status": "tagged",
         "error": None,
+        "warning": clean_message("; ".join(result.exif.warnings)),
         "taken_at": taken.isoformat() if taken and taken.tzinfo else None,
         "taken_at_local": taken.isoformat() if taken and not taken.tzinfo else None,
         "gps_lat": gps[0],
@@ -69,7 +107,7 @@ def tagged_item(task: Mapping[str, Any], result: TagResult) -> dict[str, Any]:
 
 def status_item(task: Mapping[str, Any], status: str, reason: str | None) -> dict[str, Any]:
     """A failed, gone or deleted photo: its tags are dropped, the row stays."""
-    return {**_identity(task), "status": status, "error": reason}
+    return {**_identity(task), "status": status, "error": clean_message(reason)}
 
 
 def write_photos(cur: Any, items: list[dict[str, Any]]) -> list[tuple[int | None, str]]:

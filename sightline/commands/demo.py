@@ -16,7 +16,7 @@ from sightline.stack import stop_processes, worker_process
 
 BUCKET = "sightline-demo"
 EVENTS_QUEUE = "sightline-demo-uploads"
-TERMINAL = ("tagged", "failed", "gone", "deleted")
+TERMINAL = ("tagged", "failed", "gone", "deleted", "ignored")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

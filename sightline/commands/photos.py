@@ -13,6 +13,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="format, size, orientation, time and GPS of a photo")
     p.add_argument("photo")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--save-input",
+        metavar="FILE.png",
+        help="write the exact network input (after orientation, scaling and colour "
+        "conversion) as an 8-bit RGB PNG",
+    )
     p.set_defaults(func=inspect_photo)
     t = sub.add_parser("tag", help="tag local photos (no S3, broker or database)")
     t.add_argument("photos", nargs="+")
@@ -44,20 +50,20 @@ def _read(path: str) -> bytes:
 
 
 def inspect_photo(args: argparse.Namespace) -> int:
-    from workers.exif import read_exif
     from workers.photos import PhotoError, decode
     from workers.settings import Settings
 
     s = Settings.from_env()
     try:
+        resize, crop = _input_size(s) if args.save_input else (32, 32)
         data = _read(args.photo)
-        photo = decode(data, resize=32, crop=32, max_pixels=s.max_pixels)
+        photo = decode(data, resize=resize, crop=crop, max_pixels=s.max_pixels)
     except OSError as exc:
         out: dict = {"error": f"cannot read {args.photo}: {exc.strerror}"}
     except PhotoError as exc:
         out = {"error": str(exc)}
     else:
-        facts = read_exif(data)
+        facts = photo.exif
         out = {
             "format": photo.format,
             "width": photo.width,
@@ -66,7 +72,11 @@ def inspect_photo(args: argparse.Namespace) -> int:
             "taken_at": facts.taken_at.isoformat() if facts.taken_at else None,
             "gps": {"lat": facts.gps[0], "lon": facts.gps[1]} if facts.gps else None,
             "camera": facts.camera,
+            "warnings": list(facts.warnings),
         }
+        if args.save_input:
+            saved = _save_input(photo.crop, args.save_input)
+            out = {"error": saved["error"]} if "error" in saved else {**out, "input": saved}
     if args.json:
         print(json.dumps(out))
     elif "error" in out:
@@ -75,6 +85,31 @@ def inspect_photo(args: argparse.Namespace) -> int:
         for k, v in out.items():
             print(f"{k:12} {v}")
     return 2 if "error" in out else 0
+
+
+def _input_size(s) -> tuple[int, int]:
+    """(resize, crop) of the network the worker would run: from the checkpoint's own
+    transform when SIGHTLINE_WEIGHTS names one, else the arch's default."""
+    from models.transforms import default_transform
+
+    if s.weights:
+        from workers.inference import SceneLandmarkModel
+
+        t = SceneLandmarkModel.from_settings(s).transform
+    else:
+        t = default_transform(s.arch)
+    return t.resize, t.crop
+
+
+def _save_input(crop, path: str) -> dict:
+    """Write the uint8 (crop, crop, 3) network input as an RGB PNG; its path and size."""
+    from PIL import Image
+
+    try:
+        Image.fromarray(crop, "RGB").save(path, "PNG")
+    except OSError as exc:
+        return {"error": f"cannot write {path}: {exc.strerror or exc}"}
+    return {"path": path, "width": int(crop.shape[1]), "height": int(crop.shape[0])}
 
 
 def tag_photos(args: argparse.Namespace) -> int:

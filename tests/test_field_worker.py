@@ -1,0 +1,314 @@
+"""The worker's side of the field faults, against moto's S3 over HTTP and a real Postgres:
+versioned deletes reconciled with HEAD, per-event staleness, one photo's bad text never
+failing its batch, opaque keys sniffed, EXIF warnings on the row and in the log."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+import boto3
+import pytest
+
+from handlers.core import plan
+from handlers.rules import OwnerRule
+from sightline.samples import synthetic_jpeg
+from sightline.sqs_source import s3_record, sqs_event
+from tests import exifmake as mk
+from tests.support import object_task
+from workers.runtime import WorkerRuntime
+from workers.settings import Settings
+from workers.store import stale_tasks, status_item, write_photos
+
+OWNERS = OwnerRule()
+
+
+def _runtime(db_url: str, endpoint: str) -> WorkerRuntime:
+    return WorkerRuntime(
+        Settings(allow_untrained=True, arch="tiny", s3_endpoint_url=endpoint), db_url, io_threads=2
+    )
+
+
+@pytest.fixture
+def s3(moto_endpoint: str) -> Any:
+    return boto3.client("s3", endpoint_url=moto_endpoint)
+
+
+@pytest.fixture
+def versioned_bucket(s3) -> str:
+    name = f"v-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=name)
+    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    return name
+
+
+class Events:
+    """S3 records with increasing sequencers, run through the handler, then the worker (tag
+    tasks by tag_batch, deletes by forget), as the two queues would deliver them."""
+
+    def __init__(self, rt: WorkerRuntime, bucket: str) -> None:
+        self.rt, self.bucket, self.seq = rt, bucket, 0x100
+
+    def record(self, key: str, name: str, version: str | None, etag: str | None = None) -> dict:
+        self.seq += 1
+        rec = s3_record(
+            self.bucket,
+            key,
+            created=name.startswith("ObjectCreated"),
+            sequencer=f"{self.seq:016X}",
+            etag=etag,
+        )
+        rec["eventName"] = name
+        if version:
+            rec["s3"]["object"]["versionId"] = version
+        return rec
+
+    def run(self, records: list[dict]) -> list[Any]:
+        actions = plan(sqs_event({"m": {"Records": records}}), OWNERS)
+        tags = [a.task() for a in actions if a.action == "tag"]
+        out = self.rt.tag_batch(tags) if tags else []
+        out += [self.rt.forget(a.task()) for a in actions if a.action == "delete"]
+        return out
+
+
+def _row(db, bucket: str, key: str) -> tuple:
+    with db, db.cursor() as cur:
+        cur.execute(
+            "SELECT p.status, p.version_id, (SELECT count(*) FROM photo_albums a "
+            "WHERE a.photo_id = p.id) FROM photos p WHERE bucket = %s AND key = %s",
+            (bucket, key),
+        )
+        return cur.fetchone()
+
+
+def _put(s3, bucket: str, key: str, seed: int) -> tuple[str, str]:
+    r = s3.put_object(Bucket=bucket, Key=key, Body=synthetic_jpeg(seed=seed, width=96, height=72))
+    return r["VersionId"], r["ETag"].strip('"')
+
+
+def test_versioned_bucket_end_to_end(s3, versioned_bucket, db, db_url, moto_endpoint) -> None:
+    """put v1, put v2, expire v1 -> v2 stays in its albums; delete v2 by version -> v1 is
+    tagged; a delete marker, then its removal -> the photo returns."""
+    bucket, key = versioned_bucket, "users/alice/trip/beach.jpg"
+    ev = Events(_runtime(db_url, moto_endpoint), bucket)
+    v1, e1 = _put(s3, bucket, key, 1)
+    v2, e2 = _put(s3, bucket, key, 2)
+    # 1. Put v1, Put v2, then v1 expires: all three events in one SQS batch (field case 06a)
+    s3.delete_object(Bucket=bucket, Key=key, VersionId=v1)
+    put1 = ev.record(key, "ObjectCreated:Put", v1, e1)
+    put2 = ev.record(key, "ObjectCreated:Put", v2, e2)
+    expire = ev.record(key, "LifecycleExpiration:Delete", v1)
+    assert ev.run([put1, put2, expire]) == ["tagged", "stale"]  # the expiry removes nothing
+    status, version, albums = _row(db, bucket, key)
+    assert (status, version) == ("tagged", v2) and albums > 0
+
+    # 2. the current version is deleted by its id: the one before it becomes current and is
+    # tagged (here v3 is put and then deleted, and v2 comes back)
+    v3, e3 = _put(s3, bucket, key, 3)
+    assert ev.run([ev.record(key, "ObjectCreated:Put", v3, e3)]) == ["tagged"]
+    assert _row(db, bucket, key)[:2] == ("tagged", v3)
+    s3.delete_object(Bucket=bucket, Key=key, VersionId=v3)
+    assert ev.run([ev.record(key, "ObjectRemoved:Delete", v3)]) == ["tagged"]
+    status, version, albums = _row(db, bucket, key)
+    assert (status, version) == ("tagged", v2) and albums > 0
+
+    # 3. a delete marker: the photo leaves its albums...
+    marker = s3.delete_object(Bucket=bucket, Key=key)["VersionId"]
+    assert ev.run([ev.record(key, "ObjectRemoved:DeleteMarkerCreated", marker)]) == ["deleted"]
+    assert _row(db, bucket, key)[0] == "deleted"
+    # ... and when the marker is removed, it comes back
+    s3.delete_object(Bucket=bucket, Key=key, VersionId=marker)
+    assert ev.run([ev.record(key, "ObjectRemoved:Delete", marker)]) == ["tagged"]
+    status, version, albums = _row(db, bucket, key)
+    assert (status, version) == ("tagged", v2) and albums > 0
+
+
+def test_delete_of_a_noncurrent_version_keeps_the_photo(
+    s3, versioned_bucket, db, db_url, moto_endpoint
+) -> None:
+    """Delete events processed before the Put of the current version (other queue) still
+    leave the current version tagged: the worker tags what HEAD says is current."""
+    bucket, key = versioned_bucket, "users/bob/a.jpg"
+    ev = Events(_runtime(db_url, moto_endpoint), bucket)
+    v1, _ = _put(s3, bucket, key, 5)
+    v2, e2 = _put(s3, bucket, key, 6)
+    put2 = ev.record(key, "ObjectCreated:Put", v2, e2)
+    s3.delete_object(Bucket=bucket, Key=key, VersionId=v1)
+    assert ev.run([ev.record(key, "ObjectRemoved:Delete", v1)]) == ["tagged"]  # before the Put
+    assert _row(db, bucket, key)[:2] == ("tagged", v2)
+    assert ev.run([put2]) == ["stale"]  # the Put arrives late: already decided
+    assert _row(db, bucket, key)[:2] == ("tagged", v2)
+
+
+def test_put_delete_put_within_a_second_ends_tagged(s3, db, db_url, moto_endpoint) -> None:
+    """Unversioned: Put, Delete, Put of one key; the delete lands first, then one batch holds
+    both Puts. Each Put is judged by its own sequencer: the first is stale, the second
+    tagged, and the row matches the newest event."""
+    bucket = f"u-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    key = "users/carol/x.jpg"
+    ev = Events(_runtime(db_url, moto_endpoint), bucket)
+    s3.put_object(Bucket=bucket, Key=key, Body=synthetic_jpeg(seed=7, width=96, height=72))
+    put1 = ev.record(key, "ObjectCreated:Put", None, "e1")
+    s3.delete_object(Bucket=bucket, Key=key)
+    delete = ev.record(key, "ObjectRemoved:Delete", None)
+    s3.put_object(Bucket=bucket, Key=key, Body=synthetic_jpeg(seed=8, width=96, height=72))
+    put2 = ev.record(key, "ObjectCreated:Put", None, "e2")
+    assert ev.run([delete]) == ["tagged"]  # HEAD: the object exists again
+    tasks = [a.task() for a in plan(sqs_event({"a": {"Records": [put1]}}), OWNERS)]
+    tasks += [a.task() for a in plan(sqs_event({"b": {"Records": [put2]}}), OWNERS)]
+    assert ev.rt.tag_batch(tasks) == ["stale", "tagged"]
+    with db, db.cursor() as cur:
+        cur.execute("SELECT status, etag, sequencer FROM photos WHERE key = %s", (key,))
+        assert cur.fetchone() == ("tagged", "e2", tasks[1]["sequencer"])
+
+
+def test_staleness_is_per_event(db) -> None:
+    """A stored delete at 20: a Put at 10 is stale, a Put at 30 of the same key is not; of
+    two tasks for one key in a batch, only the newest is work."""
+    with db, db.cursor() as cur:
+        write_photos(cur, [status_item(object_task("b", "k.jpg", seq="20"), "deleted", None)])
+        tasks = [
+            object_task("b", "k.jpg", seq="10"),
+            object_task("b", "k.jpg", seq="30"),
+            object_task("b", "n.jpg", seq="05"),
+            object_task("b", "n.jpg", seq="07"),
+            object_task("b", "t.jpg", seq=None, event_time="2024-06-01T00:00:00Z"),
+            object_task("b", "t.jpg", seq=None, event_time="2024-06-02T00:00:00Z"),
+        ]
+        assert stale_tasks(cur, tasks) == {0, 2, 4}
+
+
+def test_one_bad_key_and_one_bad_exif_never_fail_the_batch(
+    s3, db, db_url, moto_endpoint, caplog
+) -> None:
+    """16 photos in one batch: one key carries NUL, one photo's EXIF carries control bytes.
+    Every other photo is tagged on its first attempt; the NUL key is refused alone."""
+    bucket = f"n-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    keys = [f"users/dan/{i:02d}.jpg" for i in range(14)]
+    keys.append("users/dan/zz\x01\x1f\x7f.jpg")  # other control characters: stored as they are
+    for i, key in enumerate(keys):
+        s3.put_object(Bucket=bucket, Key=key, Body=synthetic_jpeg(seed=i, width=96, height=72))
+    ctrl = mk.jpeg(
+        mk.exif_block(camera=("Acme\x01\x1b[31m", "Z\x7f9"), taken="2020:01:01 00:00:00")
+    )
+    s3.put_object(Bucket=bucket, Key=keys[3], Body=ctrl)
+    tasks = [object_task(bucket, k, owner="dan") for k in keys]
+    tasks.insert(7, object_task(bucket, "users/dan/b\x00d.jpg", owner="dan"))
+    rt = _runtime(db_url, moto_endpoint)
+    with caplog.at_level(logging.ERROR, logger="sightline.worker"):
+        outcomes = rt.tag_batch(tasks)
+    assert outcomes == ["tagged"] * 7 + ["failed"] + ["tagged"] * 8
+    assert any("NUL" in r.getMessage() for r in caplog.records)
+    with db, db.cursor() as cur:
+        cur.execute("SELECT key, status, attempts, camera FROM photos ORDER BY key")
+        rows = cur.fetchall()
+    assert [(k, s, n) for k, s, n, _ in rows] == [(k, "tagged", 1) for k in keys]
+    assert rows[3][3] == "Acme[31m Z9"  # control bytes dropped, the text kept
+
+
+def test_error_text_is_made_storable(db) -> None:
+    """An error message with NUL and control bytes, 5000 characters long, is stored cleaned
+    and bounded, not refused."""
+    reason = "corrupt\x00 image\x1b: " + "x" * 5000
+    with db, db.cursor() as cur:
+        ((_, outcome),) = write_photos(
+            cur, [status_item(object_task("b", "e.jpg"), "failed", reason)]
+        )
+        cur.execute("SELECT error FROM photos WHERE key = 'e.jpg'")
+        (stored,) = cur.fetchone()
+    assert outcome == "failed"
+    assert stored.startswith("corrupt image: xxx") and len(stored) <= 1000
+
+
+def test_opaque_keys_are_sniffed(s3, db, db_url, moto_endpoint) -> None:
+    """Keys with no extension: a photo is tagged, anything else is ignored with its reason
+    (not failed)."""
+    bucket = f"o-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(
+        Bucket=bucket, Key="users/42/8f3a9c", Body=synthetic_jpeg(seed=1, width=96, height=72)
+    )
+    s3.put_object(
+        Bucket=bucket,
+        Key="users/42/77d0e1",
+        Body=b"%PDF-1.7 not a photo",
+        ContentType="application/pdf",
+    )
+    rt = _runtime(db_url, moto_endpoint)
+    tasks = [object_task(bucket, k) for k in ("users/42/8f3a9c", "users/42/77d0e1")]
+    assert rt.tag_batch(tasks) == ["tagged", "ignored"]
+    with db, db.cursor() as cur:
+        cur.execute("SELECT status, error FROM photos WHERE key = 'users/42/77d0e1'")
+        assert cur.fetchone() == (
+            "ignored",
+            "not an image (format not recognised); Content-Type application/pdf",
+        )
+
+
+def test_unreadable_exif_warns_on_the_row_and_in_the_log(
+    s3, db, db_url, moto_endpoint, caplog
+) -> None:
+    bucket = f"x-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="w.jpg", Body=mk.jpeg_broken_exif())
+    rt = _runtime(db_url, moto_endpoint)
+    with caplog.at_level(logging.WARNING, logger="sightline.worker"):
+        assert rt.tag_batch([object_task(bucket, "w.jpg")]) == ["tagged"]
+    with db, db.cursor() as cur:
+        cur.execute("SELECT warning FROM photos WHERE key = 'w.jpg'")
+        (warning,) = cur.fetchone()
+    assert warning and "EXIF" in warning
+    assert any(
+        "with a warning" in r.getMessage() and "EXIF" in r.getMessage() for r in caplog.records
+    )
+
+
+@pytest.mark.slow
+def test_bad_key_and_bad_exif_through_a_real_worker(
+    s3, db, db_url, redis_url, moto_endpoint, tmp_path
+) -> None:
+    """The same 16-photo batch through Redis and a `sightline worker` process: one task's
+    key carries NUL (as a handler before this fix sent it), one photo's EXIF carries control
+    bytes. The 15 others are tagged on their first attempt; nothing is retried or parked."""
+    from celery import Celery
+
+    from tests.support import start_worker, stop_worker, wait_for, worker_env
+
+    bucket = f"c-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    keys = [f"users/eve/{i:02d}.jpg" for i in range(15)]
+    for i, key in enumerate(keys):
+        s3.put_object(Bucket=bucket, Key=key, Body=synthetic_jpeg(seed=i, width=96, height=72))
+    ctrl = mk.jpeg(mk.exif_block(camera=("Acme\x01\x02", "Z\x1b9")))
+    s3.put_object(Bucket=bucket, Key=keys[5], Body=ctrl)
+    tasks = [object_task(bucket, k, owner="eve") for k in keys]
+    tasks.insert(9, object_task(bucket, "users/eve/n\x00l.jpg", owner="eve"))
+    log = tmp_path / "worker.log"
+    env = worker_env(db_url, redis_url, moto_endpoint, SIGHTLINE_RETRY_BASE_S="0.2")
+    worker = start_worker(env, "--batch-size", "16", "--batch-wait-ms", "3000", log=log)
+    sender = Celery(broker=redis_url, set_as_current=False)
+    try:
+        for t in tasks:
+            sender.send_task("sightline.tag", queue="tag", kwargs=t)
+
+        def tagged() -> int:
+            with db, db.cursor() as cur:
+                cur.execute("SELECT count(*) FROM photos WHERE status = 'tagged'")
+                return cur.fetchone()[0]
+
+        wait_for(lambda: tagged() == len(keys), timeout=180, what=f"15 photos tagged ({log})")
+        time.sleep(2)  # a retry, had there been one, would be back by now
+    finally:
+        stop_worker(worker)
+    with db, db.cursor() as cur:
+        cur.execute("SELECT key, status, attempts, camera FROM photos ORDER BY key")
+        rows = cur.fetchall()
+    assert [(k, s, n) for k, s, n, _ in rows] == [(k, "tagged", 1) for k in keys]
+    assert rows[5][3] == "Acme Z9"
+    text = log.read_text(errors="replace")
+    assert "NUL" in text  # the refusal is logged
+    assert "in backoff" not in text and "gave up" not in text  # no retry, nothing parked

@@ -1,0 +1,58 @@
+"""`sightline inspect PHOTO --save-input FILE.png`: the exact network input, as a PNG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests import exifmake as mk
+from tests.support import run_cli
+from workers.photos import decode
+
+FIELD = Path(__file__).parent / "fixtures" / "fieldcases"
+TINY = {"SIGHTLINE_ARCH": "tiny"}  # the tiny network's input: resize 73, crop 64
+
+
+def _inspect(photo: Path, out: Path) -> dict:
+    done = run_cli("inspect", str(photo), "--json", "--save-input", str(out), env=TINY)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.slow
+def test_saved_input_is_the_crop_the_network_gets(tmp_path: Path) -> None:
+    """An 8-bit RGB PNG equal, pixel for pixel, to the worker's decode for that network,
+    after orientation (8 here: the photo is turned) and colour conversion."""
+    photo = tmp_path / "p.webp"
+    photo.write_bytes(mk.webp(mk.exif_block(orientation=8)))
+    out = tmp_path / "input.png"
+    report = _inspect(photo, out)
+    assert report["input"] == {"path": str(out), "width": 64, "height": 64}
+    saved = Image.open(out)
+    assert (saved.format, saved.mode, saved.size) == ("PNG", "RGB", (64, 64))
+    want = decode(photo.read_bytes(), resize=73, crop=64).crop
+    assert np.array_equal(np.asarray(saved), want)
+
+
+@pytest.mark.slow
+def test_saved_input_of_the_16bit_scan_matches_its_8bit_twin(tmp_path: Path) -> None:
+    deep = _inspect(FIELD / "04_png_16bit_grey_dim_scan.png", tmp_path / "a.png")
+    ref = _inspect(FIELD / "04b_reference_same_scan_8bit.png", tmp_path / "b.png")
+    a, b = (
+        np.asarray(Image.open(deep["input"]["path"])),
+        np.asarray(Image.open(ref["input"]["path"])),
+    )
+    assert np.array_equal(a, b) and abs(a.mean() - 40) < 1
+
+
+@pytest.mark.slow
+def test_unwritable_input_path_is_a_one_line_error(tmp_path: Path) -> None:
+    photo = tmp_path / "p.jpg"
+    photo.write_bytes(mk.jpeg(mk.exif_block()))
+    done = run_cli("inspect", str(photo), "--save-input", str(tmp_path / "no" / "x.png"), env=TINY)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "cannot write" in done.stderr
