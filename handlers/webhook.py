@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from handlers.config import HandlerConfig
+from handlers.config import HandlerConfig, apply_file
 from handlers.core import Publisher, handle
 from handlers.rules import OwnerRule
 
@@ -122,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
+        apply_file()  # sightline.toml fills what the environment leaves unset
         config = HandlerConfig.from_env()
         if not config.broker_url:
             raise ValueError("CELERY_BROKER_URL is not set")

@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "landmarks",
     "retag",
     "status",
+    "config",
     "bench",
 )
 
@@ -45,14 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from handlers.config import SettingsError, apply_file
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        apply_file()  # sightline.toml fills what the environment leaves unset
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("sightline: interrupted", file=sys.stderr)
         return 130
-    except CliError as exc:
+    except (CliError, SettingsError) as exc:
         print(f"sightline: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # never a bare traceback; SIGHTLINE_DEBUG=1 shows it

@@ -215,5 +215,5 @@ def test_bad_observability_settings_are_one_line_errors(variable, value, message
     result = run_cli(
         "worker", env={variable: value, "CELERY_BROKER_URL": "redis://127.0.0.1:1/0"}, timeout=60
     )
-    assert result.returncode != 0
-    assert result.stderr.strip().splitlines() == [f"sightline: {message}, got {value!r}"]
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"sightline: error: {message}, got {value!r}"]

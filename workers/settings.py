@@ -9,6 +9,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from handlers.config import (
+    DATABASE_SCHEMES,
+    SettingsError,
+    check_broker_url,
+    check_url,
+)
 from handlers.contract import parse_broker_options
 
 
@@ -26,7 +32,7 @@ def _env_float(name: str, default: float) -> float:
     try:
         return float(value)
     except ValueError:
-        raise SystemExit(f"sightline: {name} must be a number, got {value!r}") from None
+        raise SettingsError(f"{name} must be a number, got {value!r}") from None
 
 
 def _env_port(name: str) -> int | None:
@@ -34,14 +40,14 @@ def _env_port(name: str) -> int | None:
     if not value:
         return None
     if not value.isdigit() or not 0 < int(value) < 65536:
-        raise SystemExit(f"sightline: {name} must be a TCP port (1-65535), got {value!r}")
+        raise SettingsError(f"{name} must be a TCP port (1-65535), got {value!r}")
     return int(value)
 
 
 def _env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
     value = (os.environ.get(name) or "").strip().lower() or default
     if value not in choices:
-        raise SystemExit(f"sightline: {name} must be one of {', '.join(choices)}, got {value!r}")
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return value
 
 
@@ -49,7 +55,32 @@ def _broker_options(raw: str | None) -> dict[str, Any]:
     try:
         return parse_broker_options(raw)
     except ValueError as exc:
-        raise SystemExit(f"sightline: {exc}") from None
+        raise SettingsError(str(exc)) from None
+
+
+# The worker's settings and their defaults (None: unset), for `sightline config show`.
+WORKER_DEFAULTS: dict[str, str | None] = {
+    "DATABASE_URL": None,
+    "CELERY_BROKER_URL": None,
+    "SIGHTLINE_BROKER_OPTIONS": None,
+    "SIGHTLINE_S3_ENDPOINT_URL": None,
+    "SIGHTLINE_WEIGHTS": None,
+    "SIGHTLINE_ALLOW_UNTRAINED": "0",
+    "SIGHTLINE_ARCH": "wide_resnet50_2",
+    "SIGHTLINE_DEVICE": "auto",
+    "SIGHTLINE_SCENE_MAP": None,
+    "SIGHTLINE_SIFT": None,
+    "SIGHTLINE_MAX_OBJECT_BYTES": str(64 * 1024 * 1024),
+    "SIGHTLINE_MAX_PIXELS": "100000000",
+    "SIGHTLINE_BATCH_SIZE": "16",
+    "SIGHTLINE_BATCH_WAIT_MS": "200",
+    "SIGHTLINE_MAX_RETRIES": "5",
+    "SIGHTLINE_RETRY_BASE_S": "2",
+    "SIGHTLINE_DB_TIMEOUT_S": "30",
+    "SIGHTLINE_S3_TIMEOUT_S": "30",
+    "SIGHTLINE_METRICS_PORT": None,
+    "SIGHTLINE_LOG_FORMAT": "text",
+}
 
 
 @dataclass(frozen=True)
@@ -78,15 +109,20 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
+        """The settings in the environment (filled from sightline.toml by the entry point);
+        raises SettingsError, in one line, for a value that cannot be used."""
         env = os.environ
-        return cls(
-            database_url=env.get("DATABASE_URL") or None,
-            broker_url=env.get("CELERY_BROKER_URL") or None,
-            broker_options=_broker_options(env.get("SIGHTLINE_BROKER_OPTIONS")),
-            s3_endpoint_url=env.get("SIGHTLINE_S3_ENDPOINT_URL")
+        s3 = (
+            env.get("SIGHTLINE_S3_ENDPOINT_URL")
             or env.get("AWS_ENDPOINT_URL_S3")
             or env.get("AWS_ENDPOINT_URL")
-            or None,
+            or None
+        )
+        return cls(
+            database_url=check_url("DATABASE_URL", env.get("DATABASE_URL"), DATABASE_SCHEMES),
+            broker_url=check_broker_url(env.get("CELERY_BROKER_URL") or None),
+            broker_options=_broker_options(env.get("SIGHTLINE_BROKER_OPTIONS")),
+            s3_endpoint_url=check_url("SIGHTLINE_S3_ENDPOINT_URL", s3, ("http", "https")),
             weights=env.get("SIGHTLINE_WEIGHTS") or None,
             allow_untrained=_env_bool("SIGHTLINE_ALLOW_UNTRAINED"),
             arch=env.get("SIGHTLINE_ARCH") or "wide_resnet50_2",

@@ -1,0 +1,40 @@
+"""`sightline config show`: the effective settings and where each value came from."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("config", help="the effective settings (sightline.toml, environment)")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    show = actions.add_parser("show", help="each setting, its source and value, secrets masked")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=config_show)
+
+
+def config_show(args: argparse.Namespace) -> int:
+    import os
+
+    from handlers.config import HANDLER_DEFAULTS, HandlerConfig, config_path, mask, source
+    from workers.settings import WORKER_DEFAULTS, Settings
+
+    Settings.from_env()  # the same checks a worker runs at start: a bad value exits 2
+    HandlerConfig.from_env()
+    path = config_path()
+    file = str(path) if path else None
+    rows = []
+    for name, default in {**WORKER_DEFAULTS, **HANDLER_DEFAULTS}.items():
+        where = source(name)
+        value = default if where == "default" else os.environ.get(name)
+        rows.append({"name": name, "value": mask(name, value), "source": where})
+    if args.json:
+        print(json.dumps({"file": file, "settings": rows}))
+        return 0
+    print(f"settings file: {file or 'none'}")
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        value = "(unset)" if r["value"] is None else r["value"]
+        print(f"  {r['name']:{width}}  {r['source']:7}  {value}")
+    return 0
