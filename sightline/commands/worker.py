@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 from handlers.contract import QUEUES
 from sightline.cli import CliError
+
+log = logging.getLogger("sightline.worker")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_worker(args: argparse.Namespace) -> int:
     from sightline.embedded import database_url
     from workers.app import configure
+    from workers.checks import StartupError, check_all
     from workers.logs import configure_json_logging
     from workers.metrics import WorkerMetrics
     from workers.runtime import WorkerRuntime
@@ -39,6 +43,11 @@ def run_worker(args: argparse.Namespace) -> int:
     if settings.log_format == "json":
         configure_json_logging(args.loglevel)
     url, _server = database_url(settings)
+    try:
+        check_all(settings, url, settings.broker_url)
+    except StartupError as exc:
+        raise CliError(str(exc)) from None
+    log.info("startup checks passed: broker, database, object store")
     metrics = WorkerMetrics()
     if settings.metrics_port:
         try:
@@ -67,5 +76,6 @@ def run_worker(args: argparse.Namespace) -> int:
     ]
     if args.hostname:
         argv.append(f"--hostname={args.hostname}")
-    app.worker_main(argv)
-    return 0
+    # app.start, not worker_main: it returns the worker's exit status, which is 1 after an
+    # "Unrecoverable error" (worker_main drops it, and the process would exit 0).
+    return int(app.start(argv) or 0)
