@@ -56,14 +56,19 @@ def run_worker(args: argparse.Namespace) -> int:
             raise CliError(f"cannot serve metrics on port {settings.metrics_port}: {exc}") from exc
     runtime = WorkerRuntime(settings, url, metrics=metrics)
     runtime.model.load()  # refuse to start without weights, before taking any task
+    wait_ms = args.batch_wait_ms or settings.batch_wait_ms
+    options = settings.transport_options(wait_ms)
+    if "visibility_timeout" in options:
+        log.info("broker visibility timeout %s s", options["visibility_timeout"])
     app = configure(
         runtime,
         settings.broker_url,
-        settings.broker_options,
+        options,
         batch_size=args.batch_size or settings.batch_size,
-        batch_wait_s=(args.batch_wait_ms or settings.batch_wait_ms) / 1000.0,
+        batch_wait_s=wait_ms / 1000.0,
         max_retries=settings.max_retries,
         retry_base_s=settings.retry_base_s,
+        batch_time_limit_s=settings.batch_time_limit_s,
     )
     argv = [
         "worker",
