@@ -54,10 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         apply_file()  # sightline.toml fills what the environment leaves unset
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print("sightline: interrupted", file=sys.stderr)
+        _say("sightline: interrupted")
         return 130
     except (CliError, SettingsError) as exc:
-        print(f"sightline: error: {exc}", file=sys.stderr)
+        _say(f"sightline: error: {exc}")
         return 2
     except Exception as exc:  # never a bare traceback; SIGHTLINE_DEBUG=1 shows it
         if os.environ.get("SIGHTLINE_DEBUG"):
@@ -71,11 +71,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             "ReleaseRefused",
         }
         kind = type(exc).__name__
-        print(
-            f"sightline: error: {exc}" if kind in known else f"sightline: {kind}: {exc}",
-            file=sys.stderr,
-        )
+        _say(f"sightline: error: {exc}" if kind in known else f"sightline: {kind}: {exc}")
         return 2 if kind in known else 1
+
+
+def _say(line: str) -> None:
+    """An error line on stderr; a JSON line when SIGHTLINE_LOG_FORMAT=json."""
+    if (os.environ.get("SIGHTLINE_LOG_FORMAT") or "").strip().lower() == "json":
+        from workers.logs import json_line
+
+        line = json_line("ERROR", "sightline", line)
+    print(line, file=sys.stderr)
 
 
 if __name__ == "__main__":

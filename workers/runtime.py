@@ -42,15 +42,37 @@ class StageTimes:
     observe: Callable[[str, float], None] | None = field(default=None, repr=False)
 
     @contextlib.contextmanager
-    def stage(self, name: str):
+    def stage(self, name: str, into: dict[str, float] | None = None):
+        """Time a stage; ``into`` also gets this batch's own milliseconds."""
         t0 = time.perf_counter()
         try:
             yield
         finally:
             seconds = time.perf_counter() - t0
             self.ms[name] = self.ms.get(name, 0.0) + seconds * 1000
+            if into is not None:
+                into[name] = round(into.get(name, 0.0) + seconds * 1000, 1)
             if self.observe:
                 self.observe(name, seconds)
+
+
+def _log_outcome(
+    task: Mapping[str, Any], outcome: str, error: str | None, ms: dict[str, float], batch: int
+) -> None:
+    """One line per photo outcome (tagged, failed, gone, stale): identity, the reason, the
+    batch's stage times in ms and its size."""
+    level = logging.WARNING if outcome in ("failed", "gone") else logging.INFO
+    log.log(
+        level,
+        "%s s3://%s/%s%s",
+        outcome,
+        task.get("bucket"),
+        task.get("key"),
+        f": {error}" if error else "",
+        extra=photo_fields(
+            task, outcome=outcome, error=error, timings_ms=dict(ms), batch_photos=batch
+        ),
+    )
 
 
 class WorkerRuntime:
@@ -110,9 +132,11 @@ class WorkerRuntime:
 
     def _tag_batch(self, tasks: list[Mapping[str, Any]]) -> list[Outcome]:
         self.model.load()
+        started = time.perf_counter()
+        ms: dict[str, float] = {}  # this batch's stage times, for the photo outcome lines
         outcomes: list[Outcome | None] = [None] * len(tasks)
         conn = self.db.get()
-        with self.times.stage("check"), conn, conn.cursor() as cur:
+        with self.times.stage("check", ms), conn, conn.cursor() as cur:
             stale = stale_keys(cur, tasks)  # a newer event already decided these keys
         todo = []
         for i, t in enumerate(tasks):
@@ -120,11 +144,11 @@ class WorkerRuntime:
                 outcomes[i] = "stale"
             else:
                 todo.append(i)
-        with self.times.stage("fetch"):
+        with self.times.stage("fetch", ms):
             fetched = list(self._io.map(lambda i: self._fetch(tasks[i]), todo))
         # On a CPU-only machine decoding and the network share the cores: take turns, each
         # with every core, instead of thrashing. On a GPU decoding overlaps the forward pass.
-        with self.model.cpu_turn(), self.times.stage("decode"):
+        with self.model.cpu_turn(), self.times.stage("decode", ms):
             prepared = list(self._decode_pool.map(self._prepare, fetched))
         items: list[tuple[int, dict[str, Any]]] = []
         ready = [(i, p) for i, p in zip(todo, prepared) if isinstance(p, Prepared)]
@@ -136,35 +160,27 @@ class WorkerRuntime:
             elif isinstance(p, PhotoError):
                 items.append((i, status_item(tasks[i], "failed", str(p))))
         releases = self.live_releases()
-        with self.times.stage("model"):
+        with self.times.stage("model", ms):
             results = infer([p for _, p in ready], self.model, releases)
         items += [(i, tagged_item(tasks[i], r)) for (i, _), r in zip(ready, results)]
-        with self.times.stage("write"), conn, conn.cursor() as cur:
+        with self.times.stage("write", ms), conn, conn.cursor() as cur:
             written = write_photos(cur, [item for _, item in items])
+        errors: dict[int, str | None] = {}
         for (i, item), (_, outcome) in zip(items, written):
             self.metrics.written(item, outcome)
+            errors[i] = item.get("error")
             if outcome.startswith("error: "):
-                log.error(
-                    "write refused for %s/%s: %s",
-                    item["bucket"],
-                    item["key"],
-                    outcome,
-                    extra=photo_fields(item),
-                )
+                errors[i] = f"write refused: {outcome}"
                 outcome = "failed"
-            elif item["status"] != "tagged" and outcome != "stale":
-                log.warning(
-                    "%s s3://%s/%s: %s",
-                    outcome,
-                    item["bucket"],
-                    item["key"],
-                    item["error"],
-                    extra=photo_fields(item),
-                )
             outcomes[i] = outcome
         self.times.photos += len(tasks)
         self.times.batches += 1
-        return [o if o is not None else "failed" for o in outcomes]
+        final = [o if o is not None else "failed" for o in outcomes]
+        ms["total"] = round((time.perf_counter() - started) * 1000, 1)
+        for i, (task, outcome) in enumerate(zip(tasks, final)):
+            if not isinstance(outcome, TransientError):  # a retry logs its own line
+                _log_outcome(task, outcome, errors.get(i), ms, len(tasks))
+        return final
 
     def _fetch(self, task: Mapping[str, Any]) -> bytes | Exception:
         try:
@@ -214,6 +230,7 @@ class WorkerRuntime:
                 extra=photo_fields(task),
             )
             return False
+        _log_outcome(task, "failed", f"gave up after retries: {reason}", {}, 1)
         return True
 
     def record(self, task: Mapping[str, Any], status: str, reason: str | None) -> Outcome:

@@ -70,7 +70,9 @@ def run_worker(args: argparse.Namespace) -> int:
         retry_base_s=settings.retry_base_s,
         batch_time_limit_s=settings.batch_time_limit_s,
     )
-    argv = [
+    # JSON mode: no banner, so that every line the process writes is a JSON log line.
+    argv = ["--quiet"] if settings.log_format == "json" else []
+    argv += [
         "worker",
         f"--queues={args.queues}",
         f"--concurrency={args.concurrency}",
