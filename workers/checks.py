@@ -32,20 +32,32 @@ def check_broker(url: str, options: dict[str, Any], *, timeout_s: float = 10.0) 
 
 
 def check_database(url: str, *, timeout_s: float = 30.0) -> None:
-    """Connect with pgvector and find the schema; raises StartupError."""
+    """Connect with pgvector and find every migration applied; raises StartupError."""
     from workers.db import DatabaseError, connect
 
     try:
         conn = connect(url, timeout_s=timeout_s)
     except DatabaseError as exc:
         raise StartupError(f"database: {exc}") from None
+    from workers.migrate import available
+
     try:
         with conn, conn.cursor() as cur:
-            cur.execute("SELECT to_regclass('photos') IS NOT NULL")
-            if not cur.fetchone()[0]:
-                raise StartupError("database: no sightline schema: run `sightline db upgrade`")
+            cur.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
+            done: set[str] = set()
+            if cur.fetchone()[0]:
+                cur.execute("SELECT version FROM schema_migrations")
+                done = {r[0] for r in cur.fetchall()}
     finally:
         conn.close()
+    if not done:
+        raise StartupError("database: no sightline schema: run `sightline db upgrade`")
+    missing = [m.version for m in available() if m.version not in done]
+    if missing:
+        raise StartupError(
+            f"database: schema is behind this worker (missing {', '.join(missing)}): "
+            "run `sightline db upgrade`"
+        )
 
 
 def check_object_store(endpoint_url: str | None, *, timeout_s: float = 10.0) -> None:
