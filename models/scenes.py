@@ -101,6 +101,21 @@ class SceneMap:
                 raise SceneMapError(f"scene map lists {name!r} twice")
             album = (row.get("album") or "").strip()
             mapping[name] = None if album in ("", DROP) else album
+        return cls.from_albums(mapping, categories, excluded=excluded)
+
+    @classmethod
+    def from_albums(
+        cls,
+        mapping: dict[str, str | None],
+        categories: tuple[str, ...] | None = None,
+        *,
+        excluded: frozenset[str] = frozenset(),
+    ) -> SceneMap:
+        """A map from class name -> album label (None: in no album); every class once.
+
+        Raises SceneMapError for a missing or unknown class.
+        """
+        categories = categories or load_categories()
         missing = [c for c in categories if c not in mapping]
         if missing:
             raise SceneMapError(

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from models.scenes import SceneMap
 from workers.exif import ExifFacts, read_exif
 from workers.inference import SceneLandmarkModel
 from workers.photos import DecodedPhoto, PhotoError, decode
@@ -52,6 +53,12 @@ class TagResult:
         }
 
 
+def album_scores(scene_map: SceneMap, probs: np.ndarray) -> list[list[tuple[str, float]]]:
+    """Album labels per row of (N, classes) probabilities, computed as a re-file does
+    (`workers/retag.py`): the map's sift classes zeroed, the rest renormalised, top 3."""
+    return scene_map.album_scores(scene_map.renormalise(probs), k=3)
+
+
 @dataclass(frozen=True)
 class Prepared:
     """A decoded photo and its EXIF: the CPU/I-O half of tagging, done off the model."""
@@ -71,15 +78,19 @@ def infer(
     prepared: list[Prepared],
     model: SceneLandmarkModel,
     releases: Sequence[LiveRelease] = (),
+    scene_map: SceneMap | None = None,
 ) -> list[TagResult]:
-    """One forward pass for the batch, then scene map and landmark matches per photo."""
+    """One forward pass for the batch, then scene map and landmark matches per photo.
+
+    ``scene_map``: the map in force to file albums by (default: the model's own).
+    """
     if not prepared:
         return []
     probs, embs = model.predict([p.photo.crop for p in prepared])
     meta, sm = model.meta, model.scene_map
     assert meta is not None and sm is not None
     scenes = sm.top_classes(probs, k=5)
-    albums = sm.album_scores(probs, k=3)
+    albums = album_scores(scene_map or sm, probs)
     indoor = sm.indoor_probability(probs)
     gps = np.array(
         [p.exif.gps if p.exif.gps else (np.nan, np.nan) for p in prepared], dtype=np.float64

@@ -205,7 +205,7 @@ def retag_scenes(
                     )
                 probs = np.asarray([r[1] for r in rows], dtype=np.float32)
                 # As at serving: the map's sift classes get nothing, the rest sum to 1.
-                albums = scene_map.album_scores(scene_map.renormalise(probs), k=k)
+                albums = scene_map.album_scores(scene_map.renormalise(probs), k=k)  # as serving
                 cur.execute("DELETE FROM photo_albums WHERE photo_id = ANY(%s)", (ids,))
                 execute_values(
                     cur,

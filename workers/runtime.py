@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import psycopg2
 
 from workers.db import ThreadConnections
@@ -21,8 +22,9 @@ from workers.inference import SceneLandmarkModel
 from workers.logs import photo_fields
 from workers.metrics import WorkerMetrics
 from workers.photos import PhotoError
-from workers.pipeline import Prepared, infer, prepare
+from workers.pipeline import Prepared, album_scores, infer, prepare
 from workers.releases import LiveRelease, LiveReleases
+from workers.scenemaps import LiveSceneMap, in_force, install
 from workers.settings import Settings
 from workers.store import stale_keys, status_item, tagged_item, write_photos
 
@@ -99,6 +101,7 @@ class WorkerRuntime:
         self._s3: Any = None
         self.db = ThreadConnections(database_url, timeout_s=settings.db_timeout_s)
         self.releases = LiveReleases()
+        self._scene_maps: LiveSceneMap | None = None
 
     # ------------------------------------------------------------------ clients
     @property
@@ -111,6 +114,36 @@ class WorkerRuntime:
         """The releases new photos are matched against (re-read every 30 s at most)."""
         mine = self.model.meta.model_version if self.model.meta else None
         return self.releases.get(self.db.get(), mine)
+
+    @property
+    def scene_maps(self) -> LiveSceneMap:
+        if self._scene_maps is None:
+            self.model.load()
+            meta = self.model.meta
+            assert meta is not None
+            self._scene_maps = LiveSceneMap(meta.categories, frozenset(meta.excluded))
+        return self._scene_maps
+
+    def scene_map_in_force(self) -> tuple[int | None, Any]:
+        """(version, SceneMap) new photos are filed by; (None, None): none stored, the
+        model's own map is used."""
+        return self.scene_maps.get(self.db.get())
+
+    def install_scene_map(self, conn: Any, source: str) -> int:
+        """At start: install this worker's map when none is in force (the first worker
+        of a fleet); returns the version in force, which may be another's."""
+        self.model.load()
+        assert self.model.scene_map is not None
+        version = install(conn, self.model.scene_map, source, only_if_none=True)
+        with conn, conn.cursor() as cur:
+            self.scene_maps.refresh(cur, version)
+        if self.scene_maps.scene_map != self.model.scene_map:
+            log.warning(
+                "scene map %d is in force: new photos are filed by it, not by this worker's "
+                "SIGHTLINE_SCENE_MAP/SIGHTLINE_SIFT (`sightline retag --scene-map` changes it)",
+                version,
+            )
+        return version
 
     # ------------------------------------------------------------------ tasks
     def tag_batch(self, tasks: list[Mapping[str, Any]]) -> list[Outcome]:
@@ -160,10 +193,15 @@ class WorkerRuntime:
             elif isinstance(p, PhotoError):
                 items.append((i, status_item(tasks[i], "failed", str(p))))
         releases = self.live_releases()
+        _, scene_map = self.scene_map_in_force()
         with self.times.stage("model", ms):
-            results = infer([p for _, p in ready], self.model, releases)
+            results = infer([p for _, p in ready], self.model, releases, scene_map)
         items += [(i, tagged_item(tasks[i], r)) for (i, _), r in zip(ready, results)]
         with self.times.stage("write", ms), conn, conn.cursor() as cur:
+            # The map in force, locked until these rows commit: if another was installed
+            # since, file these photos by it (an install's re-file may have passed them).
+            if self.scene_maps.refresh(cur, in_force(cur, lock=True)):
+                self._refile([item for _, item in items])
             written = write_photos(cur, [item for _, item in items])
         errors: dict[int, str | None] = {}
         for (i, item), (_, outcome) in zip(items, written):
@@ -181,6 +219,15 @@ class WorkerRuntime:
             if not isinstance(outcome, TransientError):  # a retry logs its own line
                 _log_outcome(task, outcome, errors.get(i), ms, len(tasks))
         return final
+
+    def _refile(self, items: list[dict[str, Any]]) -> None:
+        tagged = [item for item in items if item["status"] == "tagged"]
+        sm = self.scene_maps.scene_map or self.model.scene_map
+        if not tagged or sm is None:
+            return
+        probs = np.asarray([item["scene_probs"] for item in tagged], dtype=np.float32)
+        for item, albums in zip(tagged, album_scores(sm, probs)):
+            item["albums"] = [[a, s] for a, s in albums]
 
     def _fetch(self, task: Mapping[str, Any]) -> bytes | Exception:
         try:

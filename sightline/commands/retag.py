@@ -29,6 +29,7 @@ def retag(args: argparse.Namespace) -> int:
     from workers.db import connect
     from workers.releases import ReleaseRefused
     from workers.retag import retag_release, retag_scenes
+    from workers.scenemaps import install
     from workers.settings import Settings
 
     if not args.release and not args.scene_map:
@@ -60,8 +61,12 @@ def retag(args: argparse.Namespace) -> int:
             )
             out["release"] = summary.to_json()
         if scene_map is not None:
+            # In force first, then the re-file: workers file new photos by it from now on
+            # (their writes check the version in force), the re-file does the photos before.
+            version = install(conn, scene_map, f"retag --scene-map {args.scene_map}")
             out["scene_map"] = {
-                "photos": retag_scenes(conn, scene_map, progress=not args.no_progress)
+                "version": version,
+                "photos": retag_scenes(conn, scene_map, progress=not args.no_progress),
             }
     except ReleaseRefused as exc:
         raise CliError(str(exc)) from None
@@ -76,5 +81,6 @@ def retag(args: argparse.Namespace) -> int:
             f"{r['photos_per_s']} photos/s; status {r['status']}"
         )
     if not args.json and "scene_map" in out:
-        print(f"scene map: {out['scene_map']['photos']} photos re-filed")
+        m = out["scene_map"]
+        print(f"scene map {m['version']} in force: {m['photos']} photos re-filed")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 
 from handlers.contract import QUEUES
 from sightline.cli import CliError
@@ -32,6 +33,7 @@ def run_worker(args: argparse.Namespace) -> int:
     from sightline.embedded import database_url
     from workers.app import configure
     from workers.checks import StartupError, check_all
+    from workers.db import connect
     from workers.logs import configure_json_logging
     from workers.metrics import WorkerMetrics
     from workers.runtime import WorkerRuntime
@@ -56,6 +58,13 @@ def run_worker(args: argparse.Namespace) -> int:
             raise CliError(f"cannot serve metrics on port {settings.metrics_port}: {exc}") from exc
     runtime = WorkerRuntime(settings, url, metrics=metrics)
     runtime.model.load()  # refuse to start without weights, before taking any task
+    conn = connect(url, timeout_s=settings.db_timeout_s)
+    try:
+        source = f"worker {args.hostname or socket.gethostname()}"
+        version = runtime.install_scene_map(conn, source)
+    finally:
+        conn.close()
+    log.info("filing photos by scene map %d", version)
     wait_ms = args.batch_wait_ms or settings.batch_wait_ms
     options = settings.transport_options(wait_ms)
     if "visibility_timeout" in options:
