@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import socket
 
 from handlers.contract import QUEUES
@@ -34,6 +35,7 @@ def run_worker(args: argparse.Namespace) -> int:
     from workers.app import configure
     from workers.checks import StartupError, check_all
     from workers.db import connect
+    from workers.heartbeat import Heartbeat
     from workers.logs import configure_json_logging
     from workers.metrics import WorkerMetrics
     from workers.runtime import WorkerRuntime
@@ -92,6 +94,21 @@ def run_worker(args: argparse.Namespace) -> int:
     ]
     if args.hostname:
         argv.append(f"--hostname={args.hostname}")
-    # app.start, not worker_main: it returns the worker's exit status, which is 1 after an
-    # "Unrecoverable error" (worker_main drops it, and the process would exit 0).
-    return int(app.start(argv) or 0)
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
+    heartbeat = Heartbeat(
+        url,
+        args.hostname or f"sightline@{socket.gethostname()}:{os.getpid()}",
+        queues,
+        lambda: {
+            "model_version": runtime.model.meta.model_version if runtime.model.meta else None,
+            "scene_map_version": runtime.scene_maps.version,
+            "releases": [r.version for r in runtime.releases.current()],
+        },
+    )
+    heartbeat.start()
+    try:
+        # app.start, not worker_main: it returns the worker's exit status, which is 1 after
+        # an "Unrecoverable error" (worker_main drops it, and the process would exit 0).
+        return int(app.start(argv) or 0)
+    finally:
+        heartbeat.stop()
