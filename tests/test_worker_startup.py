@@ -3,9 +3,11 @@ store stops before it says ready, in one line, with a non-zero status."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from tests.support import run_cli, worker_env
+from tests.support import AMQP_URL, run_cli, worker_env
 
 
 @pytest.mark.slow
@@ -46,3 +48,27 @@ def test_dead_object_store_exits_non_zero(db_url, redis_url) -> None:
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("sightline: error: object store http://127.0.0.1:1: ")
+
+
+@pytest.mark.slow
+def test_celery_unrecoverable_error_exits_1(db_url, moto_endpoint) -> None:
+    """Past the startup checks, Celery's own "Unrecoverable error" (here RabbitMQ refusing a
+    queue named with its reserved amq. prefix) ends the process with status 1, not 0; in JSON
+    mode that error is a JSON line too."""
+    env = worker_env(db_url, AMQP_URL, moto_endpoint, SIGHTLINE_LOG_FORMAT="json")
+    result = run_cli("worker", "--queues=amq.sightline-test", env=env, timeout=120)
+    assert result.returncode == 1, result.stderr[-2000:]
+    lines = [json.loads(x) for x in result.stderr.splitlines()]
+    assert any(x["message"].startswith("Unrecoverable error: AccessRefused") for x in lines)
+
+
+@pytest.mark.slow
+def test_startup_error_is_a_json_line_in_json_mode(redis_url, moto_endpoint) -> None:
+    env = worker_env(
+        "postgresql://nobody@127.0.0.1:1/none", redis_url, moto_endpoint,
+        SIGHTLINE_LOG_FORMAT="json",
+    )  # fmt: skip
+    result = run_cli("worker", env=env, timeout=120)
+    assert result.returncode == 2
+    (line,) = [json.loads(x) for x in result.stderr.splitlines()]
+    assert line["level"] == "ERROR" and line["message"].startswith("sightline: error: database")

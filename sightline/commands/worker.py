@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import socket
+from typing import Any
 
 from handlers.contract import QUEUES
 from sightline.cli import CliError
@@ -107,8 +108,25 @@ def run_worker(args: argparse.Namespace) -> int:
     )
     heartbeat.start()
     try:
-        # app.start, not worker_main: it returns the worker's exit status, which is 1 after
-        # an "Unrecoverable error" (worker_main drops it, and the process would exit 0).
-        return int(app.start(argv) or 0)
+        return _run_celery(app, argv)
     finally:
         heartbeat.stop()
+
+
+def _run_celery(app: Any, argv: list[str]) -> int:
+    """Run the Celery worker; its exit status: 1 after an "Unrecoverable error" (a broker
+    refusing a queue, a crash in a bootstep). Celery records it on the worker object and
+    ``worker_main``/``app.start`` drop it, so the process would exit 0."""
+    from celery.signals import worker_init
+
+    workers: list[Any] = []
+
+    def keep(sender: Any, **_: Any) -> None:
+        workers.append(sender)
+
+    worker_init.connect(keep, weak=False)
+    try:
+        app.start(argv)
+    finally:
+        worker_init.disconnect(keep)
+    return int(workers[-1].exitcode or 0) if workers else 1
