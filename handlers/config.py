@@ -29,6 +29,8 @@ from handlers.rules import OwnerRule
 BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp", "sqs", "memory")
 DATABASE_SCHEMES = ("postgresql", "postgres")
 
+# What a settings file may set: ours, the two URLs, and boto3's.
+_SETTING = re.compile(r"^(SIGHTLINE_\w+|DATABASE_URL|CELERY_BROKER_URL|AWS_\w+)$")
 # Names whose values are secrets whatever they hold.
 _SECRET = re.compile(r"TOKEN|SECRET|PASSWORD|SESSION", re.IGNORECASE)
 
@@ -65,7 +67,8 @@ def config_path(env: Mapping[str, str] | None = None) -> Path | None:
 
 def load_toml(path: Path) -> dict[str, str]:
     """The file's settings as environment-style strings (upper-case names; tables as JSON,
-    booleans as 1/0). Raises SettingsError for a file that is not TOML or nests deeper."""
+    booleans as 1/0). Raises SettingsError for a file that is not TOML or a key that is not
+    a setting's name (``batch_size`` for SIGHTLINE_BATCH_SIZE would otherwise be ignored)."""
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -73,6 +76,11 @@ def load_toml(path: Path) -> dict[str, str]:
     out = {}
     for key, value in data.items():
         name = key.upper()
+        if not _SETTING.match(name):
+            raise SettingsError(
+                f"settings file {path}: unknown setting {key!r} (keys are environment "
+                "variable names: SIGHTLINE_*, DATABASE_URL, CELERY_BROKER_URL, AWS_*)"
+            )
         if isinstance(value, bool):
             out[name] = "1" if value else "0"
         elif isinstance(value, dict | list):
@@ -136,9 +144,7 @@ def check_url(name: str, value: str | None, schemes: tuple[str, ...]) -> str | N
             f"{name}={mask(name, value)} is not a URL: give a scheme, e.g. {schemes[0]}://..."
         )
     if scheme not in schemes:
-        raise SettingsError(
-            f"{name}: unknown scheme {scheme!r} (one of {', '.join(schemes)})"
-        )
+        raise SettingsError(f"{name}: unknown scheme {scheme!r} (one of {', '.join(schemes)})")
     return value
 
 

@@ -32,12 +32,14 @@ def test_file_env_and_default_sources_with_secrets_masked(tmp_path) -> None:
         'CELERY_BROKER_URL = "redis://127.0.0.1:6379/3"\n'
         "SIGHTLINE_BATCH_SIZE = 8\n"
         'sightline_webhook_token = "s3cr3t"\n'
+        'aws_secret_access_key = "k3y"\n'
         "[sightline_broker_options]\nvisibility_timeout = 120\n",
         SIGHTLINE_BATCH_SIZE="4",
         DATABASE_URL="",
         CELERY_BROKER_URL="",
         SIGHTLINE_WEBHOOK_TOKEN="",
         SIGHTLINE_BROKER_OPTIONS="",
+        AWS_SECRET_ACCESS_KEY="",
     )
     s = out["by_name"]
     assert out["file"] == str(tmp_path / "sightline.toml")
@@ -53,17 +55,34 @@ def test_file_env_and_default_sources_with_secrets_masked(tmp_path) -> None:
         "wide_resnet50_2",
         "default",
     )
-    assert "hunter2" not in json.dumps(out) and "s3cr3t" not in json.dumps(out)
+    assert s["AWS_SECRET_ACCESS_KEY"] == {
+        "name": "AWS_SECRET_ACCESS_KEY",
+        "value": "***",
+        "source": "file",
+    }
+    for secret in ("hunter2", "s3cr3t", '"k3y"'):
+        assert secret not in json.dumps(out)
 
 
 def test_environment_overrides_the_file(tmp_path) -> None:
     """apply_file fills only what the environment leaves unset."""
     (tmp_path / "s.toml").write_text(
-        'SIGHTLINE_ARCH = "tiny"\nsightline_device = "cpu"\nx = true\n'
+        'SIGHTLINE_ARCH = "tiny"\nsightline_device = "cpu"\nsightline_x = true\n'
     )
     env = {"SIGHTLINE_CONFIG": str(tmp_path / "s.toml"), "SIGHTLINE_DEVICE": "cuda"}
     assert apply_file(env) == tmp_path / "s.toml"
-    assert env["SIGHTLINE_ARCH"] == "tiny" and env["SIGHTLINE_DEVICE"] == "cuda" and env["X"] == "1"
+    assert (env["SIGHTLINE_ARCH"], env["SIGHTLINE_DEVICE"], env["SIGHTLINE_X"]) == (
+        "tiny",
+        "cuda",
+        "1",
+    )
+
+
+def test_a_key_that_is_no_setting_is_refused(tmp_path) -> None:
+    """A key without its variable's prefix would be silently ignored: it is refused."""
+    (tmp_path / "s.toml").write_text("batch_size = 8\n")
+    with pytest.raises(SettingsError, match="unknown setting 'batch_size'"):
+        apply_file({"SIGHTLINE_CONFIG": str(tmp_path / "s.toml")})
 
 
 def test_missing_or_broken_file_is_refused(tmp_path) -> None:
@@ -90,7 +109,9 @@ def test_broker_url_messages(value, message) -> None:
 def test_good_urls_pass_and_passwords_are_masked() -> None:
     assert check_broker_url("amqp://svc:pw@rabbit:5672//") == "amqp://svc:pw@rabbit:5672//"
     assert check_url("DATABASE_URL", "postgresql://postgres:@/postgres?host=/tmp", ("postgresql",))
-    assert mask("CELERY_BROKER_URL", "amqp://svc:pw@rabbit:5672//") == "amqp://svc:***@rabbit:5672//"
+    assert (
+        mask("CELERY_BROKER_URL", "amqp://svc:pw@rabbit:5672//") == "amqp://svc:***@rabbit:5672//"
+    )
     assert mask("DATABASE_URL", "postgresql://h/db") == "postgresql://h/db"
 
 

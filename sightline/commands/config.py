@@ -17,7 +17,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def config_show(args: argparse.Namespace) -> int:
     import os
 
-    from handlers.config import HANDLER_DEFAULTS, HandlerConfig, config_path, mask, source
+    from handlers.config import (
+        FROM_FILE,
+        HANDLER_DEFAULTS,
+        HandlerConfig,
+        config_path,
+        mask,
+        source,
+    )
     from workers.settings import WORKER_DEFAULTS, Settings
 
     Settings.from_env()  # the same checks a worker runs at start: a bad value exits 2
@@ -25,7 +32,10 @@ def config_show(args: argparse.Namespace) -> int:
     path = config_path()
     file = str(path) if path else None
     rows = []
-    for name, default in {**WORKER_DEFAULTS, **HANDLER_DEFAULTS}.items():
+    known = {**WORKER_DEFAULTS, **HANDLER_DEFAULTS}
+    # Others the file set (AWS_* for boto3, settings read elsewhere) are shown too.
+    known.update({name: None for name in sorted(FROM_FILE) if name not in known})
+    for name, default in known.items():
         where = source(name)
         value = default if where == "default" else os.environ.get(name)
         rows.append({"name": name, "value": mask(name, value), "source": where})
