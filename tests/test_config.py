@@ -55,6 +55,9 @@ def test_file_env_and_default_sources_with_secrets_masked(tmp_path) -> None:
         "wide_resnet50_2",
         "default",
     )
+    # The file's broker options win over the derived visibility timeout; the sweep stays.
+    options = out["derived"]["broker_transport_options"]
+    assert options["visibility_timeout"] == 120 and options["unacked_restore_interval"] >= 1
     assert s["AWS_SECRET_ACCESS_KEY"] == {
         "name": "AWS_SECRET_ACCESS_KEY",
         "value": "***",

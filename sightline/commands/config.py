@@ -27,8 +27,10 @@ def config_show(args: argparse.Namespace) -> int:
     )
     from workers.settings import WORKER_DEFAULTS, Settings
 
-    Settings.from_env()  # the same checks a worker runs at start: a bad value exits 2
+    settings = Settings.from_env()  # the checks a worker runs at start: a bad value exits 2
     HandlerConfig.from_env()
+    # What the worker derives from these (docs/operations.md, "Many GPU workers").
+    derived = {"broker_transport_options": settings.transport_options()}
     path = config_path()
     file = str(path) if path else None
     rows = []
@@ -40,11 +42,12 @@ def config_show(args: argparse.Namespace) -> int:
         value = default if where == "default" else os.environ.get(name)
         rows.append({"name": name, "value": mask(name, value), "source": where})
     if args.json:
-        print(json.dumps({"file": file, "settings": rows}))
+        print(json.dumps({"file": file, "settings": rows, "derived": derived}))
         return 0
     print(f"settings file: {file or 'none'}")
     width = max(len(r["name"]) for r in rows)
     for r in rows:
         value = "(unset)" if r["value"] is None else r["value"]
         print(f"  {r['name']:{width}}  {r['source']:7}  {value}")
+    print(f"derived: broker transport options {json.dumps(derived['broker_transport_options'])}")
     return 0
