@@ -5,9 +5,9 @@ handler and the worker read first (``load_toml``/``apply_file``), with the URL c
 A setting's value comes from, in order: the environment, then ``sightline.toml``, then the
 default. The file is looked up at ``$SIGHTLINE_CONFIG`` (which must exist), else
 ``./sightline.toml``, else ``$XDG_CONFIG_HOME/sightline/sightline.toml`` (by default
-``~/.config/sightline/sightline.toml``). Its keys are the environment variables' names, in
-either case (``database_url = "postgresql://..."``); a table becomes JSON
-(``SIGHTLINE_BROKER_OPTIONS``).
+``~/.config/sightline/sightline.toml``); ``SIGHTLINE_CONFIG=none`` reads none. Its keys are
+the environment variables' names, in either case (``database_url = "postgresql://..."``);
+a table becomes JSON (``SIGHTLINE_BROKER_OPTIONS``).
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ def config_path(env: Mapping[str, str] | None = None) -> Path | None:
     names a file that does not exist."""
     env = os.environ if env is None else env
     named = env.get("SIGHTLINE_CONFIG")
+    if named and named.strip().lower() == "none":
+        return None  # no file, whatever lies around (tests, a one-off run)
     if named:
         if not Path(named).is_file():
             raise SettingsError(f"SIGHTLINE_CONFIG={named}: no such file")

@@ -88,6 +88,21 @@ def test_a_key_that_is_no_setting_is_refused(tmp_path) -> None:
         apply_file({"SIGHTLINE_CONFIG": str(tmp_path / "s.toml")})
 
 
+def test_lookup_order_and_none(tmp_path, monkeypatch) -> None:
+    """./sightline.toml first, then $XDG_CONFIG_HOME/sightline/; SIGHTLINE_CONFIG=none: none."""
+    from handlers.config import config_path
+
+    xdg = tmp_path / "xdg" / "sightline"
+    xdg.mkdir(parents=True)
+    (xdg / "sightline.toml").write_text("")
+    monkeypatch.chdir(tmp_path)
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    assert config_path(env) == xdg / "sightline.toml"
+    (tmp_path / "sightline.toml").write_text("")
+    assert config_path(env).resolve() == (tmp_path / "sightline.toml").resolve()
+    assert config_path({**env, "SIGHTLINE_CONFIG": "none"}) is None
+
+
 def test_missing_or_broken_file_is_refused(tmp_path) -> None:
     with pytest.raises(SettingsError, match="no such file"):
         apply_file({"SIGHTLINE_CONFIG": str(tmp_path / "nope.toml")})
@@ -143,7 +158,11 @@ def test_good_urls_pass_and_passwords_are_masked() -> None:
 )
 def test_worker_refuses_bad_settings_in_one_line(variable, value, message) -> None:
     """A worker with a bad URL or value stops before doing anything: one line, status 2."""
-    env = {"CELERY_BROKER_URL": "redis://127.0.0.1:1/0", "SIGHTLINE_CONFIG": "", variable: value}
+    env = {
+        "CELERY_BROKER_URL": "redis://127.0.0.1:1/0",
+        "SIGHTLINE_CONFIG": "none",
+        variable: value,
+    }
     result = run_cli("worker", env=env, timeout=60)
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines() == [f"sightline: error: {message}"]
