@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from handlers.config import HandlerConfig
+from handlers.config import HandlerConfig, apply_file
 from handlers.core import Publisher, handle
 from handlers.rules import OPAQUE_KEYS_DEFAULT, OwnerRule
 
@@ -156,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.server == "uvicorn":
         return _serve_uvicorn(args)
     try:
+        apply_file()  # sightline.toml fills what the environment leaves unset
         config = HandlerConfig.from_env()
         if not config.broker_url:
             raise ValueError("CELERY_BROKER_URL is not set")

@@ -114,6 +114,27 @@ class SceneMap:
             cell = (row.get("threshold") or "").strip()
             if cell:
                 _add_threshold(thresholds, name, mapping[name], cell)
+        return cls.from_albums(mapping, categories, excluded=excluded, thresholds=thresholds)
+
+    @classmethod
+    def from_albums(
+        cls,
+        mapping: dict[str, str | None],
+        categories: tuple[str, ...] | None = None,
+        *,
+        excluded: frozenset[str] = frozenset(),
+        thresholds: dict[str, float] | None = None,
+    ) -> SceneMap:
+        """A map from class name -> album label (None: in no album); every class once;
+        ``thresholds``: album label -> summed probability a photo needs to join it.
+
+        Raises SceneMapError for a missing or unknown class, or a threshold of no album.
+        """
+        categories = categories or load_categories()
+        thresholds = dict(thresholds or {})
+        stray = sorted(set(thresholds) - {a for a in mapping.values() if a})
+        if stray:
+            raise SceneMapError(f"scene map has thresholds for no album: {', '.join(stray[:3])}")
         missing = [c for c in categories if c not in mapping]
         if missing:
             raise SceneMapError(

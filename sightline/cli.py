@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "jobs",
     "purge",
     "status",
+    "config",
     "bench",
 )
 
@@ -49,15 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from handlers.config import SettingsError, apply_file
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        apply_file()  # sightline.toml fills what the environment leaves unset
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print("sightline: interrupted", file=sys.stderr)
+        _say("sightline: interrupted")
         return 130
-    except CliError as exc:
-        print(f"sightline: error: {exc}", file=sys.stderr)
+    except (CliError, SettingsError) as exc:
+        _say(f"sightline: error: {exc}")
         return 2
     except Exception as exc:  # never a bare traceback; SIGHTLINE_DEBUG=1 shows it
         if os.environ.get("SIGHTLINE_DEBUG"):
@@ -72,11 +76,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             "JobError",
         }
         kind = type(exc).__name__
-        print(
-            f"sightline: error: {exc}" if kind in known else f"sightline: {kind}: {exc}",
-            file=sys.stderr,
-        )
+        _say(f"sightline: error: {exc}" if kind in known else f"sightline: {kind}: {exc}")
         return 2 if kind in known else 1
+
+
+def _say(line: str) -> None:
+    """An error line on stderr; a JSON line when SIGHTLINE_LOG_FORMAT=json."""
+    if (os.environ.get("SIGHTLINE_LOG_FORMAT") or "").strip().lower() == "json":
+        from workers.logs import json_line
+
+        line = json_line("ERROR", "sightline", line)
+    print(line, file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -68,10 +68,55 @@ def releases(cur: Any) -> list[dict[str, Any]]:
     ]
 
 
+def live_workers(cur: Any, within_s: float) -> list[dict[str, Any]]:
+    """Workers whose heartbeat row was written in the last ``within_s`` seconds."""
+    cur.execute("SELECT to_regclass('worker_heartbeats') IS NOT NULL")
+    if not cur.fetchone()[0]:
+        return []
+    cur.execute(
+        "SELECT hostname, pid, model_version, scene_map_version, queues, releases,"
+        " started_at, extract(epoch FROM now() - seen_at) FROM worker_heartbeats"
+        " WHERE seen_at > now() - make_interval(secs => %s) ORDER BY hostname",
+        (within_s,),
+    )
+    return [
+        {
+            "hostname": host,
+            "pid": pid,
+            "model_version": model,
+            "scene_map_version": scene_map,
+            "queues": list(queues),
+            "releases": list(rels),
+            "started_at": started.isoformat(),
+            "seen_s_ago": round(float(ago), 1),
+        }
+        for host, pid, model, scene_map, queues, rels, started, ago in cur.fetchall()
+    ]
+
+
+def scene_map(cur: Any) -> dict[str, Any] | None:
+    """The scene map in force: version, where it came from, since when."""
+    cur.execute("SELECT to_regclass('scene_map_in_force') IS NOT NULL")
+    if not cur.fetchone()[0]:
+        return None
+    cur.execute(
+        "SELECT f.version, m.source, f.since FROM scene_map_in_force f"
+        " JOIN scene_maps m USING (version)"
+    )
+    row = cur.fetchone()
+    return (
+        None if row is None else {"version": row[0], "source": row[1], "since": row[2].isoformat()}
+    )
+
+
 def database_report(cur: Any, *, failures: int = 10) -> dict[str, Any]:
     """Everything `sightline status` reads from Postgres, as one JSON-able dict."""
+    from workers.heartbeat import HEARTBEAT_S
+
     rel = releases(cur)
     return {
+        "workers": live_workers(cur, 3 * HEARTBEAT_S),
+        "scene_map": scene_map(cur),
         "photos": photo_counts(cur),
         "failure_reasons": failure_reasons(cur),
         "last_failures": last_failures(cur, failures),

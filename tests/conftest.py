@@ -22,6 +22,8 @@ from workers.db import connect
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+# No sightline.toml lying around (./, ~/.config) changes what the tests run with.
+os.environ.setdefault("SIGHTLINE_CONFIG", "none")
 
 
 @pytest.fixture(scope="session")

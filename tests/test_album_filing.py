@@ -78,7 +78,12 @@ def test_thresholds_move_photos_between_albums_with_no_network(db, db_url, tmp_p
     loose = _map(tmp_path, "loose.csv", {"forest": 0.4, beach: 0.4})
     r = run_cli("retag", "--scene-map", str(loose), "--no-progress", "--json", env=env)
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["scene_map"] == {"photos": 3, "max_albums": 3, "thresholds": 2}
+    out = json.loads(r.stdout)["scene_map"]
+    assert out == {"version": 1, "photos": 3, "max_albums": 3, "thresholds": 2}
+    with db, db.cursor() as cur:  # the map in force, which workers file by, keeps them
+        cur.execute("SELECT m.thresholds FROM scene_maps m JOIN scene_map_in_force f USING "
+                    "(version)")  # fmt: skip
+        assert cur.fetchone()[0] == {"forest": 0.4, beach: 0.4}
     assert _filed(db) == {"forest": {"both.jpg", "forest.jpg"}, beach: {"both.jpg", "beach.jpg"}}
 
     strict = _map(tmp_path, "strict.csv", {"forest": 0.6, beach: 0.4})

@@ -146,7 +146,8 @@ def test_worker_serves_metrics_and_logs_json(
     bucket, db, db_url, redis_url, moto_endpoint, tmp_path
 ) -> None:
     """`sightline worker` with SIGHTLINE_METRICS_PORT serves /metrics counting what it did,
-    and with SIGHTLINE_LOG_FORMAT=json logs a failed photo as JSON with its identity."""
+    and with SIGHTLINE_LOG_FORMAT=json writes nothing but JSON lines, Celery's included: one
+    per photo outcome with its identity, reason and timings."""
     from celery import Celery
 
     s3, name = bucket
@@ -195,11 +196,21 @@ def test_worker_serves_metrics_and_logs_json(
         assert samples[("sightline_stage_seconds_count", (("stage", "model"),))] >= 1
     finally:
         stop_worker(worker)
-    lines = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
-    assert lines, log.read_text()[-2000:]
+    assert worker.returncode == 0
+    text = log.read_text()
+    # Every line the worker wrote, Celery's own (start, ready, shutdown) included, is JSON.
+    lines = [json.loads(x) for x in text.splitlines()]
+    assert any(x["logger"].startswith("celery") for x in lines), text[-2000:]
+    assert any("UNTRAINED" in x["message"] for x in lines)
     failed = [x for x in lines if x.get("key") == "users/alice/bad.jpg"]
-    assert failed and failed[0]["bucket"] == name and failed[0]["owner"] == "alice"
-    assert failed[0]["level"] == "WARNING"
+    assert len(failed) == 1 and failed[0]["bucket"] == name and failed[0]["owner"] == "alice"
+    assert failed[0]["level"] == "WARNING" and failed[0]["outcome"] == "failed"
+    assert failed[0]["error"]
+    (tagged,) = [x for x in lines if x.get("key") == "users/alice/ok.jpg"]
+    assert tagged["outcome"] == "tagged" and tagged["level"] == "INFO"
+    assert tagged["batch_photos"] >= 1
+    assert {"check", "fetch", "decode", "model", "write", "total"} <= set(tagged["timings_ms"])
+    assert tagged["timings_ms"]["total"] >= tagged["timings_ms"]["model"] > 0
 
 
 @pytest.mark.slow
@@ -215,5 +226,5 @@ def test_bad_observability_settings_are_one_line_errors(variable, value, message
     result = run_cli(
         "worker", env={variable: value, "CELERY_BROKER_URL": "redis://127.0.0.1:1/0"}, timeout=60
     )
-    assert result.returncode != 0
-    assert result.stderr.strip().splitlines() == [f"sightline: {message}, got {value!r}"]
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"sightline: error: {message}, got {value!r}"]

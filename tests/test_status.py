@@ -92,6 +92,58 @@ def test_status_json_reports_photos_failures_release_and_redis_queues(db, db_url
     queues = report["queues"]
     assert queues["kind"] == "redis" and queues["error"] is None
     assert queues["depths"] == {"tag": 3, "maintenance": 1}
+    assert queues["in_flight"] == {"tag": 0, "maintenance": 0}
+    assert report["workers"] == [] and report["scene_map"] is None
+
+
+@pytest.mark.slow
+def test_status_shows_in_flight_oldest_waiting_and_live_workers(
+    db, db_url, redis_url, moto_endpoint, tmp_path
+):
+    """A worker holding a batch open: its photos count in flight, not ready; the oldest
+    waiting photo is aged from its event time; the worker is listed with its model, scene
+    map version and queues, and leaves the list when it stops."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.support import start_worker, stop_worker, wait_for, worker_env
+
+    env = worker_env(db_url, redis_url, moto_endpoint)
+    worker = start_worker(
+        env, "--queues=tag", "--batch-size=100", "--batch-wait-ms=120000", log=tmp_path / "w.log"
+    )
+    sender = Celery(broker=redis_url, set_as_current=False)
+    status_env = {"DATABASE_URL": db_url, "CELERY_BROKER_URL": redis_url}
+    try:
+        wait_for(lambda: "ready." in (tmp_path / "w.log").read_text(), timeout=90, what="ready")
+        for key in ["a.jpg", "b.jpg", "c.jpg"]:
+            sender.send_task("sightline.tag", kwargs=_task(key), queue="tag")
+
+        def held() -> dict | None:
+            out = run_cli("status", "--json", env=status_env)
+            report = json.loads(out.stdout)
+            return report if report["queues"]["in_flight"]["tag"] == 3 else None
+
+        report = wait_for(held, timeout=60, what="three photos in flight")
+        assert report["queues"]["depths"]["tag"] == 0
+        (w,) = report["workers"]
+        assert w["model_version"] == "untrained-tiny-seed0" and w["queues"] == ["tag"]
+        assert w["scene_map_version"] == report["scene_map"]["version"] == 1
+        # Waiting in the maintenance queue (no worker reads it): the oldest is 90 s old.
+        old = (datetime.now(UTC) - timedelta(seconds=90)).isoformat()
+        sender.send_task(
+            "sightline.forget", kwargs={**_task("e.jpg"), "event_time": old}, queue="maintenance"
+        )
+        sender.send_task("sightline.forget", kwargs=_task("d.jpg"), queue="maintenance")
+        report = json.loads(run_cli("status", "--json", env=status_env).stdout)
+        oldest = report["queues"]["oldest_waiting"]
+        assert (oldest["queue"], oldest["key"]) == ("maintenance", "e.jpg")  # the next out
+        assert 90 <= oldest["age_s"] < 150
+        text = run_cli("status", env=status_env).stdout
+        assert "  tag                     0            3" in text.splitlines()
+    finally:
+        stop_worker(worker)
+    report = json.loads(run_cli("status", "--json", env=status_env).stdout)
+    assert report["workers"] == []  # a clean stop removes its row
 
 
 @pytest.mark.slow
@@ -105,7 +157,9 @@ def test_status_text_is_readable(db, db_url, redis_url):
     assert any(
         line.startswith("active release  r1 (model m1, 2 landmarks, 3 centroids") for line in lines
     )
-    assert "  tag                     0" in lines
+    assert "  queue               ready    in flight" in lines
+    assert "  tag                     0            0" in lines
+    assert "live workers    0" in lines
     assert any("s3://pics/f2.jpg" in line and "gave up after retries" in line for line in lines)
 
 
@@ -137,6 +191,12 @@ def test_status_reads_rabbitmq_queue_depths_and_consumers(db_url):
     assert queues["depths"] == {name: 2, missing: 0}
     assert queues["consumers"] == {name: 0, missing: 0}
     assert "guest:guest" not in queues["broker"]  # the password is masked
+    # In flight needs the management API: counted when it answers, else said to be unknown.
+    if queues["in_flight_note"] is None:
+        assert queues["in_flight"] == {name: 0, missing: 0}
+    else:
+        assert queues["in_flight_note"].startswith("unknown: the RabbitMQ management API")
+        assert queues["in_flight"] == {name: None, missing: None}
 
 
 @pytest.mark.slow

@@ -83,16 +83,22 @@ def test_one_refused_row_does_not_lose_the_batch(db) -> None:
 
 @pytest.mark.slow
 def test_worker_parks_a_photo_when_retries_are_spent(db, db_url, redis_url, tmp_path) -> None:
-    """With retries off, a photo whose S3 never answers ends failed with the reason, and the
-    worker goes on with the next photo."""
+    """With retries off, a photo whose S3 stopped answering ends failed with the reason, and
+    the worker goes on with the next photo."""
     from celery import Celery
 
+    from sightline.embedded import start_moto
+
+    # An object store that answers the worker's startup check, then goes away.
+    s3_server, s3_url = start_moto()
     env = worker_env(
-        db_url, redis_url, "http://127.0.0.1:9",
+        db_url, redis_url, s3_url,
         SIGHTLINE_S3_TIMEOUT_S="1", SIGHTLINE_MAX_RETRIES="0",
     )  # fmt: skip
     worker = start_worker(env, log=tmp_path / "w.log")
     try:
+        wait_for(lambda: "ready." in (tmp_path / "w.log").read_text(), timeout=90, what="ready")
+        s3_server.stop()
         sender = Celery(broker=redis_url, set_as_current=False)
         for key in ["one.jpg", "two.jpg"]:
             sender.send_task("sightline.tag", kwargs=object_task("b", key), queue="tag")

@@ -19,6 +19,7 @@ from handlers.contract import FORGET_TASK, MAINTENANCE_QUEUE, TAG_QUEUE, TAG_TAS
 from workers.errors import TransientError
 from workers.logs import photo_fields
 from workers.runtime import WorkerRuntime
+from workers.settings import BACKOFF_CAP_S
 
 log = logging.getLogger("sightline.worker")
 
@@ -34,14 +35,14 @@ app.conf.update(
     worker_prefetch_multiplier=32,
     task_routes={TAG_TASK: {"queue": TAG_QUEUE}, FORGET_TASK: {"queue": MAINTENANCE_QUEUE}},
     task_default_queue=TAG_QUEUE,
-    task_soft_time_limit=300,
-    task_time_limit=360,
+    task_soft_time_limit=100,
+    task_time_limit=120,
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
 )
 
 _runtime: WorkerRuntime | None = None
-_retry_policy = {"max_retries": 5, "base_s": 2.0, "cap_s": 300.0}
+_retry_policy = {"max_retries": 5, "base_s": 2.0, "cap_s": BACKOFF_CAP_S}
 
 
 def configure(
@@ -53,6 +54,7 @@ def configure(
     batch_wait_s: float = 0.2,
     max_retries: int = 5,
     retry_base_s: float = 2.0,
+    batch_time_limit_s: float = 120.0,
 ) -> Celery:
     """Bind the process's runtime, broker and batching; call once before the worker starts."""
     global _runtime
@@ -61,9 +63,12 @@ def configure(
     app.conf.broker_url = broker_url
     if transport_options:
         app.conf.broker_transport_options = transport_options
+    app.conf.task_time_limit = batch_time_limit_s
+    app.conf.task_soft_time_limit = max(1.0, batch_time_limit_s * 5 / 6)
     tag.flush_every = batch_size
     tag.flush_interval = batch_wait_s
-    # Enough prefetched messages to fill the batch in flight and the next one.
+    # Enough prefetched messages to fill the batch in flight and the next one (the
+    # visibility timeout, Settings.visibility_timeout_s, counts on no more).
     app.conf.worker_prefetch_multiplier = max(4, 2 * batch_size)
     return app
 
@@ -140,4 +145,3 @@ def forget(self: Task, **kwargs: Any) -> str:
             )
         raise self.retry(exc=outcome, countdown=backoff_s(min(retries, limit)))
     return outcome
-

@@ -18,7 +18,9 @@ class DatabaseError(RuntimeError):
     """A database that cannot be used, with the reason in one line."""
 
 
-def connect(url: str, *, timeout_s: float = 30.0, register: bool = True):
+def connect(
+    url: str, *, timeout_s: float = 30.0, register: bool = True, application: str = "sightline"
+):
     """Open a connection with connect and statement timeouts; register pgvector.
 
     Fails fast with a clear message when the server is unreachable or lacks pgvector.
@@ -28,7 +30,7 @@ def connect(url: str, *, timeout_s: float = 30.0, register: bool = True):
             url,
             connect_timeout=max(1, int(timeout_s)),
             options=f"-c statement_timeout={int(timeout_s * 1000)}",
-            application_name="sightline",
+            application_name=application,
         )
     except psycopg2.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)

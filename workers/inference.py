@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 from contextlib import nullcontext
 from typing import Any
@@ -92,15 +91,14 @@ class SceneLandmarkModel:
                     "SIGHTLINE_ALLOW_UNTRAINED=1 to run an untrained network (demo, tests)"
                 ) from None
             if not self.weights:
-                print(
-                    f"WARNING: sightline is running an UNTRAINED {meta.arch} network: scene "
+                # A log record (stderr, or a JSON line in JSON mode), not a bare print.
+                log.warning(
+                    "WARNING: sightline is running an UNTRAINED %s network: scene "
                     "labels and landmark matches are noise, not predictions.",
-                    file=sys.stderr,
+                    meta.arch,
                 )
             # Classes the checkpoint never learnt stay out, and the setting may drop more.
-            self.scene_map = SceneMap.for_checkpoint(
-                meta, self.scene_map_path, sift=self.sift_path
-            )
+            self.scene_map = SceneMap.for_checkpoint(meta, self.scene_map_path, sift=self.sift_path)
             self.device = self._pick_device()
             net = net.to(self.device).eval()
             if self.device.type == "cuda":

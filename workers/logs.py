@@ -1,7 +1,10 @@
 """Worker logging: plain text for a terminal, one JSON object per line for a log pipeline.
 
 A log call about one photo passes ``extra=photo_fields(task)``; the JSON formatter lifts the
-photo's identity (bucket, key, owner, version) to top-level fields a log search can filter on.
+photo's identity (bucket, key, owner, version) and any ``fields`` (outcome, timings) to
+top-level fields a log search can filter on. In JSON mode every line the process writes is
+JSON: Celery's banner is off (``--quiet``), its loggers, Python warnings and the lines Celery
+writes past logging (shutdown notices) all go through the JSON formatter.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from typing import Any
 _IDENTITY = ("bucket", "key", "owner", "version_id")
 
 
-def photo_fields(task: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``extra`` for a log call about one photo."""
-    return {"photo": {k: task.get(k) for k in _IDENTITY if task.get(k) is not None}}
+def photo_fields(task: Mapping[str, Any], **fields: Any) -> dict[str, Any]:
+    """The ``extra`` for a log call about one photo, with more top-level JSON ``fields``."""
+    photo = {k: task.get(k) for k in _IDENTITY if task.get(k) is not None}
+    return {"photo": photo, "fields": fields}
 
 
 class JsonFormatter(logging.Formatter):
@@ -34,6 +38,9 @@ class JsonFormatter(logging.Formatter):
         photo = getattr(record, "photo", None)
         if isinstance(photo, Mapping):
             out.update(photo)
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, Mapping):
+            out.update(fields)
         task_id = getattr(record, "task_id", None)  # set by Celery's task logger
         if task_id:
             out["task_id"] = task_id
@@ -59,3 +66,22 @@ def configure_json_logging(level: str = "INFO") -> None:
 
     _setup()
     setup_logging.connect(_setup, weak=False)
+    logging.captureWarnings(True)  # warnings.warn -> the py.warnings logger -> JSON
+    # Celery writes its shutdown notices straight to the terminal, past logging.
+    import celery.apps.worker
+
+    say = logging.getLogger("celery.worker")
+    celery.apps.worker.safe_say = lambda msg, f=None: say.warning("%s", str(msg).strip())
+
+
+def json_line(level: str, logger: str, message: str) -> str:
+    """One JSON log line for a message written before (or without) logging: CLI errors."""
+    return json.dumps(
+        {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "level": level,
+            "logger": logger,
+            "message": message,
+        },
+        ensure_ascii=False,
+    )

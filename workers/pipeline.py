@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from models.scenes import SceneMap
 from workers.exif import ExifFacts
 from workers.inference import SceneLandmarkModel
 from workers.photos import DecodedPhoto, PhotoError, decode
@@ -54,6 +55,15 @@ class TagResult:
         }
 
 
+def album_scores(
+    scene_map: SceneMap, probs: np.ndarray, k: int = 3
+) -> list[list[tuple[str, float]]]:
+    """The albums each row of (N, classes) probabilities is filed in, as a re-file does
+    (`workers/retag.py`): the map's sift classes zeroed, the rest renormalised, then
+    ``SceneMap.file`` (every album past its threshold, at most ``k``, best first)."""
+    return scene_map.file(scene_map.renormalise(probs), k=k)
+
+
 @dataclass(frozen=True)
 class Prepared:
     """A decoded photo and its EXIF: the CPU/I-O half of tagging, done off the model."""
@@ -73,15 +83,19 @@ def infer(
     prepared: list[Prepared],
     model: SceneLandmarkModel,
     releases: Sequence[LiveRelease] = (),
+    scene_map: SceneMap | None = None,
 ) -> list[TagResult]:
-    """One forward pass for the batch, then scene map and landmark matches per photo."""
+    """One forward pass for the batch, then scene map and landmark matches per photo.
+
+    ``scene_map``: the map in force to file albums by (default: the model's own).
+    """
     if not prepared:
         return []
     probs, embs = model.predict([p.photo.crop for p in prepared])
     meta, sm = model.meta, model.scene_map
     assert meta is not None and sm is not None
     scenes = sm.top_classes(probs, k=5)
-    albums = sm.file(probs, k=model.max_albums)
+    albums = album_scores(scene_map or sm, probs, k=model.max_albums)
     indoor = sm.indoor_probability(probs)
     gps = np.array(
         [p.exif.gps if p.exif.gps else (np.nan, np.nan) for p in prepared], dtype=np.float64

@@ -238,6 +238,10 @@ class LiveReleases:
         self._read_at: float | None = None
         self._warned: set[str] = set()
 
+    def current(self) -> list[LiveRelease]:
+        """The live releases as last read (no query)."""
+        return list(self._live)
+
     def expire(self) -> None:
         """Make the next ``get`` read the releases table again."""
         self._read_at = None

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import psycopg2
 
 from workers.db import ThreadConnections
@@ -22,8 +23,9 @@ from workers.logs import photo_fields
 from workers.metrics import WorkerMetrics
 from workers.pgtext import unstorable
 from workers.photos import NotAnImage, PhotoError
-from workers.pipeline import Prepared, infer, prepare
+from workers.pipeline import Prepared, album_scores, infer, prepare
 from workers.releases import LiveRelease, LiveReleases
+from workers.scenemaps import LiveSceneMap, in_force, install
 from workers.settings import Settings
 from workers.store import stale_tasks, status_item, tagged_item, write_photos
 from workers.versions import head_current, holds, retarget, stored_state
@@ -44,15 +46,38 @@ class StageTimes:
     observe: Callable[[str, float], None] | None = field(default=None, repr=False)
 
     @contextlib.contextmanager
-    def stage(self, name: str):
+    def stage(self, name: str, into: dict[str, float] | None = None):
+        """Time a stage; ``into`` also gets this batch's own milliseconds."""
         t0 = time.perf_counter()
         try:
             yield
         finally:
             seconds = time.perf_counter() - t0
             self.ms[name] = self.ms.get(name, 0.0) + seconds * 1000
+            if into is not None:
+                into[name] = round(into.get(name, 0.0) + seconds * 1000, 1)
             if self.observe:
                 self.observe(name, seconds)
+
+
+def _log_outcome(
+    task: Mapping[str, Any], outcome: str, error: str | None, ms: dict[str, float], batch: int
+) -> None:
+    """One line per photo outcome (tagged, failed, gone, stale): identity, the reason, the
+    batch's stage times in ms and its size."""
+    warned = outcome == "tagged" and bool(error)  # tagged with a warning (workers/exif.py)
+    level = logging.WARNING if outcome in ("failed", "gone") or warned else logging.INFO
+    log.log(
+        level,
+        "%s s3://%s/%s%s",
+        outcome,
+        task.get("bucket"),
+        task.get("key"),
+        f": {error}" if error else "",
+        extra=photo_fields(
+            task, outcome=outcome, error=error, timings_ms=dict(ms), batch_photos=batch
+        ),
+    )
 
 
 class WorkerRuntime:
@@ -79,6 +104,7 @@ class WorkerRuntime:
         self._s3: Any = None
         self.db = ThreadConnections(database_url, timeout_s=settings.db_timeout_s)
         self.releases = LiveReleases()
+        self._scene_maps: LiveSceneMap | None = None
 
     # ------------------------------------------------------------------ clients
     @property
@@ -91,6 +117,36 @@ class WorkerRuntime:
         """The releases new photos are matched against (re-read every 30 s at most)."""
         mine = self.model.meta.model_version if self.model.meta else None
         return self.releases.get(self.db.get(), mine)
+
+    @property
+    def scene_maps(self) -> LiveSceneMap:
+        if self._scene_maps is None:
+            self.model.load()
+            meta = self.model.meta
+            assert meta is not None
+            self._scene_maps = LiveSceneMap(meta.categories, frozenset(meta.excluded))
+        return self._scene_maps
+
+    def scene_map_in_force(self) -> tuple[int | None, Any]:
+        """(version, SceneMap) new photos are filed by; (None, None): none stored, the
+        model's own map is used."""
+        return self.scene_maps.get(self.db.get())
+
+    def install_scene_map(self, conn: Any, source: str) -> int:
+        """At start: install this worker's map when none is in force (the first worker
+        of a fleet); returns the version in force, which may be another's."""
+        self.model.load()
+        assert self.model.scene_map is not None
+        version = install(conn, self.model.scene_map, source, only_if_none=True)
+        with conn, conn.cursor() as cur:
+            self.scene_maps.refresh(cur, version)
+        if self.scene_maps.scene_map != self.model.scene_map:
+            log.warning(
+                "scene map %d is in force: new photos are filed by it, not by this worker's "
+                "SIGHTLINE_SCENE_MAP/SIGHTLINE_SIFT (`sightline retag --scene-map` changes it)",
+                version,
+            )
+        return version
 
     # ------------------------------------------------------------------ tasks
     def tag_batch(self, tasks: list[Mapping[str, Any]]) -> list[Outcome]:
@@ -112,19 +168,22 @@ class WorkerRuntime:
 
     def _tag_batch(self, tasks: list[Mapping[str, Any]]) -> list[Outcome]:
         self.model.load()
+        started = time.perf_counter()
+        ms: dict[str, float] = {}  # this batch's stage times, for the photo outcome lines
         outcomes: list[Outcome | None] = [None] * len(tasks)
         # A task Postgres cannot store (NUL in its key...) is refused alone: in the batch's
         # one JSON or array parameter it would fail every photo with it.
+        errors: dict[int, str | None] = {}
         storable = []
         for i, t in enumerate(tasks):
             reason = unstorable(t)
             if reason:
                 outcomes[i] = "failed"
-                log.error("refused %r/%r: %s", t.get("bucket"), t.get("key"), reason)
+                errors[i] = f"refused: {reason}"
             else:
                 storable.append(i)
         conn = self.db.get()
-        with self.times.stage("check"), conn, conn.cursor() as cur:
+        with self.times.stage("check", ms), conn, conn.cursor() as cur:
             # each task judged by its own sequencer: a newer event already decided it
             stale = stale_tasks(cur, [tasks[i] for i in storable])
         todo = []
@@ -133,11 +192,11 @@ class WorkerRuntime:
                 outcomes[i] = "stale"
             else:
                 todo.append(i)
-        with self.times.stage("fetch"):
+        with self.times.stage("fetch", ms):
             fetched = list(self._io.map(lambda i: self._fetch(tasks[i]), todo))
         # On a CPU-only machine decoding and the network share the cores: take turns, each
         # with every core, instead of thrashing. On a GPU decoding overlaps the forward pass.
-        with self.model.cpu_turn(), self.times.stage("decode"):
+        with self.model.cpu_turn(), self.times.stage("decode", ms):
             prepared = list(self._decode_pool.map(self._prepare, fetched))
         items: list[tuple[int, dict[str, Any]]] = []
         ready = [(i, p) for i, p in zip(todo, prepared) if isinstance(p, Prepared)]
@@ -152,43 +211,42 @@ class WorkerRuntime:
             elif isinstance(p, PhotoError):
                 items.append((i, status_item(tasks[i], "failed", str(p))))
         releases = self.live_releases()
-        with self.times.stage("model"):
-            results = infer([p for _, p in ready], self.model, releases)
+        _, scene_map = self.scene_map_in_force()
+        with self.times.stage("model", ms):
+            results = infer([p for _, p in ready], self.model, releases, scene_map)
         items += [(i, tagged_item(tasks[i], r)) for (i, _), r in zip(ready, results)]
-        with self.times.stage("write"), conn, conn.cursor() as cur:
+        with self.times.stage("write", ms), conn, conn.cursor() as cur:
+            # The map in force, locked until these rows commit: if another was installed
+            # since, file these photos by it (an install's re-file may have passed them).
+            if self.scene_maps.refresh(cur, in_force(cur, lock=True)):
+                self._refile([item for _, item in items])
             written = write_photos(cur, [item for _, item in items])
         for (i, item), (_, outcome) in zip(items, written):
             self.metrics.written(item, outcome)
+            errors[i] = item.get("error")
             if outcome.startswith("error: "):
-                log.error(
-                    "write refused for %s/%s: %s",
-                    item["bucket"],
-                    item["key"],
-                    outcome,
-                    extra=photo_fields(item),
-                )
+                errors[i] = f"write refused: {outcome}"
                 outcome = "failed"
             elif item.get("warning") and outcome == "tagged":
-                log.warning(
-                    "tagged s3://%s/%s with a warning: %s",
-                    item["bucket"],
-                    item["key"],
-                    item["warning"],
-                    extra=photo_fields(item),
-                )
-            elif item["status"] != "tagged" and outcome != "stale":
-                log.warning(
-                    "%s s3://%s/%s: %s",
-                    outcome,
-                    item["bucket"],
-                    item["key"],
-                    item["error"],
-                    extra=photo_fields(item),
-                )
+                errors[i] = f"warning: {item['warning']}"  # e.g. an unreadable EXIF block
             outcomes[i] = outcome
         self.times.photos += len(tasks)
         self.times.batches += 1
-        return [o if o is not None else "failed" for o in outcomes]
+        final = [o if o is not None else "failed" for o in outcomes]
+        ms["total"] = round((time.perf_counter() - started) * 1000, 1)
+        for i, (task, outcome) in enumerate(zip(tasks, final)):
+            if not isinstance(outcome, TransientError):  # a retry logs its own line
+                _log_outcome(task, outcome, errors.get(i), ms, len(tasks))
+        return final
+
+    def _refile(self, items: list[dict[str, Any]]) -> None:
+        tagged = [item for item in items if item["status"] == "tagged"]
+        sm = self.scene_maps.scene_map or self.model.scene_map
+        if not tagged or sm is None:
+            return
+        probs = np.asarray([item["scene_probs"] for item in tagged], dtype=np.float32)
+        for item, albums in zip(tagged, album_scores(sm, probs, k=self.model.max_albums)):
+            item["albums"] = [[a, s] for a, s in albums]
 
     def _fetch(self, task: Mapping[str, Any]) -> bytes | Exception:
         try:
@@ -273,6 +331,7 @@ class WorkerRuntime:
                 extra=photo_fields(task),
             )
             return False
+        _log_outcome(task, "failed", f"gave up after retries: {reason}", {}, 1)
         return True
 
     def record(self, task: Mapping[str, Any], status: str, reason: str | None) -> Outcome:

@@ -5,10 +5,17 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from handlers.config import (
+    DATABASE_SCHEMES,
+    SettingsError,
+    check_broker_url,
+    check_url,
+)
 from handlers.contract import parse_broker_options
 
 
@@ -26,7 +33,14 @@ def _env_float(name: str, default: float) -> float:
     try:
         return float(value)
     except ValueError:
-        raise SystemExit(f"sightline: {name} must be a number, got {value!r}") from None
+        raise SettingsError(f"{name} must be a number, got {value!r}") from None
+
+
+def _positive(name: str, default: float) -> float:
+    value = _env_float(name, default)
+    if not value > 0:
+        raise SettingsError(f"{name} must be above 0, got {value!r}")
+    return value
 
 
 def _env_port(name: str) -> int | None:
@@ -34,14 +48,14 @@ def _env_port(name: str) -> int | None:
     if not value:
         return None
     if not value.isdigit() or not 0 < int(value) < 65536:
-        raise SystemExit(f"sightline: {name} must be a TCP port (1-65535), got {value!r}")
+        raise SettingsError(f"{name} must be a TCP port (1-65535), got {value!r}")
     return int(value)
 
 
 def _env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
     value = (os.environ.get(name) or "").strip().lower() or default
     if value not in choices:
-        raise SystemExit(f"sightline: {name} must be one of {', '.join(choices)}, got {value!r}")
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return value
 
 
@@ -49,7 +63,40 @@ def _broker_options(raw: str | None) -> dict[str, Any]:
     try:
         return parse_broker_options(raw)
     except ValueError as exc:
-        raise SystemExit(f"sightline: {exc}") from None
+        raise SettingsError(str(exc)) from None
+
+
+# The worker's settings and their defaults (None: unset), for `sightline config show`.
+WORKER_DEFAULTS: dict[str, str | None] = {
+    "DATABASE_URL": None,
+    "CELERY_BROKER_URL": None,
+    "SIGHTLINE_BROKER_OPTIONS": None,
+    "SIGHTLINE_S3_ENDPOINT_URL": None,
+    "SIGHTLINE_WEIGHTS": None,
+    "SIGHTLINE_ALLOW_UNTRAINED": "0",
+    "SIGHTLINE_ARCH": "wide_resnet50_2",
+    "SIGHTLINE_DEVICE": "auto",
+    "SIGHTLINE_SCENE_MAP": None,
+    "SIGHTLINE_SIFT": None,
+    "SIGHTLINE_ALBUMS_PER_PHOTO": "3",
+    "SIGHTLINE_MAX_OBJECT_BYTES": str(64 * 1024 * 1024),
+    "SIGHTLINE_MAX_PIXELS": "100000000",
+    "SIGHTLINE_BATCH_SIZE": "16",
+    "SIGHTLINE_BATCH_WAIT_MS": "200",
+    "SIGHTLINE_MAX_RETRIES": "5",
+    "SIGHTLINE_RETRY_BASE_S": "2",
+    "SIGHTLINE_BATCH_TIME_LIMIT_S": "120",
+    "SIGHTLINE_DB_TIMEOUT_S": "30",
+    "SIGHTLINE_S3_TIMEOUT_S": "30",
+    "SIGHTLINE_METRICS_PORT": None,
+    "SIGHTLINE_LOG_FORMAT": "text",
+}
+
+
+BACKOFF_CAP_S = 300.0  # the longest retry backoff, whatever the retry count
+# A worker prefetches two batches per batch slot (workers/app.py): a message may wait behind
+# them, then for its own batch.
+BATCHES_IN_FLIGHT = 3
 
 
 @dataclass(frozen=True)
@@ -72,6 +119,9 @@ class Settings:
     batch_wait_ms: float = 200.0
     max_retries: int = 5
     retry_base_s: float = 2.0  # backoff: uniform(0, min(300 s, base * 2**retry))
+    # The longest a batch may take (Celery's hard time limit on the prefork pool; on the
+    # threads pool a budget the S3 and database timeouts keep). Sets the visibility timeout.
+    batch_time_limit_s: float = 120.0
     db_timeout_s: float = 30.0
     s3_timeout_s: float = 30.0
     metrics_port: int | None = None  # None: no /metrics endpoint
@@ -79,15 +129,20 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
+        """The settings in the environment (filled from sightline.toml by the entry point);
+        raises SettingsError, in one line, for a value that cannot be used."""
         env = os.environ
-        return cls(
-            database_url=env.get("DATABASE_URL") or None,
-            broker_url=env.get("CELERY_BROKER_URL") or None,
-            broker_options=_broker_options(env.get("SIGHTLINE_BROKER_OPTIONS")),
-            s3_endpoint_url=env.get("SIGHTLINE_S3_ENDPOINT_URL")
+        s3 = (
+            env.get("SIGHTLINE_S3_ENDPOINT_URL")
             or env.get("AWS_ENDPOINT_URL_S3")
             or env.get("AWS_ENDPOINT_URL")
-            or None,
+            or None
+        )
+        return cls(
+            database_url=check_url("DATABASE_URL", env.get("DATABASE_URL"), DATABASE_SCHEMES),
+            broker_url=check_broker_url(env.get("CELERY_BROKER_URL") or None),
+            broker_options=_broker_options(env.get("SIGHTLINE_BROKER_OPTIONS")),
+            s3_endpoint_url=check_url("SIGHTLINE_S3_ENDPOINT_URL", s3, ("http", "https")),
             weights=env.get("SIGHTLINE_WEIGHTS") or None,
             allow_untrained=_env_bool("SIGHTLINE_ALLOW_UNTRAINED"),
             arch=env.get("SIGHTLINE_ARCH") or "wide_resnet50_2",
@@ -101,8 +156,43 @@ class Settings:
             batch_wait_ms=_env_float("SIGHTLINE_BATCH_WAIT_MS", 200.0),
             max_retries=int(_env_float("SIGHTLINE_MAX_RETRIES", 5)),
             retry_base_s=_env_float("SIGHTLINE_RETRY_BASE_S", 2.0),
+            batch_time_limit_s=_positive("SIGHTLINE_BATCH_TIME_LIMIT_S", 120.0),
             db_timeout_s=_env_float("SIGHTLINE_DB_TIMEOUT_S", 30.0),
             s3_timeout_s=_env_float("SIGHTLINE_S3_TIMEOUT_S", 30.0),
             metrics_port=_env_port("SIGHTLINE_METRICS_PORT"),
             log_format=_env_choice("SIGHTLINE_LOG_FORMAT", ("text", "json"), "text"),
         )
+
+    def visibility_timeout_s(self, batch_wait_ms: float | None = None) -> int:
+        """Seconds a broker may leave a taken, unacknowledged message with its worker before
+        it hands it to another: the longest a live worker can legitimately hold one.
+
+        That is the batch window, plus ``BATCHES_IN_FLIGHT`` batch time limits (the batches
+        prefetched ahead of it, then its own), plus the longest retry backoff (a retry is
+        re-published with a countdown, and Redis keeps a waiting retry unacknowledged).
+        Defaults: 0.2 + 3 x 120 + min(300, 2 x 2**5) = 424.2 -> 425 s, about 7 minutes.
+        """
+        wait_s = (self.batch_wait_ms if batch_wait_ms is None else batch_wait_ms) / 1000.0
+        backoff = min(BACKOFF_CAP_S, self.retry_base_s * 2 ** max(0, self.max_retries))
+        return math.ceil(wait_s + BATCHES_IN_FLIGHT * self.batch_time_limit_s + backoff)
+
+    def transport_options(self, batch_wait_ms: float | None = None) -> dict[str, Any]:
+        """The broker's transport options: the derived visibility timeout (Redis, SQS) under
+        whatever SIGHTLINE_BROKER_OPTIONS sets explicitly.
+
+        Redis also sweeps for abandoned messages every ``unacked_restore_interval`` seconds
+        (kombu's default is about 100 s), so redelivery comes within the timeout plus that.
+        RabbitMQ has no visibility timeout: a dead consumer's messages return when its
+        connection closes (heartbeats notice a silent peer); the options are left alone.
+        """
+        scheme = (self.broker_url or "").split("://", 1)[0].split("+", 1)[0].lower()
+        derived: dict[str, Any] = {}
+        if scheme in ("redis", "rediss", "sqs"):
+            timeout = self.visibility_timeout_s(batch_wait_ms)
+            derived["visibility_timeout"] = timeout
+        if scheme in ("redis", "rediss"):
+            derived["unacked_restore_interval"] = max(
+                1, min(10, derived["visibility_timeout"] // 10)
+            )
+            derived["unacked_restore_throttle"] = 1
+        return {**derived, **self.broker_options}

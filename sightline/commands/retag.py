@@ -37,6 +37,7 @@ def retag(args: argparse.Namespace) -> int:
     from workers.db import connect
     from workers.releases import ReleaseRefused
     from workers.retag import retag_release, retag_scenes
+    from workers.scenemaps import install
     from workers.settings import Settings
 
     if not args.release and not args.scene_map:
@@ -71,7 +72,11 @@ def retag(args: argparse.Namespace) -> int:
             )
             out["release"] = summary.to_json()
         if scene_map is not None:
+            # In force first, then the re-file: workers file new photos by it from now on
+            # (their writes check the version in force), the re-file does the photos before.
+            version = install(conn, scene_map, f"retag --scene-map {args.scene_map}")
             out["scene_map"] = {
+                "version": version,
                 "photos": retag_scenes(conn, scene_map, progress=not args.no_progress, k=k),
                 "max_albums": k,
                 "thresholds": len(scene_map.thresholds),
@@ -89,5 +94,6 @@ def retag(args: argparse.Namespace) -> int:
             f"{r['photos_per_s']} photos/s; status {r['status']}"
         )
     if not args.json and "scene_map" in out:
-        print(f"scene map: {out['scene_map']['photos']} photos re-filed")
+        m = out["scene_map"]
+        print(f"scene map {m['version']} in force: {m['photos']} photos re-filed")
     return 0

@@ -1,4 +1,5 @@
-"""`sightline status`: photos by status, recent failures, the active release, queue depths."""
+"""`sightline status`: photos by status, recent failures, the active release, the scene map in
+force, per queue ready and in-flight counts, the oldest waiting photo, the live workers."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from sightline.cli import CliError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("status", help="photos by status, failures, release, queue depths")
+    p = sub.add_parser(
+        "status",
+        help="photos by status, failures, release, scene map, queues (ready, in flight), workers",
+    )
     p.add_argument("--json", action="store_true")
     p.add_argument("--failures", type=int, default=10, help="how many recent failures to list")
     p.add_argument("--queues", default=",".join(QUEUES), help="comma-separated queues")
@@ -64,14 +68,38 @@ def _text(r: dict[str, Any]) -> str:
         lines.append("active release  none")
     for other in r["other_releases"]:
         lines.append(f"release         {other['version']} ({other['status']})")
+    sm = r["scene_map"]
+    lines.append(
+        f"scene map       {sm['version']} (from {sm['source']}, since {sm['since']})"
+        if sm
+        else "scene map       none stored (workers file by their own until one starts)"
+    )
     q = r["queues"]
     lines.append(f"queues on {q['broker'] or 'no broker'} ({q['kind']})")
     if q["error"]:
         lines.append(f"  unknown: {q['error']}")
+
+    def n(value: int | None) -> str:
+        return "unknown" if value is None else f"{value:,}"
+
+    lines.append(f"  {'queue':12} {'ready':>12} {'in flight':>12}")
     for name, depth in q["depths"].items():
         consumers = q["consumers"]
         extra = f"  ({consumers[name]} consumers)" if consumers and name in consumers else ""
-        lines.append(f"  {name:12} {'unknown' if depth is None else f'{depth:,}':>12}{extra}")
+        lines.append(f"  {name:12} {n(depth):>12} {n(q['in_flight'].get(name)):>12}{extra}")
+    if q["in_flight_note"]:
+        lines.append(f"  in flight: {q['in_flight_note']}")
+    old = q["oldest_waiting"]
+    if old:
+        age = "unknown age" if old["age_s"] is None else f"{old['age_s']:,.0f} s"
+        lines.append(f"oldest waiting  {age}: s3://{old['bucket']}/{old['key']} ({old['queue']})")
+    lines.append(f"live workers    {len(r['workers'])}")
+    for w in r["workers"]:
+        lines.append(
+            f"  {w['hostname']} (pid {w['pid']}): model {w['model_version']}, scene map "
+            f"{w['scene_map_version']}, queues {','.join(w['queues'])}, "
+            f"seen {w['seen_s_ago']:.0f} s ago"
+        )
     if r["failure_reasons"]:
         lines.append("failures by reason")
         lines += [f"  {f['photos']:>8,}  {f['reason']}" for f in r["failure_reasons"]]

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import socket
+from typing import Any
 
 from handlers.contract import QUEUES
 from sightline.cli import CliError
+
+log = logging.getLogger("sightline.worker")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_worker(args: argparse.Namespace) -> int:
     from sightline.embedded import database_url
     from workers.app import configure
+    from workers.checks import StartupError, check_all
+    from workers.db import connect
+    from workers.heartbeat import Heartbeat
     from workers.logs import configure_json_logging
     from workers.metrics import WorkerMetrics
     from workers.runtime import WorkerRuntime
@@ -39,6 +48,11 @@ def run_worker(args: argparse.Namespace) -> int:
     if settings.log_format == "json":
         configure_json_logging(args.loglevel)
     url, _server = database_url(settings)
+    try:
+        check_all(settings, url, settings.broker_url)
+    except StartupError as exc:
+        raise CliError(str(exc)) from None
+    log.info("startup checks passed: broker, database, object store")
     metrics = WorkerMetrics()
     if settings.metrics_port:
         try:
@@ -47,16 +61,30 @@ def run_worker(args: argparse.Namespace) -> int:
             raise CliError(f"cannot serve metrics on port {settings.metrics_port}: {exc}") from exc
     runtime = WorkerRuntime(settings, url, metrics=metrics)
     runtime.model.load()  # refuse to start without weights, before taking any task
+    conn = connect(url, timeout_s=settings.db_timeout_s)
+    try:
+        source = f"worker {args.hostname or socket.gethostname()}"
+        version = runtime.install_scene_map(conn, source)
+    finally:
+        conn.close()
+    log.info("filing photos by scene map %d", version)
+    wait_ms = args.batch_wait_ms or settings.batch_wait_ms
+    options = settings.transport_options(wait_ms)
+    if "visibility_timeout" in options:
+        log.info("broker visibility timeout %s s", options["visibility_timeout"])
     app = configure(
         runtime,
         settings.broker_url,
-        settings.broker_options,
+        options,
         batch_size=args.batch_size or settings.batch_size,
-        batch_wait_s=(args.batch_wait_ms or settings.batch_wait_ms) / 1000.0,
+        batch_wait_s=wait_ms / 1000.0,
         max_retries=settings.max_retries,
         retry_base_s=settings.retry_base_s,
+        batch_time_limit_s=settings.batch_time_limit_s,
     )
-    argv = [
+    # JSON mode: no banner, so that every line the process writes is a JSON log line.
+    argv = ["--quiet"] if settings.log_format == "json" else []
+    argv += [
         "worker",
         f"--queues={args.queues}",
         f"--concurrency={args.concurrency}",
@@ -67,5 +95,38 @@ def run_worker(args: argparse.Namespace) -> int:
     ]
     if args.hostname:
         argv.append(f"--hostname={args.hostname}")
-    app.worker_main(argv)
-    return 0
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
+    heartbeat = Heartbeat(
+        url,
+        args.hostname or f"sightline@{socket.gethostname()}:{os.getpid()}",
+        queues,
+        lambda: {
+            "model_version": runtime.model.meta.model_version if runtime.model.meta else None,
+            "scene_map_version": runtime.scene_maps.version,
+            "releases": [r.version for r in runtime.releases.current()],
+        },
+    )
+    heartbeat.start()
+    try:
+        return _run_celery(app, argv)
+    finally:
+        heartbeat.stop()
+
+
+def _run_celery(app: Any, argv: list[str]) -> int:
+    """Run the Celery worker; its exit status: 1 after an "Unrecoverable error" (a broker
+    refusing a queue, a crash in a bootstep). Celery records it on the worker object and
+    ``worker_main``/``app.start`` drop it, so the process would exit 0."""
+    from celery.signals import worker_init
+
+    workers: list[Any] = []
+
+    def keep(sender: Any, **_: Any) -> None:
+        workers.append(sender)
+
+    worker_init.connect(keep, weak=False)
+    try:
+        app.start(argv)
+    finally:
+        worker_init.disconnect(keep)
+    return int(workers[-1].exitcode or 0) if workers else 1
