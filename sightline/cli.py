@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "photos",
     "scenes",
     "train",
+    "weights",
     "eval",
     "explain",
     "landmarks",
@@ -61,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         known = {
             "DatabaseError",
             "CheckpointError",
+            "WeightsImportError",
             "ModelUnavailable",
             "SceneMapError",
             "ReleaseError",

@@ -151,6 +151,7 @@ def _measure(args: argparse.Namespace, settings: Any, photos: list[bytes], url: 
         "device": str(rt.model.device),
         "arch": rt.model.meta.arch if rt.model.meta else None,
         "trained": bool(rt.model.meta and rt.model.meta.trained),
+        "heads": rt.model.meta.heads() if rt.model.meta else None,
         "photo_bytes_mean": int(mean(len(p) for p in photos)),
         "photo_size": f"{args.width}x{args.height}",
     }

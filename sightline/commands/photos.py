@@ -75,8 +75,11 @@ def tag_photos(args: argparse.Namespace) -> int:
     model = SceneLandmarkModel.from_settings(s)
     model.load()
     assert model.meta is not None
-    if not model.meta.trained:
+    if not model.meta.scene_head.trained:
         note = "untrained network: these labels are noise, not predictions"
+        print(json.dumps({"warning": note}) if args.json else f"WARNING: {note}")
+    if releases and not model.meta.serves_landmarks:
+        note = "the landmark embedding head is untrained: no landmark matching"
         print(json.dumps({"warning": note}) if args.json else f"WARNING: {note}")
     if releases and releases[0].model_version != model.meta.model_version:
         note = (
