@@ -58,6 +58,7 @@ class Settings:
     allow_untrained: bool = False
     arch: str = "wide_resnet50_2"
     device: str = "auto"
+    cpu_bf16: str = "auto"  # auto: bf16 forward passes where the CPU has avx512_bf16 or AMX
     scene_map: str | None = None  # None: models/data/scene_map.csv
     sift: str | None = None  # None: models/data/sift_excluded.txt; "none": keep all 365
     owner_pattern: str = "users/{owner}/"
@@ -88,6 +89,7 @@ class Settings:
             allow_untrained=_env_bool("SIGHTLINE_ALLOW_UNTRAINED"),
             arch=env.get("SIGHTLINE_ARCH") or "wide_resnet50_2",
             device=env.get("SIGHTLINE_DEVICE") or "auto",
+            cpu_bf16=_env_choice("SIGHTLINE_CPU_BF16", ("auto", "on", "off"), "auto"),
             scene_map=env.get("SIGHTLINE_SCENE_MAP") or None,
             sift=env.get("SIGHTLINE_SIFT") or None,
             owner_pattern=env.get("SIGHTLINE_OWNER_PATTERN") or "users/{owner}/",

@@ -13,6 +13,7 @@ import torch
 
 from models.checkpoint import CheckpointMeta, load_checkpoint, untrained
 from models.network import SightlineNet
+from models.precision import cpu_autocast, resolve_cpu_bf16
 from models.scenes import SceneMap, load_categories, load_sift
 from models.transforms import InputTransform, default_transform
 from sightline.settings import Settings
@@ -36,6 +37,7 @@ class SceneLandmarkModel:
         device: str = "auto",
         scene_map_path: str | None = None,
         sift_path: str | None = None,
+        cpu_bf16: str = "auto",
     ) -> None:
         self.weights = weights
         self.allow_untrained = allow_untrained
@@ -43,6 +45,9 @@ class SceneLandmarkModel:
         self.device_name = device
         self.scene_map_path = scene_map_path
         self.sift_path = sift_path  # None: the shipped sift list; "none": no extra classes
+        self.cpu_bf16_setting = cpu_bf16  # auto | on | off: bf16 forward passes on a CPU
+        self.cpu_bf16 = False
+        self.cpu_bf16_why = ""
         self._keep: torch.Tensor | None = None
         self._lock = threading.RLock()
         self._net: SightlineNet | None = None
@@ -60,6 +65,7 @@ class SceneLandmarkModel:
             device=settings.device,
             scene_map_path=settings.scene_map,
             sift_path=settings.sift,
+            cpu_bf16=settings.cpu_bf16,
         )
 
     @property
@@ -107,10 +113,24 @@ class SceneLandmarkModel:
             if self.device.type == "cuda":
                 torch.backends.cudnn.benchmark = True
                 net = net.to(memory_format=torch.channels_last)
+            if self.device.type == "cpu":
+                self.cpu_bf16, self.cpu_bf16_why = resolve_cpu_bf16(self.cpu_bf16_setting)
             self._keep = torch.from_numpy(self.scene_map.keep()).to(self.device)
             self.meta = meta
             self._net = net
-            log.info("model %s loaded on %s", meta.model_version, self.device)
+            if meta.scene_head.trained and not meta.serves_landmarks:
+                print(
+                    "WARNING: the landmark embedding head of this checkpoint is untrained: "
+                    "scene albums are served, landmark matching is off.",
+                    file=sys.stderr,
+                )
+            log.info(
+                "model %s loaded on %s; %s", meta.model_version, self.device, meta.heads_line()
+            )
+            if self.device.type == "cpu":
+                log.info(
+                    "cpu bf16 (SIGHTLINE_CPU_BF16=%s): %s", self.cpu_bf16_setting, self.cpu_bf16_why
+                )
 
     def cpu_turn(self) -> Any:
         """A context for CPU-heavy work beside the network: the forward pass's own lock on
@@ -134,7 +154,7 @@ class SceneLandmarkModel:
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
             ctx = torch.autocast("cuda", dtype=dtype)
         else:
-            ctx = nullcontext()
+            ctx = cpu_autocast(self.cpu_bf16)
         with self._lock, ctx:  # batches in flight share one network: one forward at a time
             logits, emb = self._net(batch)
         # Softmax over the kept classes only: the sift classes get exactly 0.
