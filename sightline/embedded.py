@@ -35,7 +35,8 @@ def embedded_postgres(pgdata: Path | None = None, *, keep_running: bool = False)
                 log.warning(
                     "sightline: an older embedded Postgres folder %s is left alone; the embedded "
                     "default is now PostgreSQL 18 in %s (pg_dump the old one to keep its data)",
-                    base / old, pgdata,
+                    base / old,
+                    pgdata,
                 )
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
