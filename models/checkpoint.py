@@ -41,7 +41,7 @@ class HeadProvenance:
         return cls(trained=bool(data["trained"]), source=str(data.get("source", "")))
 
     def describe(self) -> str:
-        """"real (SOURCE)" or "UNTRAINED (SOURCE)": what status lines print."""
+        """Either `real (SOURCE)` or `UNTRAINED (SOURCE)`: what status lines print."""
         return f"{'real' if self.trained else 'UNTRAINED'} ({self.source})"
 
 

@@ -202,9 +202,7 @@ def test_cli_import_show_and_release_build_refusal(csail, tmp_path) -> None:
     assert not (tmp_path / "r.npz").exists()
 
 
-def test_rows_keep_each_heads_provenance_and_a_release_of_their_model_is_refused(
-    csail, db
-) -> None:
+def test_rows_keep_each_heads_provenance_and_a_release_of_their_model_is_refused(csail, db) -> None:
     """Photos tagged by a real scene head file scene albums not marked untrained; a release
     of their model (whose embedding head is untrained) is refused at import, nothing kept."""
     from sightline import albums

@@ -132,6 +132,15 @@ class SceneLandmarkModel:
                     "cpu bf16 (SIGHTLINE_CPU_BF16=%s): %s", self.cpu_bf16_setting, self.cpu_bf16_why
                 )
 
+    def describe(self) -> str:
+        """One line: the model, its device, which heads are real, and the CPU precision."""
+        self.load()
+        assert self.meta is not None
+        line = f"model {self.meta.model_version} on {self.device}; {self.meta.heads_line()}"
+        if self.device.type == "cpu":
+            line += f"; cpu bf16 (SIGHTLINE_CPU_BF16={self.cpu_bf16_setting}) {self.cpu_bf16_why}"
+        return line
+
     def cpu_turn(self) -> Any:
         """A context for CPU-heavy work beside the network: the forward pass's own lock on
         a CPU device (so the two take turns at full width), nothing on a GPU."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
 from sightline.cli import CliError
 
@@ -49,6 +50,8 @@ def run_worker(args: argparse.Namespace) -> int:
             raise CliError(f"cannot serve metrics on port {settings.metrics_port}: {exc}") from exc
     runtime = WorkerRuntime(settings, url, metrics=metrics)
     runtime.model.load()  # refuse to start without weights, before taking any task
+    # Celery sets up logging later: this line reaches the worker's log before any task.
+    print(f"sightline worker: {runtime.model.describe()}", file=sys.stderr, flush=True)
     options = json.loads(os.environ.get("SIGHTLINE_BROKER_OPTIONS") or "{}")
     app = configure(
         runtime,
