@@ -73,6 +73,13 @@ class SceneLandmarkModel:
         return self._net is not None
 
     @property
+    def network(self) -> SightlineNet:
+        """The loaded network (for benchmarks that time or compare the bare forward pass)."""
+        self.load()
+        assert self._net is not None
+        return self._net
+
+    @property
     def transform(self) -> InputTransform:
         self.load()
         assert self.meta is not None
