@@ -68,7 +68,12 @@ def read_source(path: str | Path) -> tuple[dict[str, Tensor], str | None]:
         else:
             blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a foreign or corrupt file: one clear line
-        raise WeightsImportError(f"{path}: cannot read weights ({exc})") from exc
+        # torch's own text suggests weights_only=False, which would run the file's code.
+        raise WeightsImportError(
+            f"{path}: not a weights file that loads without running code "
+            f"({type(exc).__name__}); a whole pickled model (CSAIL's whole_*.pth.tar) is "
+            "refused: use the state-dict file (*_places365.pth.tar)"
+        ) from exc
     file_arch = None
     if isinstance(blob, dict) and isinstance(blob.get("state_dict"), dict):
         arch = blob.get("arch")

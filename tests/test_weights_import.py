@@ -146,6 +146,16 @@ def test_csail_import_refuses_a_file_without_a_places365_classifier(tmp_path) ->
         import_weights(src, source="csail-places365", out=tmp_path / "x.safetensors")
 
 
+def test_a_whole_pickled_model_is_refused_without_being_unpickled(tmp_path) -> None:
+    """CSAIL's whole_*.pth.tar (a pickled module) is refused in one line; nothing written."""
+    src = tmp_path / "whole_resnet18_places365.pth.tar"
+    torch.save(torchvision.models.resnet18(num_classes=365), src)
+    out = tmp_path / "x.safetensors"
+    with pytest.raises(WeightsImportError, match="loads without running code") as info:
+        import_weights(src, source="csail-places365", out=out)
+    assert "\n" not in str(info.value) and not out.exists()
+
+
 def test_a_real_scene_head_with_an_untrained_embedding_head_serves_no_landmarks(csail) -> None:
     """Scene albums come out; a release of the same model (its centroid the photo's own
     embedding) matches nothing, because the embedding head is untrained."""
