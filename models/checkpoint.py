@@ -1,5 +1,5 @@
 """Checkpoints travel with their metadata: arch, categories, transform, embedding size,
-version, hash. Loading never unpickles arbitrary objects."""
+version, hash, and the provenance of each head. Loading never unpickles arbitrary objects."""
 
 from __future__ import annotations
 
@@ -24,16 +24,74 @@ class CheckpointError(ValueError):
 
 
 @dataclass(frozen=True)
+class HeadProvenance:
+    """Where one head's weights came from: trained (with its source) or untrained.
+
+    ``source`` is one line, e.g. "imported from csail-places365 resnet50_places365.pth.tar",
+    "train scene run runs/scene version scene-resnet50-e3", or "random initialisation".
+    """
+
+    trained: bool
+    source: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"trained": self.trained, "source": self.source}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> HeadProvenance:
+        return cls(trained=bool(data["trained"]), source=str(data.get("source", "")))
+
+    def describe(self) -> str:
+        """Either `real (SOURCE)` or `UNTRAINED (SOURCE)`: what status lines print."""
+        return f"{'real' if self.trained else 'UNTRAINED'} ({self.source})"
+
+
+UNTRAINED = HeadProvenance(trained=False, source="random initialisation")
+
+
+@dataclass(frozen=True)
 class CheckpointMeta:
     arch: str
     categories: tuple[str, ...]
     embedding_dim: int
     version: str
     transform: InputTransform = field(default_factory=InputTransform)
-    trained: bool = True
+    # Each head's own provenance: an imported scene classifier beside an untrained
+    # embedding head is a real scene model and no landmark model.
+    scene_head: HeadProvenance = UNTRAINED
+    embedding_head: HeadProvenance = UNTRAINED
     # Sift classes the network was trained without; serving never predicts them.
     excluded: tuple[str, ...] = ()
+    # The file the weights were converted from (weights import): kind, name, sha256.
+    source: dict[str, str] = field(default_factory=dict)
     sha256: str = ""
+
+    @property
+    def trained(self) -> bool:
+        """Both heads trained: every output of this network is a prediction."""
+        return self.scene_head.trained and self.embedding_head.trained
+
+    @property
+    def serves_landmarks(self) -> bool:
+        """Whether landmark matches may be served from this network's embeddings.
+
+        Yes with a trained embedding head. A network with no trained head at all (the
+        explicit untrained mode of demos and tests) still runs the matching plumbing, and
+        everything it writes is marked untrained. A real scene head beside an untrained
+        embedding head serves scenes only, so real albums never sit beside noise matches.
+        """
+        return self.embedding_head.trained or not self.scene_head.trained
+
+    def heads(self) -> dict[str, dict[str, object]]:
+        """{"scene": {...}, "embedding": {...}}: each head's provenance, for JSON output."""
+        return {"scene": self.scene_head.to_dict(), "embedding": self.embedding_head.to_dict()}
+
+    def heads_line(self) -> str:
+        """One line naming which heads are real, for the demo and `sightline status`."""
+        return (
+            f"scene head {self.scene_head.describe()}; "
+            f"landmark embedding head {self.embedding_head.describe()}"
+        )
 
     @property
     def model_version(self) -> str:
@@ -48,22 +106,34 @@ class CheckpointMeta:
                 "embedding_dim": self.embedding_dim,
                 "version": self.version,
                 "transform": self.transform.to_dict(),
-                "trained": self.trained,
+                "heads": self.heads(),
                 "excluded": list(self.excluded),
+                "source": self.source,
             }
         )
 
     @classmethod
     def from_json(cls, text: str) -> CheckpointMeta:
         data = json.loads(text)
+        if "heads" in data:
+            scene = HeadProvenance.from_dict(data["heads"]["scene"])
+            embedding = HeadProvenance.from_dict(data["heads"]["embedding"])
+        else:  # written before per-head provenance: one flag covered both heads
+            old = HeadProvenance(
+                trained=bool(data.get("trained", True)),
+                source="checkpoint predates per-head provenance",
+            )
+            scene = embedding = old
         return cls(
             arch=data["arch"],
             categories=tuple(data["categories"]),
             embedding_dim=int(data["embedding_dim"]),
             version=str(data["version"]),
             transform=InputTransform.from_dict(data["transform"]),
-            trained=bool(data.get("trained", True)),
+            scene_head=scene,
+            embedding_head=embedding,
             excluded=tuple(data.get("excluded", ())),
+            source={str(k): str(v) for k, v in (data.get("source") or {}).items()},
         )
 
 
@@ -78,7 +148,7 @@ def save_checkpoint(model: SightlineNet, meta: CheckpointMeta, path: str | Path)
     """Write a safetensors checkpoint with its metadata; returns its sha256."""
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(path), metadata={_META_KEY: meta.to_json()})
-    return _sha256(Path(path))
+    return file_sha256(Path(path))
 
 
 def load_checkpoint(path: str | Path) -> tuple[SightlineNet, CheckpointMeta]:
@@ -109,7 +179,26 @@ def load_checkpoint(path: str | Path) -> tuple[SightlineNet, CheckpointMeta]:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not fit arch {meta.arch!r}: {exc}") from exc
-    return model.eval(), replace(meta, sha256=_sha256(path))
+    return model.eval(), replace(meta, sha256=file_sha256(path))
+
+
+def read_meta(path: str | Path) -> CheckpointMeta:
+    """A ``.safetensors`` checkpoint's metadata without building the network (it still
+    hashes the file, for ``model_version``).
+
+    Raises CheckpointError for a missing file or one without sightline metadata.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = (f.metadata() or {}).get(_META_KEY)
+    except Exception as exc:  # a foreign or corrupt file: one clear line
+        raise CheckpointError(f"{path}: cannot read checkpoint ({exc})") from exc
+    if header is None:
+        raise CheckpointError(f"{path}: no sightline metadata in checkpoint")
+    return replace(CheckpointMeta.from_json(header), sha256=file_sha256(path))
 
 
 def untrained(
@@ -128,7 +217,6 @@ def untrained(
         embedding_dim=embedding_dim,
         version=f"untrained-{arch}-seed{seed}",
         transform=transform or InputTransform(),
-        trained=False,
     )
     return build_from_meta(meta).eval(), meta
 
@@ -156,7 +244,8 @@ def load_or_untrained(
     raise NoWeights("no weights, and running an untrained network is not allowed")
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -168,6 +168,25 @@ class Release:
         return self
 
 
+def refuse_untrained_embeddings(
+    model_version: str, *, scene_trained: bool | None, embedding_trained: bool | None
+) -> None:
+    """Raise ReleaseError when the embeddings came from an untrained embedding head beside a
+    real scene head: its centroids would match noise beside real scene albums.
+
+    ``None`` means unknown (embeddings of a model this process has no record of). A network
+    with no trained head at all is the explicit untrained mode of demos and tests, whose
+    every output is already marked untrained (see CheckpointMeta.serves_landmarks).
+    """
+    if embedding_trained is False and scene_trained is not False:
+        raise ReleaseError(
+            f"release refused: its embeddings come from model {model_version!r}, whose "
+            "landmark embedding head is untrained (only its scene head is real), so its "
+            "centroids would match noise; train the head with `sightline train landmarks` "
+            "and build the release from that checkpoint's embeddings"
+        )
+
+
 def _text(values) -> np.ndarray:
     return np.asarray([str(v) for v in values], dtype=np.str_)
 

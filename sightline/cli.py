@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "corrections",
     "scenes",
     "train",
+    "weights",
     "eval",
     "explain",
     "landmarks",
@@ -69,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         known = {
             "DatabaseError",
             "CheckpointError",
+            "WeightsImportError",
             "ModelUnavailable",
             "SceneMapError",
             "ReleaseError",

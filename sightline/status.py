@@ -109,6 +109,24 @@ def scene_map(cur: Any) -> dict[str, Any] | None:
     )
 
 
+def tagged_heads(cur: Any) -> list[dict[str, Any]]:
+    """Tagged photos per model version and per head's provenance (None: tagged before rows
+    recorded it), most photos first."""
+    cur.execute(
+        "SELECT model_version, scene_trained, embedding_trained, count(*) FROM photos "
+        "WHERE status = 'tagged' GROUP BY 1, 2, 3 ORDER BY 4 DESC, 1"
+    )
+    return [
+        {
+            "model_version": mv,
+            "scene_trained": scene,
+            "embedding_trained": embedding,
+            "photos": int(n),
+        }
+        for mv, scene, embedding, n in cur.fetchall()
+    ]
+
+
 def database_report(cur: Any, *, failures: int = 10) -> dict[str, Any]:
     """Everything `sightline status` reads from Postgres, as one JSON-able dict."""
     from workers.heartbeat import HEARTBEAT_S
@@ -118,6 +136,7 @@ def database_report(cur: Any, *, failures: int = 10) -> dict[str, Any]:
         "workers": live_workers(cur, 3 * HEARTBEAT_S),
         "scene_map": scene_map(cur),
         "photos": photo_counts(cur),
+        "tagged_by": tagged_heads(cur),
         "failure_reasons": failure_reasons(cur),
         "last_failures": last_failures(cur, failures),
         "active_release": next((r for r in rel if r["status"] == "active"), None),

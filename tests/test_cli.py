@@ -135,6 +135,15 @@ def test_bench_worker_prints_its_figures_and_commits_rows(db_url: str) -> None:
         assert key in figures
     assert figures["rows_committed"] == 6 and figures["batch_size"] == 2
     assert figures["trained"] is False and figures["device"] == "cpu"
+    # On a CPU the same run compares fp32 and bf16 and relates the rate to a measured peak.
+    assert figures["model_only_images_per_s_fp32"] > 0
+    assert figures["bf16_speedup"] == pytest.approx(
+        figures["model_only_images_per_s_bf16"] / figures["model_only_images_per_s_fp32"],
+        rel=0.01,
+    )
+    assert 0.99 < figures["bf16_embedding_cosine_min"] <= 1.0
+    assert 0 < figures["bf16_top5_agreement"] <= 1.0
+    assert figures["gflop_per_image"] > 0 and figures["peak_share"] > 0
 
 
 @pytest.mark.slow

@@ -128,7 +128,8 @@ def test_scene_cam_of_a_trained_network_lights_up_where_its_class_is(trained_exp
 def test_explain_with_trained_weights_and_centroids_names_the_best_centroid(
     tmp_path: Path, trained_export: Path
 ):
-    """With a trained checkpoint there is no warning; the landmark map names a centroid."""
+    """With a trained scene head the scene map has no warning; the landmark map names a
+    centroid and, as the export's embedding head is untrained, carries the warning."""
     export = trained_export
     centroids = F.normalize(torch.randn(3, 16), dim=1).numpy()
     np.save(tmp_path / "c.npy", centroids)
@@ -149,13 +150,15 @@ def test_explain_with_trained_weights_and_centroids_names_the_best_centroid(
     )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
-    assert summary["trained"] is True
+    assert summary["heads"]["scene"]["trained"] is True
+    assert summary["heads"]["embedding"]["trained"] is False and summary["trained"] is False
     assert summary["landmark_map_of"].split(" (")[0] in {
         "similarity to Eiffel Tower",
         "similarity to Kremlin",
         "similarity to Zwinger",
     }
     assert _red_caption_pixels(tmp_path / "cam.png") == 0
+    assert _red_caption_pixels(tmp_path / "cam.landmark.png") > 20
 
 
 @pytest.mark.slow

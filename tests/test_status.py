@@ -229,3 +229,41 @@ def test_status_on_a_database_without_schema_is_a_one_line_error(empty_db_url):
     assert out.stderr.strip() == (
         "sightline: error: the database has no sightline schema: run `sightline db upgrade`"
     )
+
+
+@pytest.mark.slow
+def test_status_says_which_heads_are_real(db, db_url, redis_url, tmp_path):
+    """With an imported Places365 checkpoint (real scene head, untrained embedding head),
+    status names each head's provenance, says landmark matching is off, and counts tagged
+    photos per model and per head."""
+    import torch
+    from torchvision.models import resnet
+
+    from models.weights_import import import_weights
+
+    src = tmp_path / "tiny_places365.pth.tar"
+    net = resnet.ResNet(resnet.BasicBlock, [1, 1, 1, 1], num_classes=365)
+    state = {f"module.{k}": v for k, v in net.state_dict().items()}
+    torch.save({"epoch": 1, "arch": "tiny", "state_dict": state, "best_prec1": 0.0}, src)
+    out = tmp_path / "served.safetensors"
+    meta = import_weights(src, source="csail-places365", out=out).meta
+    _seed(db)
+    with db, db.cursor() as cur:
+        cur.execute(
+            "UPDATE photos SET model_version = 'm2', scene_trained = true, "
+            "embedding_trained = false WHERE key = 't1.jpg'"
+        )
+    env = {"DATABASE_URL": db_url, "CELERY_BROKER_URL": redis_url, "SIGHTLINE_WEIGHTS": str(out)}
+    report = json.loads(run_cli("status", "--json", env=env).stdout)
+    model = report["model"]
+    assert model["heads"]["scene"]["trained"] is True
+    assert "csail-places365 tiny_places365.pth.tar" in model["heads"]["scene"]["source"]
+    assert model["heads"]["embedding"]["trained"] is False
+    assert model["serves_landmarks"] is False
+    assert model["model_version"].startswith(meta.version + "+")
+    assert {"model_version": "m2", "scene_trained": True, "embedding_trained": False,
+            "photos": 1} in report["tagged_by"]  # fmt: skip
+    text = run_cli("status", env=env).stdout.splitlines()
+    assert any(ln.startswith("  scene head            real (imported from") for ln in text)
+    assert any("UNTRAINED" in ln and "landmark matching off" in ln for ln in text)
+    assert "  tagged by m2: 1 (scene head real, embedding head UNTRAINED)" in text

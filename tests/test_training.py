@@ -120,9 +120,10 @@ def test_scene_training_loss_goes_down_and_reports_both_errors(scene_run):
 
 
 def test_scene_export_loads_into_the_worker_with_identical_outputs(scene_run):
-    """The exported checkpoint, served by SceneLandmarkModel, reproduces the trained net."""
+    """The exported checkpoint, served by SceneLandmarkModel (fp32), reproduces the trained
+    net; its scene head is marked trained, its embedding head (never trained) untrained."""
     _, result, _ = scene_run
-    model = SceneLandmarkModel(weights=str(result.export), device="cpu")
+    model = SceneLandmarkModel(weights=str(result.export), device="cpu", cpu_bf16="off")
     probs, embs = model.predict(_crops())
     batch = TINY.to_batch(_crops())
     keep = torch.from_numpy(model.scene_map.keep())
@@ -131,7 +132,9 @@ def test_scene_export_loads_into_the_worker_with_identical_outputs(scene_run):
         want = torch.softmax(logits.masked_fill(~keep, float("-inf")), dim=1)
     np.testing.assert_allclose(probs, want.numpy(), atol=1e-6)
     np.testing.assert_allclose(embs, emb.numpy(), atol=1e-6)
-    assert model.meta.trained and set(model.meta.excluded) == load_sift()
+    assert model.meta.scene_head.trained and not model.meta.embedding_head.trained
+    assert "train scene run" in model.meta.scene_head.source
+    assert set(model.meta.excluded) == load_sift()
     assert probs[:, ~model.scene_map.keep()].max() == 0.0
 
 
@@ -295,13 +298,15 @@ def test_landmark_training_changes_only_layer4_and_the_head(landmark_run, scene_
 
 
 def test_landmark_export_loads_into_the_worker_with_identical_embeddings(landmark_run):
-    """The exported landmark checkpoint, served by the worker, gives the trained embeddings."""
+    """The exported landmark checkpoint, served by the worker (fp32), gives the trained
+    embeddings, and both heads are marked trained."""
     cfg, result = landmark_run
-    model = SceneLandmarkModel(weights=str(result.export), device="cpu")
+    model = SceneLandmarkModel(weights=str(result.export), device="cpu", cpu_bf16="off")
     _, embs = model.predict(_crops())
     with torch.no_grad():
         _, want = result.net.cpu()(TINY.to_batch(_crops()))
     np.testing.assert_allclose(embs, want.numpy(), atol=1e-6)
+    assert model.meta.trained and "train landmarks run" in model.meta.embedding_head.source
     classes = json.loads((cfg.out / "landmark_classes.json").read_text())
     assert classes["landmarks"] == ["eiffel", "kremlin", "zwinger"]
 

@@ -12,6 +12,7 @@ import torch
 
 from models.checkpoint import CheckpointMeta, NoWeights, load_or_untrained
 from models.network import SightlineNet
+from models.precision import cpu_autocast, resolve_cpu_bf16
 from models.scenes import SceneMap
 from models.transforms import InputTransform
 from workers.settings import Settings
@@ -36,6 +37,7 @@ class SceneLandmarkModel:
         scene_map_path: str | None = None,
         sift_path: str | None = None,
         max_albums: int = 3,
+        cpu_bf16: str = "auto",
     ) -> None:
         self.weights = weights
         self.allow_untrained = allow_untrained
@@ -44,6 +46,9 @@ class SceneLandmarkModel:
         self.scene_map_path = scene_map_path
         self.sift_path = sift_path  # None: the shipped sift list; "none": no extra classes
         self.max_albums = max_albums  # K: scene albums per photo at most
+        self.cpu_bf16_setting = cpu_bf16  # auto | on | off: bf16 forward passes on a CPU
+        self.cpu_bf16 = False
+        self.cpu_bf16_why = ""
         self._keep: torch.Tensor | None = None
         self._lock = threading.RLock()
         self._net: SightlineNet | None = None
@@ -62,11 +67,19 @@ class SceneLandmarkModel:
             scene_map_path=settings.scene_map,
             sift_path=settings.sift,
             max_albums=settings.albums_per_photo,
+            cpu_bf16=settings.cpu_bf16,
         )
 
     @property
     def loaded(self) -> bool:
         return self._net is not None
+
+    @property
+    def network(self) -> SightlineNet:
+        """The loaded network (for benchmarks that time or compare the bare forward pass)."""
+        self.load()
+        assert self._net is not None
+        return self._net
 
     @property
     def transform(self) -> InputTransform:
@@ -104,10 +117,32 @@ class SceneLandmarkModel:
             if self.device.type == "cuda":
                 torch.backends.cudnn.benchmark = True
                 net = net.to(memory_format=torch.channels_last)
+            if self.device.type == "cpu":
+                self.cpu_bf16, self.cpu_bf16_why = resolve_cpu_bf16(self.cpu_bf16_setting)
             self._keep = torch.from_numpy(self.scene_map.keep()).to(self.device)
             self.meta = meta
             self._net = net
-            log.info("model %s loaded on %s", meta.model_version, self.device)
+            if meta.scene_head.trained and not meta.serves_landmarks:
+                log.warning(
+                    "WARNING: the landmark embedding head of this checkpoint is untrained: "
+                    "scene albums are served, landmark matching is off."
+                )
+            log.info(
+                "model %s loaded on %s; %s", meta.model_version, self.device, meta.heads_line()
+            )
+            if self.device.type == "cpu":
+                log.info(
+                    "cpu bf16 (SIGHTLINE_CPU_BF16=%s): %s", self.cpu_bf16_setting, self.cpu_bf16_why
+                )
+
+    def describe(self) -> str:
+        """One line: the model, its device, which heads are real, and the CPU precision."""
+        self.load()
+        assert self.meta is not None
+        line = f"model {self.meta.model_version} on {self.device}; {self.meta.heads_line()}"
+        if self.device.type == "cpu":
+            line += f"; cpu bf16 (SIGHTLINE_CPU_BF16={self.cpu_bf16_setting}) {self.cpu_bf16_why}"
+        return line
 
     def cpu_turn(self) -> Any:
         """A context for CPU-heavy work beside the network: the forward pass's own lock on
@@ -131,7 +166,7 @@ class SceneLandmarkModel:
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
             ctx = torch.autocast("cuda", dtype=dtype)
         else:
-            ctx = nullcontext()
+            ctx = cpu_autocast(self.cpu_bf16)
         with self._lock, ctx:  # batches in flight share one network: one forward at a time
             logits, emb = self._net(batch)
         # Softmax over the kept classes only: the sift classes get exactly 0.

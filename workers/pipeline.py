@@ -27,9 +27,15 @@ class TagResult:
     albums: list[tuple[str, float]]  # the albums the photo is filed in, best first
     indoor: float
     model_version: str
-    trained: bool
+    scene_trained: bool  # per head: the scene labels are predictions
+    embedding_trained: bool  # the embedding (and any landmark match) is one
     # release version -> [(landmark_id, score)], best first
     matches: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+
+    @property
+    def trained(self) -> bool:
+        """Both heads trained (the photo row's model_trained)."""
+        return self.scene_trained and self.embedding_trained
 
     def to_json(self) -> dict:
         gps = self.exif.gps
@@ -52,6 +58,10 @@ class TagResult:
             ],
             "model_version": self.model_version,
             "trained": self.trained,
+            "heads": {
+                "scene_trained": self.scene_trained,
+                "embedding_trained": self.embedding_trained,
+            },
         }
 
 
@@ -100,8 +110,11 @@ def infer(
     gps = np.array(
         [p.exif.gps if p.exif.gps else (np.nan, np.nan) for p in prepared], dtype=np.float64
     )
-    # A release built from another model's embeddings would match noise: skip it.
+    # A release built from another model's embeddings would match noise: skip it. So
+    # would any release, for a real scene head beside an untrained embedding head.
     usable = [r for r in releases if r.model_version == meta.model_version]
+    if not meta.serves_landmarks:
+        usable = []
     matched = {r.version: (r.index, r.index.match(embs, gps)) for r in usable}
     return [
         TagResult(
@@ -113,7 +126,8 @@ def infer(
             albums=albums[n],
             indoor=float(indoor[n]),
             model_version=meta.model_version,
-            trained=meta.trained,
+            scene_trained=meta.scene_head.trained,
+            embedding_trained=meta.embedding_head.trained,
             matches={
                 version: [(index.landmark_ids[m.landmark], m.score) for m in per_photo[n]]
                 for version, (index, per_photo) in matched.items()

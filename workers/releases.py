@@ -18,7 +18,7 @@ import numpy as np
 from psycopg2.extras import execute_values
 
 from models.landmarks import LandmarkIndex, Thresholds
-from models.release import Release
+from models.release import Release, ReleaseError, refuse_untrained_embeddings
 
 log = logging.getLogger("sightline.worker")
 
@@ -74,6 +74,29 @@ def check_compatible(cur: Any, model_version: str, dim: int) -> None:
         )
 
 
+def check_provenance(cur: Any, release: Release) -> None:
+    """Refuse a release built from an untrained embedding head beside a real scene head, as
+    its build recorded it or as the stored photos of its model say."""
+    heads = release.notes.get("heads") or {}
+    try:
+        refuse_untrained_embeddings(
+            release.model_version,
+            scene_trained=(heads.get("scene") or {}).get("trained"),
+            embedding_trained=(heads.get("embedding") or {}).get("trained"),
+        )
+        cur.execute(
+            "SELECT bool_or(scene_trained), bool_or(embedding_trained) FROM photos "
+            "WHERE model_version = %s AND embedding IS NOT NULL",
+            (release.model_version,),
+        )
+        scene, embedding = cur.fetchone()
+        refuse_untrained_embeddings(
+            release.model_version, scene_trained=scene, embedding_trained=embedding
+        )
+    except ReleaseError as exc:
+        raise ReleaseRefused(str(exc)) from None
+
+
 def import_release(conn: Any, release: Release) -> str:
     """Load a release in one transaction; returns 'imported' or 'unchanged' (same content)."""
     digest = release.content_hash()
@@ -91,6 +114,7 @@ def import_release(conn: Any, release: Release) -> str:
                 "give the new release its own version"
             )
         check_compatible(cur, release.model_version, release.embedding_dim)
+        check_provenance(cur, release)
         manifest = {**release.manifest(), "content_sha256": digest}
         cur.execute(
             "INSERT INTO releases (version, embedding_dim, model_version, thresholds, manifest,"

@@ -76,6 +76,7 @@ WORKER_DEFAULTS: dict[str, str | None] = {
     "SIGHTLINE_ALLOW_UNTRAINED": "0",
     "SIGHTLINE_ARCH": "wide_resnet50_2",
     "SIGHTLINE_DEVICE": "auto",
+    "SIGHTLINE_CPU_BF16": "auto",
     "SIGHTLINE_SCENE_MAP": None,
     "SIGHTLINE_SIFT": None,
     "SIGHTLINE_ALBUMS_PER_PHOTO": "3",
@@ -110,6 +111,7 @@ class Settings:
     allow_untrained: bool = False
     arch: str = "wide_resnet50_2"
     device: str = "auto"
+    cpu_bf16: str = "auto"  # auto: bf16 forward passes where the CPU has avx512_bf16 or AMX
     scene_map: str | None = None  # None: models/data/scene_map.csv
     sift: str | None = None  # None: models/data/sift_excluded.txt; "none": keep all 365
     albums_per_photo: int = 3  # K: a photo is filed in at most K scene albums
@@ -147,6 +149,7 @@ class Settings:
             allow_untrained=_env_bool("SIGHTLINE_ALLOW_UNTRAINED"),
             arch=env.get("SIGHTLINE_ARCH") or "wide_resnet50_2",
             device=env.get("SIGHTLINE_DEVICE") or "auto",
+            cpu_bf16=_env_choice("SIGHTLINE_CPU_BF16", ("auto", "on", "off"), "auto"),
             scene_map=env.get("SIGHTLINE_SCENE_MAP") or None,
             sift=env.get("SIGHTLINE_SIFT") or None,
             albums_per_photo=max(1, int(_env_float("SIGHTLINE_ALBUMS_PER_PHOTO", 3))),

@@ -96,6 +96,8 @@ def tagged_item(task: Mapping[str, Any], result: TagResult) -> dict[str, Any]:
         "camera": result.exif.camera,
         "model_version": result.model_version,
         "model_trained": result.trained,
+        "scene_trained": result.scene_trained,
+        "embedding_trained": result.embedding_trained,
         "embedding": np.asarray(result.embedding, dtype=np.float32).tolist(),
         "scene_probs": np.asarray(result.probs, dtype=np.float32).tolist(),
         "indoor": result.indoor,

@@ -22,7 +22,8 @@ CREATE OR REPLACE VIEW visible_photos AS
            p.event_time, p.status, p.error, p.attempts, p.taken_at, p.taken_at_local,
            p.gps_lat, p.gps_lon, p.width, p.height, p.camera, p.model_version,
            p.model_trained, p.embedding, p.scene_probs, p.indoor, p.created_at, p.updated_at,
-           sightline_sort_at(p.taken_at, p.taken_at_local, p.event_time, p.created_at) AS sort_at
+           sightline_sort_at(p.taken_at, p.taken_at_local, p.event_time, p.created_at) AS sort_at,
+           p.scene_trained, p.embedding_trained  -- 0010: provenance per head
     FROM photos p WHERE p.status = 'tagged';
 
 -- Keyset pages walk (owner, sort_at, id) backwards: the index has the same key.
@@ -301,14 +302,16 @@ $$;
 -- score is NULL for a label the owner added; release is the active release for landmarks.
 CREATE VIEW album_membership AS
     SELECT v.owner, 'scene'::text AS kind, a.album AS label, v.id AS photo_id, a.score,
-           v.sort_at, NULL::text AS release, v.model_trained, false AS added_by_owner
+           v.sort_at, NULL::text AS release,
+           coalesce(v.scene_trained, v.model_trained) AS model_trained,  -- the head that filed it
+           false AS added_by_owner
     FROM visible_photos v JOIN photo_albums a ON a.photo_id = v.id
     WHERE NOT EXISTS (SELECT FROM photo_corrections c
                       WHERE c.owner = v.owner AND c.photo_id = v.id
                         AND c.kind = 'scene' AND c.label = a.album)
     UNION ALL
     SELECT v.owner, 'landmark', m.landmark_id, v.id, m.score, v.sort_at, r.version,
-           v.model_trained, false
+           coalesce(v.embedding_trained, v.model_trained), false
     FROM releases r
     JOIN landmark_matches m ON m.release = r.version
     JOIN visible_photos v ON v.id = m.photo_id
@@ -320,7 +323,8 @@ CREATE VIEW album_membership AS
     SELECT v.owner, c.kind, c.label, v.id, NULL::real, v.sort_at,
            CASE WHEN c.kind = 'landmark'
                 THEN (SELECT r.version FROM releases r WHERE r.status = 'active') END,
-           v.model_trained, true
+           CASE WHEN c.kind = 'scene' THEN coalesce(v.scene_trained, v.model_trained)
+                ELSE coalesce(v.embedding_trained, v.model_trained) END, true
     FROM photo_corrections c JOIN visible_photos v ON v.id = c.photo_id AND v.owner = c.owner
     WHERE c.verdict = 'add';
 

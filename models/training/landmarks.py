@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from models.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
+from models.checkpoint import CheckpointMeta, HeadProvenance, load_checkpoint, save_checkpoint
 from models.network import SightlineNet, sightline_net
 from models.training.augment import PastePeople
 from models.training.data import DataError, ImageList, read_manifest, train_transform
@@ -115,7 +115,13 @@ def export_landmark_checkpoint(
 ) -> Path:
     """The worker's checkpoint: the whole network, without classifier or centers. It is
     marked trained only if the scene checkpoint it grew from was."""
-    out_meta = replace(meta, version=f"{cfg.version}-{meta.arch}-{tag}", sha256="")
+    version = f"{cfg.version}-{meta.arch}-{tag}"
+    head = HeadProvenance(
+        trained=meta.scene_head.trained,
+        source=f"train landmarks run {cfg.out} version {version}"
+        + ("" if meta.scene_head.trained else " on an untrained trunk"),
+    )
+    out_meta = replace(meta, version=version, embedding_head=head, sha256="")
     path = cfg.out / EXPORT_FILE
     save_checkpoint(net, out_meta, path)
     return path

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from models.checkpoint import CheckpointMeta, save_checkpoint
+from models.checkpoint import UNTRAINED, CheckpointMeta, HeadProvenance, save_checkpoint
 from models.network import SightlineNet, sightline_net
 from models.scenes import SceneMap
 from models.training.data import ImageList, eval_transform, scan_image_folder, train_transform
@@ -107,7 +107,11 @@ def export_scene_checkpoint(
         embedding_dim=cfg.embedding_dim,
         version=f"{cfg.version}-{cfg.arch}-e{epoch}",
         transform=cfg.transform,
-        trained=True,
+        # The landmark branch is a copy of the scene layer4 with a head no one trained yet.
+        scene_head=HeadProvenance(
+            trained=True, source=f"train scene run {cfg.out} version {cfg.version}-e{epoch}"
+        ),
+        embedding_head=UNTRAINED,
         excluded=tuple(sorted(cfg.scene_map.excluded)),
     )
     path = cfg.out / EXPORT_FILE

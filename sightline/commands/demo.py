@@ -35,7 +35,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     if settings.weights:
-        say(f"sightline demo: trained weights from {settings.weights}")
+        say(f"sightline demo: weights {settings.weights}: {_heads(settings.weights)}")
     else:
         say(
             "sightline demo: UNTRAINED network (SIGHTLINE_WEIGHTS is not set): the pipeline "
@@ -51,6 +51,23 @@ def run_demo(args: argparse.Namespace) -> int:
     }.items():
         os.environ.setdefault(k, v)
     return _Demo(settings, args).run()
+
+
+def _heads(weights: str) -> str:
+    """Which heads of the checkpoint are real, and what that means for the albums."""
+    from models.checkpoint import CheckpointError, read_meta
+
+    try:
+        meta = read_meta(weights)
+    except CheckpointError as exc:
+        raise CliError(str(exc)) from None
+    if not meta.scene_head.trained:
+        what = "scene labels are noise, not predictions"
+    else:
+        what = "scene albums are predictions"
+    if not meta.serves_landmarks:
+        what += "; landmark matching is off"
+    return f"{meta.heads_line()}: {what}"
 
 
 class _Demo:
@@ -253,7 +270,11 @@ class _Demo:
             cur.execute("SELECT version FROM releases WHERE status = 'active'")
             active = cur.fetchone()
             marks = albums.landmark_albums(cur, owner)
-            if not active:
+            if self.settings.weights and "landmark matching is off" in _heads(
+                self.settings.weights
+            ):
+                say("  landmark matching is off: the checkpoint's embedding head is untrained")
+            elif not active:
                 say("  no active landmark release: no photo is matched to a landmark yet")
             elif not marks:
                 say(f"  release {active[0]}: no landmark found in these photos")

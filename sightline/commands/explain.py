@@ -113,7 +113,8 @@ def explain_photo(args: argparse.Namespace) -> int:
         direction = emb
         landmark_what = "the photo's own embedding (no --centroids given)"
     lm_map = normalise_map(embedding_cam(net, shared, direction)[0], hw).numpy()
-    warn = None if meta.trained else "UNTRAINED network: noise, not a prediction"
+    warn = None if meta.scene_head.trained else "UNTRAINED network: noise, not a prediction"
+    lm_warn = None if meta.embedding_head.trained else "UNTRAINED embedding head: noise"
     scene_lines = [f"scene CAM: {top[0][0]} {top[0][1]:.3f}"]
     scene_lines += [f"  {name} {p:.3f}" for name, p in top[1:]]
     if albums:
@@ -123,7 +124,7 @@ def explain_photo(args: argparse.Namespace) -> int:
     lm_out = args.landmark_out or out.with_name(out.stem + ".landmark.png")
     try:
         overlay(photo, scene_map, scene_lines, warn).save(out, format="PNG")
-        overlay(photo, lm_map, lm_lines, warn).save(lm_out, format="PNG")
+        overlay(photo, lm_map, lm_lines, lm_warn).save(lm_out, format="PNG")
     except OSError as exc:
         raise CliError(f"cannot write {exc.filename}: {exc.strerror}") from None
     summary = {
@@ -131,6 +132,7 @@ def explain_photo(args: argparse.Namespace) -> int:
         "size": [photo.width, photo.height],
         "model_version": meta.model_version,
         "trained": meta.trained,
+        "heads": meta.heads(),
         "scene_cam": str(out),
         "scene_class": top[0][0],
         "scenes": [[n, round(p, 4)] for n, p in top],

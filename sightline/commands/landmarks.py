@@ -27,7 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=0.5,
         help="complete-linkage cut, in cosine distance (1 - dot product)",
     )
-    b.add_argument("--model-version", required=True, help="the model the embeddings came from")
+    b.add_argument("--model-version", help="the model the embeddings came from")
+    b.add_argument(
+        "--weights",
+        help="the checkpoint the embeddings came from (default SIGHTLINE_WEIGHTS): gives the "
+        "model version and each head's provenance; untrained embedding heads are refused",
+    )
     b.add_argument("--version", help="release version (default: derived from the content)")
     _threshold_args(b)
     b.add_argument("--out", required=True)
@@ -116,6 +121,7 @@ def build(args: argparse.Namespace) -> int:
 
     if args.min_cluster < 1:
         raise CliError("--min-cluster must be at least 1")
+    model_version, heads = _embedding_source(args)
     e = load_embeddings(args.embeddings)
     labels = load_array(args.labels, "labels", 1, integer=True)
     same_length(embeddings=e, labels=labels)
@@ -154,10 +160,12 @@ def build(args: argparse.Namespace) -> int:
     }
     thresholds = Thresholds(**{k: v for k, v in given.items() if v is not None})
     notes = {"min_cluster": args.min_cluster, "linkage_threshold": args.linkage_threshold}
+    if heads:
+        notes["heads"] = heads
     try:
         release = make_release(
             version=args.version or "pending",
-            model_version=args.model_version,
+            model_version=model_version,
             thresholds=thresholds,
             landmarks=kept,
             centroids=cs.centroids,
@@ -193,6 +201,43 @@ def build(args: argparse.Namespace) -> int:
         f"({100 * out['multi_centroid_share']:.1f}%)",
     )
     return 0
+
+
+def _embedding_source(args: argparse.Namespace) -> tuple[str, dict[str, Any] | None]:
+    """(model version, heads' provenance or None) of the embeddings a release is built from;
+    CliError for an untrained embedding head beside a real scene head."""
+    import os
+
+    from models.checkpoint import CheckpointError, read_meta
+    from models.release import ReleaseError, refuse_untrained_embeddings
+
+    path = args.weights or os.environ.get("SIGHTLINE_WEIGHTS") or None
+    meta = None
+    if path:
+        try:
+            meta = read_meta(path)
+        except CheckpointError as exc:
+            if args.weights:
+                raise CliError(str(exc)) from None
+    if args.weights and args.model_version and meta.model_version != args.model_version:
+        raise CliError(
+            f"--weights {args.weights} is model {meta.model_version}, "
+            f"not --model-version {args.model_version}"
+        )
+    model_version = args.model_version or (meta.model_version if meta else None)
+    if not model_version:
+        raise CliError("give --model-version or --weights: the model the embeddings came from")
+    if meta is None or meta.model_version != model_version:
+        return model_version, None  # SIGHTLINE_WEIGHTS is another model: nothing known
+    try:
+        refuse_untrained_embeddings(
+            model_version,
+            scene_trained=meta.scene_head.trained,
+            embedding_trained=meta.embedding_head.trained,
+        )
+    except ReleaseError as exc:
+        raise CliError(str(exc)) from None
+    return model_version, meta.heads()
 
 
 def clean(args: argparse.Namespace) -> int:

@@ -129,8 +129,10 @@ def tag_photos(args: argparse.Namespace) -> int:
     model.load()
     assert model.meta is not None
     # Warnings go to stderr: with --json, stdout holds only one object per photo.
-    if not model.meta.trained:
+    if not model.meta.scene_head.trained:
         _warn("untrained network: these labels are noise, not predictions")
+    if releases and not model.meta.serves_landmarks:
+        _warn("the landmark embedding head is untrained: no landmark matching")
     if releases and releases[0].model_version != model.meta.model_version:
         _warn(
             f"release {releases[0].version} was built from {releases[0].model_version}, not "

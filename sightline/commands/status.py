@@ -47,6 +47,7 @@ def status(args: argparse.Namespace) -> int:
     finally:
         conn.close()
     report["queues"] = queue_depths(settings.broker_url, queues, settings.broker_options).to_json()
+    report["model"] = model_report(settings)
     if args.json:
         print(json.dumps(report))
     else:
@@ -54,9 +55,60 @@ def status(args: argparse.Namespace) -> int:
     return 0
 
 
+def model_report(settings: Any) -> dict[str, Any]:
+    """The weights the workers are set to serve and which of their heads are real."""
+    if not settings.weights:
+        return {
+            "weights": None,
+            "untrained_allowed": settings.allow_untrained,
+            "heads": {
+                "scene": {"trained": False, "source": "no weights"},
+                "embedding": {"trained": False, "source": "no weights"},
+            },
+        }
+    from models.checkpoint import CheckpointError, read_meta
+
+    try:
+        meta = read_meta(settings.weights)
+    except CheckpointError as exc:
+        return {"weights": settings.weights, "error": str(exc)}
+    return {
+        "weights": settings.weights,
+        "model_version": meta.model_version,
+        "heads": meta.heads(),
+        "serves_landmarks": meta.serves_landmarks,
+    }
+
+
+def _head(h: dict[str, Any]) -> str:
+    return f"{'real' if h['trained'] else 'UNTRAINED'} ({h['source']})"
+
+
+def _yes(flag: bool | None) -> str:
+    return "unknown" if flag is None else "real" if flag else "UNTRAINED"
+
+
 def _text(r: dict[str, Any]) -> str:
-    lines = ["photos"]
+    m = r["model"]
+    if m.get("error"):
+        lines = [f"model           {m['weights']}: {m['error']}"]
+    elif m["weights"] is None:
+        allowed = "SIGHTLINE_ALLOW_UNTRAINED is set" if m["untrained_allowed"] else "refused"
+        lines = [f"model           no SIGHTLINE_WEIGHTS: untrained network ({allowed})"]
+    else:
+        lines = [
+            f"model           {m['model_version']} ({m['weights']})",
+            f"  scene head            {_head(m['heads']['scene'])}",
+            f"  landmark embedding    {_head(m['heads']['embedding'])}"
+            + ("" if m["serves_landmarks"] else ": landmark matching off"),
+        ]
+    lines.append("photos")
     lines += [f"  {status:10} {n:>12,}" for status, n in r["photos"].items()]
+    for t in r["tagged_by"]:
+        lines.append(
+            f"  tagged by {t['model_version']}: {t['photos']:,} (scene head "
+            f"{_yes(t['scene_trained'])}, embedding head {_yes(t['embedding_trained'])})"
+        )
     rel = r["active_release"]
     if rel:
         lines.append(

@@ -61,6 +61,8 @@ def run_worker(args: argparse.Namespace) -> int:
             raise CliError(f"cannot serve metrics on port {settings.metrics_port}: {exc}") from exc
     runtime = WorkerRuntime(settings, url, metrics=metrics)
     runtime.model.load()  # refuse to start without weights, before taking any task
+    # before any task: which heads are real, and the CPU bf16 choice
+    log.info("%s", runtime.model.describe())
     conn = connect(url, timeout_s=settings.db_timeout_s)
     try:
         source = f"worker {args.hostname or socket.gethostname()}"

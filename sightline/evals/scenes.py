@@ -47,13 +47,19 @@ def eval_scenes(args: argparse.Namespace) -> int:
         num_workers=args.workers,
     )
     metrics = evaluate_scenes(net.to(device), loader, sm, device, MixedPrecision(device))
-    out = {"model_version": meta.model_version, "trained": meta.trained, "data": str(folder)}
+    # Scene errors measure the scene head only: its provenance is the one that matters.
+    out = {
+        "model_version": meta.model_version,
+        "trained": meta.scene_head.trained,
+        "heads": meta.heads(),
+        "data": str(folder),
+    }
     out.update(metrics)
     if args.json:
         print(json.dumps(out))
     else:
-        if not meta.trained:
-            print("WARNING: untrained network: these errors measure noise")
+        if not meta.scene_head.trained:
+            print("WARNING: untrained scene head: these errors measure noise")
         for k, v in out.items():
             print(f"{k:16} {v}")
     return 0
