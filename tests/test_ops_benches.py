@@ -24,8 +24,8 @@ def test_bench_writes_writes_every_photo_and_reports_per_connection_count(pg_ser
     assert r["rows_stored"] == 40 * 3
     assert [run["connections"] for run in r["runs"]] == [1, 2]
     assert all(run["rows_per_s"] > 0 and run["batch_ms_median"] > 0 for run in r["runs"])
-    # A 512-d float32 embedding alone is 2 KiB: a stored photo cannot be smaller.
-    assert r["bytes_per_photo"] > 2048 and r["embedding_read_rows_per_s"] > 0
+    # A 512-d half-precision embedding alone is 1 KiB: a stored photo cannot be smaller.
+    assert r["bytes_per_photo"] > 1024 and r["embedding_read_rows_per_s"] > 0
 
 
 def test_bench_matching_in_memory_and_pgvector(pg_server) -> None:

@@ -21,7 +21,7 @@ from models.landmarks import LandmarkIndex
 from models.scenes import SceneMap
 from workers import pgcopy
 from workers.releases import ReleaseRefused, activate
-from workers.store import load_index
+from workers.store import as_array, load_index
 
 _RESUMABLE = ("retagging",)
 _STARTABLE = ("imported", "ready", "retired", "active")
@@ -109,7 +109,8 @@ def _batch(
 ) -> tuple[int, int, int]:
     with conn, conn.cursor() as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        rows = pgcopy.copy_out(cur, _select(cur, model_version, index.dim, after, limit), index.dim)
+        select = _select(cur, model_version, index.dim, after, limit)
+        rows = pgcopy.copy_out(cur, select, index.dim, half=True)  # photos store halfvec
         last = int(rows.ids[-1]) if len(rows) == limit else 2**63 - 1  # the end: close the range
         m = index.match_arrays(rows.embeddings, rows.gps)
         cur.execute(
@@ -196,7 +197,7 @@ def retag_scenes(
                     "ORDER BY id LIMIT %s",
                     (after, batch_size),
                 )
-                rows = [r for r in cur.fetchall()]
+                rows = [(pid, as_array(p)) for pid, p in cur.fetchall()]  # halfvec -> float32
                 if not rows:
                     break
                 ids = [r[0] for r in rows]
@@ -204,7 +205,7 @@ def retag_scenes(
                     raise ReleaseRefused(
                         f"stored scene probabilities do not have the map's {n_classes} classes"
                     )
-                probs = np.asarray([r[1] for r in rows], dtype=np.float32)
+                probs = np.stack([r[1] for r in rows])
                 # As at serving: the map's sift classes get nothing, the rest sum to 1.
                 albums = scene_map.album_scores(scene_map.renormalise(probs), k=k)
                 cur.execute("DELETE FROM photo_albums WHERE photo_id = ANY(%s)", (ids,))
