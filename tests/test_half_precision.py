@@ -4,9 +4,10 @@ halfvec (float16), and a re-tag or a scene re-map from them gives what float32 g
 Tolerance, from float16's 11 significant bits (round to nearest: a relative error <= 2^-11
 per value): the inner product of two unit vectors moves by <= 2^-11 (< 5e-4); an album score
 (a sum of renormalised probabilities, each off by <= 2^-11 of itself, divided by a sum off by
-as much) by <= 2^-10 of itself (< 1e-3). Matches and albums must be the same except where the
-float32 value lies within that tolerance of a threshold or of the next album; the synthetic
-data of the benches has none there, so here they are all the same.
+as much) by <= 2^-10 of itself. Matches and albums must be the same except where the float32
+value lies within that tolerance of a threshold or of the next album (a near-tie, which either
+side may win). On the benches' synthetic data no landmark score lies that close to a
+threshold, so every match is the same; a few photos' two best albums do.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from workers.retag import retag_release, retag_scenes
 from workers.store import write_photos
 
 SCORE_TOL = 5e-4  # > 2^-11
-ALBUM_TOL = 1e-3  # > 2^-10 * a score <= 1
+ALBUM_REL = 2**-10  # of the album's score
 
 
 def _store(conn, q: np.ndarray, gps: np.ndarray, probs: np.ndarray, model: str) -> list[int]:
@@ -55,7 +56,8 @@ def test_retag_and_scene_remap_from_halfvec_match_float32(db_url) -> None:
     """The bench's synthetic release and photos (2 % near a landmark, half with GPS) and
     Dirichlet scene probabilities: the landmark re-tag from stored halfvec embeddings gives
     float32's matching pairs with scores within 5e-4, and the scene re-map from stored
-    halfvec probabilities files every photo in float32's albums with scores within 1e-3."""
+    halfvec probabilities files every photo in float32's albums with scores within 2^-10 of
+    themselves, but for near-ties (two albums that close), where either is right."""
     rng = np.random.default_rng(7)
     release = random_release(rng, centroids=400, dim=512)
     q, gps = queries(rng, release, 3000, landmark_share=0.05)
@@ -64,9 +66,9 @@ def test_retag_and_scene_remap_from_halfvec_match_float32(db_url) -> None:
     conn = connect(db_url, timeout_s=300)
     import_release(conn, release)
     ids = np.asarray(_store(conn, q, gps, probs, release.model_version))
-    with conn, conn.cursor() as cur:  # they are stored at half precision, not float32
+    with conn, conn.cursor() as cur:  # half precision: an 8-byte header, then 2 bytes a value
         cur.execute("SELECT pg_column_size(embedding), pg_column_size(scene_probs) FROM photos")
-        assert set(cur.fetchall()) == {(4 + 2 * 512, 4 + 2 * len(sm.categories))}
+        assert set(cur.fetchall()) == {(8 + 2 * 512, 8 + 2 * len(sm.categories))}
 
     # Landmarks: the in-memory matcher on float32 is what the re-tag did before halfvec.
     want = release.index().match_arrays(q, gps)
@@ -95,13 +97,24 @@ def test_retag_and_scene_remap_from_halfvec_match_float32(db_url) -> None:
         stored: dict[int, list[tuple[str, float]]] = {}
         for pid, _rank, album, score in cur.fetchall():
             stored.setdefault(pid, []).append((album, score))
-    gaps = [w[0][1] - w[1][1] for w in want_albums]
-    assert min(gaps) > ALBUM_TOL  # no near-tie in this data: every album must be the same
-    for pid, w in zip(ids.tolist(), want_albums):
+    scores32 = sm.renormalise(probs) @ sm.matrix()  # (photos, albums), float32
+    column = {a: j for j, a in enumerate(sm.albums)}
+    ties = 0
+    for i, (pid, w) in enumerate(zip(ids.tolist(), want_albums)):
         s = stored[pid]
-        assert [a for a, _ in s] == [a for a, _ in w]
-        assert max(abs(x - y) for (_, x), (_, y) in zip(s, w)) <= ALBUM_TOL
-    # ... so the albums the UI shows are float32's albums.
+        assert len(s) == len(w)
+        for r, (album, score) in enumerate(s):
+            # The stored score is the album's float32 score within the bound, and the album
+            # is float32's at this rank, or one within the bound of it (a near-tie).
+            tol = ALBUM_REL * w[r][1] + 1e-7
+            assert abs(scores32[i, column[album]] - score) <= tol
+            assert scores32[i, column[album]] >= w[r][1] - 2 * tol
+        near_tie = w[0][1] - w[1][1] <= 2 * ALBUM_REL * w[0][1]
+        ties += near_tie
+        if not near_tie:
+            assert s[0][0] == w[0][0]
+    assert ties < len(q) // 20
+    # ... so the albums the UI shows are float32's, but for those near-ties.
     with conn, conn.cursor() as cur:
         cur.execute("SELECT album, photos FROM scene_albums('user0')")
         shown = dict(cur.fetchall())
@@ -109,7 +122,8 @@ def test_retag_and_scene_remap_from_halfvec_match_float32(db_url) -> None:
     for i, w in enumerate(want_albums):
         if i % 3 == 0:
             counts[w[0][0]] = counts.get(w[0][0], 0) + 1
-    assert shown == counts
+    moved = sum(abs(shown.get(a, 0) - counts.get(a, 0)) for a in set(shown) | set(counts))
+    assert moved <= 2 * ties and sum(shown.values()) == sum(counts.values())
     conn.close()
 
 

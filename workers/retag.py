@@ -177,7 +177,7 @@ def retag_release(
 def retag_scenes(
     conn: Any, scene_map: SceneMap, *, batch_size: int = 5_000, progress: bool = True, k: int = 3
 ) -> int:
-    """Re-file every photo's scene albums under a new map from its stored probabilities.
+    """Re-file every tagged photo's scene albums under a new map from its stored probabilities.
 
     Each batch replaces its photos' album rows in one transaction, so a re-run after a
     kill only repeats work; returns the photos re-filed.
@@ -186,15 +186,18 @@ def retag_scenes(
 
     n_classes = len(scene_map.categories)
     with conn, conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM photos WHERE scene_probs IS NOT NULL")
+        cur.execute(
+            "SELECT count(*) FROM photos WHERE scene_probs IS NOT NULL AND status = 'tagged'"
+        )
         total = cur.fetchone()[0]
     after, done = 0, 0
     with tqdm(total=total, unit="photo", desc="scene map", disable=not progress) as bar:
         while True:
             with conn, conn.cursor() as cur:
                 cur.execute(
-                    "SELECT id, scene_probs FROM photos WHERE scene_probs IS NOT NULL AND id > %s "
-                    "ORDER BY id LIMIT %s",
+                    # Only tagged photos are album members (a failed or deleted one has none).
+                    "SELECT id, scene_probs FROM photos WHERE scene_probs IS NOT NULL "
+                    "AND status = 'tagged' AND id > %s ORDER BY id LIMIT %s",
                     (after, batch_size),
                 )
                 rows = [(pid, as_array(p)) for pid, p in cur.fetchall()]  # halfvec -> float32

@@ -9,7 +9,7 @@
 -- ------------------------------------------------------------ 1. half precision
 -- float16 keeps 11 significant bits: a unit vector's inner products move by < 1e-3, scene
 -- probabilities by < 0.05 % of their value (tests/test_half_precision.py checks matches and
--- albums against float32). Storage is 2 bytes per value: 1,028 bytes for 512 dims.
+-- albums against float32). Storage is 8 + 2 bytes per value: 1,032 bytes for 512 dims.
 -- visible_photos (0001) selects p.*: a column's type cannot change under it. Same definition.
 DROP VIEW visible_photos;
 ALTER TABLE photos
