@@ -105,8 +105,8 @@ def _fill(conn: Any, photos: int, owner_photos: int, albums: int) -> None:
         )
         cur.execute(
             "INSERT INTO landmark_matches (release, photo_id, landmark_id, score, owner, sort_at)"
-            " SELECT 'bench', id, 'L' || (id %% 200), 0.9, owner, taken_at FROM photos "
-            "WHERE status = 'tagged' AND id %% 50 = 1"
+            " SELECT 'bench', id, 'L' || (id % 200), 0.9, owner, taken_at FROM photos "
+            "WHERE status = 'tagged' AND id % 50 = 1"
         )
         for table in ("photos", "photo_albums", "landmark_matches"):
             cur.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
