@@ -5,6 +5,16 @@
 --   4. photo counts by status from counters kept by a trigger;
 --   5. album functions read summaries and membership indexes.
 -- Needs pgvector >= 0.7 (halfvec); on 0.6 run ALTER EXTENSION vector UPDATE first.
+DO $$
+DECLARE
+    v text := (SELECT extversion FROM pg_extension WHERE extname = 'vector');
+BEGIN
+    IF string_to_array(split_part(v, '-', 1), '.')::int[] < ARRAY[0, 7] THEN
+        RAISE EXCEPTION 'pgvector % has no halfvec: install pgvector >= 0.7 on the server, '
+            'run ALTER EXTENSION vector UPDATE in this database, then upgrade again', v;
+    END IF;
+END
+$$;
 
 -- ------------------------------------------------------------ 1. half precision
 -- float16 keeps 11 significant bits: a unit vector's inner products move by < 1e-3, scene
@@ -352,6 +362,8 @@ CREATE FUNCTION sightline_status_counts_rebuild() RETURNS void LANGUAGE sql AS $
         SELECT status, 0, count(*) FROM photos GROUP BY status;
 $$;
 SELECT sightline_status_counts_rebuild();
+-- The rest of `sightline status`: the last failures by a range scan of failed photos only.
+CREATE INDEX photos_failed_recent ON photos (updated_at DESC, id DESC) WHERE status = 'failed';
 
 -- ------------------------------------------------------------ 5. the write path and album SQL
 -- sightline_write_photos: latest definition from 0005_write_batch.sql. Changed here:
