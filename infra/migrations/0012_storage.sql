@@ -362,8 +362,10 @@ CREATE FUNCTION sightline_status_counts_rebuild() RETURNS void LANGUAGE sql AS $
         SELECT status, 0, count(*) FROM photos GROUP BY status;
 $$;
 SELECT sightline_status_counts_rebuild();
--- The rest of `sightline status`: the last failures by a range scan of failed photos only.
+-- The rest of `sightline status`, over failed photos only: the last failures by a range
+-- scan, their reasons by an index-only scan (failed rows are spread over every heap page).
 CREATE INDEX photos_failed_recent ON photos (updated_at DESC, id DESC) WHERE status = 'failed';
+CREATE INDEX photos_failed_error ON photos (error) WHERE status = 'failed';
 
 -- ------------------------------------------------------------ 5. the write path and album SQL
 -- sightline_write_photos: latest definition from 0005_write_batch.sql. Changed here:
