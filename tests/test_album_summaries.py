@@ -199,3 +199,63 @@ def test_recount_is_the_one_function_that_repairs_a_summary(db) -> None:
         assert cur.fetchall() == [(2, ids[1])]
         cur.execute("SELECT * FROM scene_albums('a')")
         assert cur.fetchall() == [("forest", 2, ids[1], False)]
+
+
+def test_concurrent_batches_of_one_owner_never_deadlock_on_summaries(db_url) -> None:
+    """Two workers writing one owner's photos at once, their batches filing albums in opposite
+    orders: every photo is written (summary rows are locked in one global order, at the end
+    of each batch), and the summaries equal the recount."""
+    import threading
+
+    from workers.db import connect
+
+    albums = [f"a{i}" for i in range(12)]
+
+    def batch(worker: int, round_: int) -> list[dict]:
+        order = albums if worker == 0 else albums[::-1]
+        return [
+            {
+                "owner": "alice",
+                "bucket": "b",
+                "key": f"w{worker}/r{round_}/{i}",
+                "status": "tagged",
+                "taken_at": f"2024-01-{1 + i:02d}T00:00:00+00:00",
+                "albums": [[a, 0.9]],
+                "matches": [["r1", f"L{i % 3 if worker == 0 else 2 - i % 3}", 0.9]],
+            }
+            for i, a in enumerate(order)
+        ]
+
+    setup = connect(db_url)
+    with setup, setup.cursor() as cur:
+        cur.execute(
+            "INSERT INTO releases (version, embedding_dim, model_version, thresholds, status) "
+            "VALUES ('r1', 8, 'm', '{}', 'active')"
+        )
+        cur.execute(
+            "INSERT INTO landmarks (release, landmark_id, name) "
+            "SELECT 'r1', 'L' || g, 'L' || g FROM generate_series(0, 2) g"
+        )
+    refused: list = []
+    start = threading.Barrier(2)
+
+    def work(worker: int) -> None:
+        conn = connect(db_url)
+        start.wait()
+        for r in range(15):
+            with conn, conn.cursor() as cur:
+                got = write_photos(cur, batch(worker, r))
+            refused.extend(o for _, o in got if o != "tagged")
+        conn.close()
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert refused == []
+    with setup, setup.cursor() as cur:
+        cur.execute("SELECT count(*) FROM photos WHERE status = 'tagged'")
+        assert cur.fetchone()[0] == 2 * 15 * len(albums)
+        _check(cur)
+    setup.close()

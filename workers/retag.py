@@ -109,6 +109,8 @@ def _batch(
 ) -> tuple[int, int, int]:
     with conn, conn.cursor() as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        # Album summaries once per batch, locked in key order (no deadlock with workers).
+        cur.execute("SELECT sightline_album_defer()")
         select = _select(cur, model_version, index.dim, after, limit)
         rows = pgcopy.copy_out(cur, select, index.dim, half=True)  # photos store halfvec
         last = int(rows.ids[-1]) if len(rows) == limit else 2**63 - 1  # the end: close the range
@@ -128,6 +130,7 @@ def _batch(
                 ],
                 page_size=5000,
             )
+        cur.execute("SELECT sightline_album_flush()")
         cur.execute("UPDATE releases SET retag_cursor = %s WHERE version = %s", (last, version))
     return last, len(rows), len(m.photo)
 
@@ -211,6 +214,7 @@ def retag_scenes(
                 probs = np.stack([r[1] for r in rows])
                 # As at serving: the map's sift classes get nothing, the rest sum to 1.
                 albums = scene_map.album_scores(scene_map.renormalise(probs), k=k)
+                cur.execute("SELECT sightline_album_defer()")  # summaries once, in key order
                 cur.execute("DELETE FROM photo_albums WHERE photo_id = ANY(%s)", (ids,))
                 execute_values(
                     cur,
@@ -222,6 +226,7 @@ def retag_scenes(
                     ],
                     page_size=5000,
                 )
+                cur.execute("SELECT sightline_album_flush()")
             after, done = ids[-1], done + len(ids)
             bar.update(len(ids))
     return done

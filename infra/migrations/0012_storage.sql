@@ -236,37 +236,104 @@ END
 $$;
 SELECT sightline_album_summaries_rebuild();
 
--- Statement triggers: one adjust per (owner, album) a statement touched, removals first.
+-- Lock order. Summary rows are locked by the upserts until commit; two writers locking the
+-- same owner's albums in different orders would deadlock (a worker fleet writing one owner's
+-- library does exactly that). So member changes are queued per statement (a session temp
+-- table) and sightline_album_flush() applies them in (owner, kind, release, album) order:
+-- at the end of each statement by default, or, after sightline_album_defer(), once for the
+-- whole transaction (sightline_write_photos and the re-tags do this). A writer that defers
+-- must flush before it commits; the queue is emptied at commit either way.
+CREATE FUNCTION sightline_album_queue() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF to_regclass('pg_temp.sightline_album_deltas') IS NULL THEN
+        CREATE TEMP TABLE sightline_album_deltas (
+            owner text, kind text, release text, album text, photos bigint, untrained bigint,
+            cover_sort_at timestamptz, cover_photo_id bigint, removed bigint[]
+        ) ON COMMIT DELETE ROWS;
+    END IF;
+END
+$$;
+
+CREATE FUNCTION sightline_album_defer() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM sightline_album_queue();
+    PERFORM set_config('sightline.album_defer', 'on', true);
+END
+$$;
+
+CREATE FUNCTION sightline_album_flush() RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+BEGIN
+    PERFORM set_config('sightline.album_defer', 'off', true);
+    IF to_regclass('pg_temp.sightline_album_deltas') IS NULL THEN
+        RETURN;
+    END IF;
+    FOR r IN
+        SELECT d.owner, d.kind, d.release, d.album, sum(d.photos)::bigint AS photos,
+               sum(d.untrained)::bigint AS untrained,
+               (array_agg(d.cover_sort_at ORDER BY d.cover_sort_at DESC NULLS LAST,
+                          d.cover_photo_id DESC))[1] AS cover_sort_at,
+               (array_agg(d.cover_photo_id ORDER BY d.cover_sort_at DESC NULLS LAST,
+                          d.cover_photo_id DESC))[1] AS cover_photo_id
+        FROM pg_temp.sightline_album_deltas d
+        GROUP BY d.owner, d.kind, d.release, d.album
+        ORDER BY d.owner, d.kind, d.release, d.album
+    LOOP
+        PERFORM sightline_album_adjust(
+            r.owner, r.kind, r.release, r.album, r.photos, r.untrained, r.cover_sort_at,
+            r.cover_photo_id,
+            ARRAY(SELECT u FROM pg_temp.sightline_album_deltas d, unnest(d.removed) u
+                  WHERE d.owner = r.owner AND d.kind = r.kind AND d.release = r.release
+                    AND d.album = r.album));
+    END LOOP;
+    DELETE FROM pg_temp.sightline_album_deltas;
+END
+$$;
+
+-- Statement triggers: queue one change per album a statement touched, then flush unless
+-- deferred.
 CREATE FUNCTION sightline_scene_members_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM sightline_album_queue();
     IF TG_OP IN ('DELETE', 'UPDATE') THEN
-        PERFORM sightline_album_adjust(o.owner, 'scene', '', o.album, -count(*),
-                                       -count(*) FILTER (WHERE NOT o.trained), NULL, NULL,
-                                       array_agg(o.photo_id))
-        FROM old_rows o WHERE o.rank = 1 GROUP BY o.owner, o.album;
+        INSERT INTO pg_temp.sightline_album_deltas
+            SELECT o.owner, 'scene', '', o.album, -count(*),
+                   -count(*) FILTER (WHERE NOT o.trained), NULL, NULL, array_agg(o.photo_id)
+            FROM old_rows o WHERE o.rank = 1 GROUP BY o.owner, o.album;
     END IF;
     IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        PERFORM sightline_album_adjust(n.owner, 'scene', '', n.album, count(*),
-                                       count(*) FILTER (WHERE NOT n.trained),
-                                       (array_agg(n.sort_at ORDER BY n.sort_at DESC, n.photo_id DESC))[1],
-                                       (array_agg(n.photo_id ORDER BY n.sort_at DESC, n.photo_id DESC))[1])
-        FROM new_rows n WHERE n.rank = 1 GROUP BY n.owner, n.album;
+        INSERT INTO pg_temp.sightline_album_deltas
+            SELECT n.owner, 'scene', '', n.album, count(*),
+                   count(*) FILTER (WHERE NOT n.trained),
+                   (array_agg(n.sort_at ORDER BY n.sort_at DESC, n.photo_id DESC))[1],
+                   (array_agg(n.photo_id ORDER BY n.sort_at DESC, n.photo_id DESC))[1], NULL
+            FROM new_rows n WHERE n.rank = 1 GROUP BY n.owner, n.album;
+    END IF;
+    IF current_setting('sightline.album_defer', true) IS DISTINCT FROM 'on' THEN
+        PERFORM sightline_album_flush();
     END IF;
     RETURN NULL;
 END
 $$;
 CREATE FUNCTION sightline_landmark_members_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM sightline_album_queue();
     IF TG_OP IN ('DELETE', 'UPDATE') THEN
-        PERFORM sightline_album_adjust(o.owner, 'landmark', o.release, o.landmark_id, -count(*),
-                                       0, NULL, NULL, array_agg(o.photo_id))
-        FROM old_rows o GROUP BY o.owner, o.release, o.landmark_id;
+        INSERT INTO pg_temp.sightline_album_deltas
+            SELECT o.owner, 'landmark', o.release, o.landmark_id, -count(*), 0, NULL, NULL,
+                   array_agg(o.photo_id)
+            FROM old_rows o GROUP BY o.owner, o.release, o.landmark_id;
     END IF;
     IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        PERFORM sightline_album_adjust(n.owner, 'landmark', n.release, n.landmark_id, count(*), 0,
-                                       (array_agg(n.sort_at ORDER BY n.sort_at DESC, n.photo_id DESC))[1],
-                                       (array_agg(n.photo_id ORDER BY n.sort_at DESC, n.photo_id DESC))[1])
-        FROM new_rows n GROUP BY n.owner, n.release, n.landmark_id;
+        INSERT INTO pg_temp.sightline_album_deltas
+            SELECT n.owner, 'landmark', n.release, n.landmark_id, count(*), 0,
+                   (array_agg(n.sort_at ORDER BY n.sort_at DESC, n.photo_id DESC))[1],
+                   (array_agg(n.photo_id ORDER BY n.sort_at DESC, n.photo_id DESC))[1], NULL
+            FROM new_rows n GROUP BY n.owner, n.release, n.landmark_id;
+    END IF;
+    IF current_setting('sightline.album_defer', true) IS DISTINCT FROM 'on' THEN
+        PERFORM sightline_album_flush();
     END IF;
     RETURN NULL;
 END
@@ -372,7 +439,8 @@ CREATE INDEX photos_failed_error ON photos (error) WHERE status = 'failed';
 --  * embedding and scene_probs are written as halfvec (parsed straight from the JSON text);
 --  * an embedding's width must be its model version's (model_embeddings; the first photo of a
 --    model records it);
---  * photo_albums rows carry owner, sort key and the model's trained flag (album membership).
+--  * photo_albums rows carry owner, sort key and the model's trained flag (album membership);
+--  * album summary changes are deferred to the end of the batch and applied in key order.
 CREATE OR REPLACE FUNCTION sightline_write_photos(batch jsonb)
 RETURNS TABLE (idx integer, photo_id bigint, outcome text)
 LANGUAGE plpgsql AS $$
@@ -386,6 +454,7 @@ DECLARE
     pdim   integer;
     want   integer;
 BEGIN
+    PERFORM sightline_album_defer();  -- changed: album summaries once per batch, in key order
     FOR p IN SELECT value FROM jsonb_array_elements(batch) LOOP
         BEGIN
             pid := NULL;
@@ -465,6 +534,7 @@ BEGIN
         RETURN NEXT;
         i := i + 1;
     END LOOP;
+    PERFORM sightline_album_flush();  -- changed
 END
 $$;
 
