@@ -254,9 +254,10 @@ BEGIN
 END
 $$;
 
+-- (The queue table is made by the first trigger that needs it, not here: a batch that
+-- changes no album leaves no temp table behind.)
 CREATE FUNCTION sightline_album_defer() RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM sightline_album_queue();
     PERFORM set_config('sightline.album_defer', 'on', true);
 END
 $$;
