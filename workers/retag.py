@@ -199,11 +199,14 @@ def retag_scenes(
             with conn, conn.cursor() as cur:
                 cur.execute(
                     # Only tagged photos are album members (a failed or deleted one has none).
-                    "SELECT id, scene_probs FROM photos WHERE scene_probs IS NOT NULL "
+                    # Owner, sort key and trained flag go with each album row (membership).
+                    "SELECT id, scene_probs, owner, coalesce(taken_at, created_at), "
+                    "coalesce(model_trained, false) FROM photos WHERE scene_probs IS NOT NULL "
                     "AND status = 'tagged' AND id > %s ORDER BY id LIMIT %s",
                     (after, batch_size),
                 )
-                rows = [(pid, as_array(p)) for pid, p in cur.fetchall()]  # halfvec -> float32
+                got = cur.fetchall()
+                rows = [(r[0], as_array(r[1])) for r in got]  # halfvec -> float32
                 if not rows:
                     break
                 ids = [r[0] for r in rows]
@@ -218,10 +221,11 @@ def retag_scenes(
                 cur.execute("DELETE FROM photo_albums WHERE photo_id = ANY(%s)", (ids,))
                 execute_values(
                     cur,
-                    "INSERT INTO photo_albums (photo_id, rank, album, score) VALUES %s",
+                    "INSERT INTO photo_albums (photo_id, rank, album, score, owner, sort_at, "
+                    "trained) VALUES %s",
                     [
-                        (pid, r + 1, a, s)
-                        for pid, al in zip(ids, albums)
+                        (row[0], r + 1, a, s, row[2], row[3], row[4])
+                        for row, al in zip(got, albums)
                         for r, (a, s) in enumerate(al)
                     ],
                     page_size=5000,

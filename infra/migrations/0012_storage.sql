@@ -359,6 +359,19 @@ CREATE TRIGGER landmark_matches_summary_upd AFTER UPDATE ON landmark_matches
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION sightline_landmark_members_changed();
 
+-- TRUNCATE skips the triggers above: empty that kind's summaries with it.
+CREATE FUNCTION sightline_members_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM album_summaries
+    WHERE kind = CASE TG_TABLE_NAME WHEN 'photo_albums' THEN 'scene' ELSE 'landmark' END;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER photo_albums_summary_trunc AFTER TRUNCATE ON photo_albums
+    FOR EACH STATEMENT EXECUTE FUNCTION sightline_members_truncated();
+CREATE TRIGGER landmark_matches_summary_trunc AFTER TRUNCATE ON landmark_matches
+    FOR EACH STATEMENT EXECUTE FUNCTION sightline_members_truncated();
+
 -- A photo whose owner or sort key changes carries its memberships along; one that stops
 -- being 'tagged' loses them (as sightline_write_photos does), so members are always visible.
 CREATE FUNCTION sightline_photos_changed() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -454,6 +467,7 @@ DECLARE
     psort  timestamptz;
     pdim   integer;
     want   integer;
+    pnew   boolean;
 BEGIN
     PERFORM sightline_album_defer();  -- changed: album summaries once per batch, in key order
     FOR p IN SELECT value FROM jsonb_array_elements(batch) LOOP
@@ -489,8 +503,8 @@ BEGIN
             WHERE sightline_not_older(EXCLUDED.sequencer, EXCLUDED.event_time,
                                       ph.sequencer, ph.event_time)
             RETURNING ph.id, ph.owner, coalesce(ph.taken_at, ph.created_at),
-                      vector_dims(ph.embedding)
-                INTO pid, powner, psort, pdim;
+                      vector_dims(ph.embedding), ph.xmax = 0  -- xmax 0: inserted, not updated
+                INTO pid, powner, psort, pdim, pnew;
 
             IF pid IS NULL THEN
                 idx := i; photo_id := NULL; outcome := 'stale';
@@ -510,23 +524,33 @@ BEGIN
                             pdim, p->>'model_version', want;
                     END IF;
                 END IF;
-                DELETE FROM photo_scenes WHERE photo_scenes.photo_id = pid;
-                DELETE FROM photo_albums WHERE photo_albums.photo_id = pid;
-                DELETE FROM landmark_matches WHERE landmark_matches.photo_id = pid;
+                -- changed: a new photo has no tags to delete, and empty lists insert
+                -- nothing (each statement on a member table fires its summary trigger).
+                IF NOT pnew THEN
+                    DELETE FROM photo_scenes WHERE photo_scenes.photo_id = pid;
+                    DELETE FROM photo_albums WHERE photo_albums.photo_id = pid;
+                    DELETE FROM landmark_matches WHERE landmark_matches.photo_id = pid;
+                END IF;
                 INSERT INTO photo_scenes (photo_id, rank, class_name, probability)
                     SELECT pid, s.ord, s.e->>0, (s.e->>1)::real
                     FROM jsonb_array_elements(coalesce(p->'scenes', '[]')) WITH ORDINALITY
                          AS s(e, ord);
                 -- changed: owner, sort key and trained flag go with each album row.
-                INSERT INTO photo_albums (photo_id, rank, album, score, owner, sort_at, trained)
-                    SELECT pid, a.ord, a.e->>0, (a.e->>1)::real, powner, psort,
-                           coalesce((p->>'model_trained')::boolean, false)
-                    FROM jsonb_array_elements(coalesce(p->'albums', '[]')) WITH ORDINALITY
-                         AS a(e, ord);
-                INSERT INTO landmark_matches (release, photo_id, landmark_id, score, owner,
-                                              sort_at)
-                    SELECT m.e->>0, pid, m.e->>1, (m.e->>2)::real, powner, psort
-                    FROM jsonb_array_elements(coalesce(p->'matches', '[]')) AS m(e);
+                IF jsonb_typeof(p->'albums') = 'array' AND jsonb_array_length(p->'albums') > 0
+                THEN
+                    INSERT INTO photo_albums (photo_id, rank, album, score, owner, sort_at,
+                                              trained)
+                        SELECT pid, a.ord, a.e->>0, (a.e->>1)::real, powner, psort,
+                               coalesce((p->>'model_trained')::boolean, false)
+                        FROM jsonb_array_elements(p->'albums') WITH ORDINALITY AS a(e, ord);
+                END IF;
+                IF jsonb_typeof(p->'matches') = 'array' AND jsonb_array_length(p->'matches') > 0
+                THEN
+                    INSERT INTO landmark_matches (release, photo_id, landmark_id, score, owner,
+                                                  sort_at)
+                        SELECT m.e->>0, pid, m.e->>1, (m.e->>2)::real, powner, psort
+                        FROM jsonb_array_elements(p->'matches') AS m(e);
+                END IF;
                 idx := i; photo_id := pid; outcome := p->>'status';
             END IF;
         EXCEPTION WHEN OTHERS THEN
