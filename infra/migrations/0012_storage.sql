@@ -17,9 +17,9 @@ END
 $$;
 
 -- ------------------------------------------------------------ 1. half precision
--- float16 keeps 11 significant bits: a unit vector's inner products move by < 1e-3, scene
--- probabilities by < 0.05 % of their value (tests/test_half_precision.py checks matches and
--- albums against float32). Storage is 8 + 2 bytes per value: 1,032 bytes for 512 dims.
+-- float16 keeps 11 significant bits: the inner product of two unit vectors moves by at most
+-- 2^-11 (< 5e-4), each probability by at most 2^-11 of itself (tests/test_half_precision.py
+-- checks matches and albums against float32). 8 + 2 bytes a value: 1,032 for 512 dims.
 -- visible_photos (0001) selects p.*: a column's type cannot change under it. Same definition.
 DROP VIEW visible_photos;
 ALTER TABLE photos
@@ -58,7 +58,7 @@ CREATE TABLE photo_albums_v2 (
     photo_id  bigint NOT NULL REFERENCES photos (id) ON DELETE CASCADE,
     score     real NOT NULL,
     rank      smallint NOT NULL,
-    trained   boolean NOT NULL DEFAULT false,   -- the photo's model_trained: 'untrained' flag
+    trained   boolean NOT NULL,   -- the photo's model_trained, for the 'untrained' flag
     owner     text NOT NULL,
     album     text NOT NULL,
     PRIMARY KEY (photo_id, rank)
@@ -103,8 +103,6 @@ BEGIN
     RETURN NEW;
 END
 $$;
--- Column defaults apply before BEFORE triggers: drop trained's so NULL means "look it up".
-ALTER TABLE photo_albums ALTER COLUMN trained DROP DEFAULT;
 CREATE TRIGGER photo_albums_fill BEFORE INSERT ON photo_albums
     FOR EACH ROW EXECUTE FUNCTION sightline_scene_member_fill();
 CREATE TRIGGER landmark_matches_fill BEFORE INSERT ON landmark_matches
@@ -147,9 +145,9 @@ $$;
 -- THE summary function: adjust one album's summary by a change to its members, in the
 -- caller's transaction. p_photos / p_untrained: members (and untrained members) added,
 -- negative when removed. p_cover_*: the newest member added (NULL when none). p_removed: the
--- photo ids removed; when the cover is among them the cover is looked up again. Call it with
--- all zeros and NULLs except p_removed => NULL to only re-read the cover; call
--- sightline_album_recount() to recompute the whole summary (e.g. after a correction).
+-- photo ids removed; when the cover is among them (or none is set) the cover is looked up
+-- again. A correction that adds or hides one photo calls it with +1 and the photo as cover
+-- candidate, or -1 and ARRAY[photo]; sightline_album_recount() recomputes the whole summary.
 CREATE FUNCTION sightline_album_adjust(p_owner text, p_kind text, p_release text, p_album text,
                                        p_photos bigint, p_untrained bigint,
                                        p_cover_sort_at timestamptz, p_cover_photo_id bigint,
