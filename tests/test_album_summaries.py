@@ -16,18 +16,44 @@ OWNERS = ("alice", "bob", "carol")
 SCENES = ("forest", "beach", "mountain", "hotel", "museum")
 LANDMARKS = ("L0", "L1", "L2", "L3")
 
-# The truth, recomputed from photos with the 0001 definitions (visible_photos, full scans).
+# The truth, recomputed from photos with 0011's membership rule (album_membership: every
+# album a photo is filed in, corrections applied) by full scans. Landmark albums are per
+# release; the owner's landmark adds hold in every release and are summarised as release ''.
 TRUE_SCENES = """
-    SELECT v.owner, 'scene', '', a.album, count(*),
-           count(*) FILTER (WHERE NOT coalesce(v.model_trained, false)),
-           (array_agg(v.id ORDER BY v.sort_at DESC, v.id DESC))[1]
-    FROM visible_photos v JOIN photo_albums a ON a.photo_id = v.id AND a.rank = 1
-    GROUP BY v.owner, a.album"""
+    SELECT owner, 'scene', '', label, count(*),
+           count(*) FILTER (WHERE NOT coalesce(model_trained, false)),
+           (array_agg(photo_id ORDER BY sort_at DESC, photo_id DESC))[1]
+    FROM album_membership WHERE kind = 'scene'
+    GROUP BY owner, label"""
 TRUE_LANDMARKS = """
-    SELECT v.owner, 'landmark', m.release, m.landmark_id, count(*), 0,
-           (array_agg(v.id ORDER BY v.sort_at DESC, v.id DESC))[1]
-    FROM visible_photos v JOIN landmark_matches m ON m.photo_id = v.id
-    GROUP BY v.owner, m.release, m.landmark_id"""
+    SELECT owner, 'landmark', release, label, count(*), 0,
+           (array_agg(photo_id ORDER BY sort_at DESC, photo_id DESC))[1]
+    FROM (SELECT v.owner, m.release, m.landmark_id AS label, v.id AS photo_id, v.sort_at
+          FROM visible_photos v JOIN landmark_matches m ON m.photo_id = v.id
+          WHERE NOT EXISTS (SELECT FROM photo_corrections c
+                            WHERE c.owner = v.owner AND c.photo_id = v.id
+                              AND c.kind = 'landmark' AND c.label = m.landmark_id)
+          UNION ALL
+          SELECT v.owner, '', c.label, v.id, v.sort_at
+          FROM photo_corrections c JOIN visible_photos v ON v.id = c.photo_id AND v.owner = c.owner
+          WHERE c.kind = 'landmark' AND c.verdict = 'add') x
+    GROUP BY owner, release, label"""
+# 0011's album functions, by full scans of album_membership.
+FULL_SCENE_ALBUMS = """
+    SELECT m.label, count(*),
+           (array_agg(m.photo_id ORDER BY m.sort_at DESC, m.photo_id DESC))[1],
+           bool_or(NOT coalesce(m.model_trained, false))
+    FROM album_membership m WHERE m.owner = %s AND m.kind = 'scene'
+    GROUP BY m.label ORDER BY count(*) DESC, m.label"""
+FULL_LANDMARK_ALBUMS = """
+    SELECT coalesce(l.country, ''), coalesce(l.city, ''), m.label, coalesce(l.name, m.label),
+           count(*), (array_agg(m.photo_id ORDER BY m.sort_at DESC, m.photo_id DESC))[1],
+           m.release
+    FROM album_membership m
+    LEFT JOIN landmarks l ON l.release = m.release AND l.landmark_id = m.label
+    WHERE m.owner = %s AND m.kind = 'landmark'
+    GROUP BY l.country, l.city, m.label, l.name, m.release
+    ORDER BY 1, 2, count(*) DESC, 4"""
 SUMMARIES = """
     SELECT owner, kind, release, album, photos, untrained, cover_photo_id
     FROM album_summaries WHERE photos > 0"""
@@ -43,6 +69,32 @@ def _check(cur) -> None:
     got = photo_counts(cur)
     assert {s: n for s, n in got.items() if n and s != "total"} == counts
     assert got["total"] == sum(counts.values())
+    for owner in (*OWNERS, "dave"):
+        cur.execute(FULL_SCENE_ALBUMS, (owner,))
+        want = cur.fetchall()
+        cur.execute("SELECT * FROM scene_albums(%s)", (owner,))
+        assert cur.fetchall() == want
+        cur.execute(FULL_LANDMARK_ALBUMS, (owner,))
+        want = cur.fetchall()
+        cur.execute("SELECT * FROM landmark_albums(%s)", (owner,))
+        assert cur.fetchall() == want
+
+
+def _correct(cur, rng) -> None:
+    """One owner's correction as an album UI makes it: hide a label the photo is in (or any),
+    add one, or undo one, through the writer functions."""
+    cur.execute("SELECT id, owner FROM photos WHERE status = 'tagged' ORDER BY random() LIMIT 1")
+    row = cur.fetchone()
+    if row is None:
+        return
+    pid, owner = row
+    kind = str(rng.choice(["scene", "landmark"]))
+    label = str(rng.choice(SCENES if kind == "scene" else LANDMARKS))
+    verb = str(rng.choice(["hide_from_album", "add_to_album", "undo_correction"]))
+    if verb == "undo_correction":
+        cur.execute("SELECT undo_correction(%s, %s, %s, %s)", (owner, pid, kind, label))
+    else:
+        cur.execute(f"SELECT * FROM {verb}(%s, %s, %s, %s)", (owner, pid, kind, label))
 
 
 def _pages(cur, owner: str, kind: str, album: str, limit: int = 3) -> list[int]:
@@ -111,7 +163,9 @@ def test_summaries_equal_a_recount_after_random_writes_deletes_and_refiles(db, s
                     (rel, lm, lm),
                 )
     for _ in range(60):
-        op = rng.choice(["write", "write", "write", "status", "delete", "edit", "refile"])
+        op = rng.choice(
+            ["write", "write", "write", "status", "delete", "edit", "refile", "correct"]
+        )
         with db, db.cursor() as cur:
             if op == "write":
                 batch = [_item(rng, n_classes, int(rng.integers(40))) for _ in range(5)]
@@ -119,6 +173,9 @@ def test_summaries_equal_a_recount_after_random_writes_deletes_and_refiles(db, s
             elif op == "status":  # failed / deleted: tags dropped
                 st = str(rng.choice(["failed", "deleted", "gone"]))
                 write_photos(cur, [_item(rng, n_classes, int(rng.integers(40)), st)])
+            elif op == "correct":
+                for _ in range(3):
+                    _correct(cur, rng)
             elif op == "delete":  # rows removed (purge): memberships cascade
                 cur.execute(
                     "DELETE FROM photos WHERE id IN (SELECT id FROM photos ORDER BY random() "
@@ -152,24 +209,17 @@ def test_summaries_equal_a_recount_after_random_writes_deletes_and_refiles(db, s
     with db, db.cursor() as cur:
         cur.execute("SELECT count(*) FROM album_summaries WHERE photos > 0")
         assert cur.fetchone()[0] > 10
-        cur.execute(f"{TRUE_SCENES} UNION ALL {TRUE_LANDMARKS}")
-        truth = cur.fetchall()
-        for owner, kind, release, album, *_ in truth:
-            if release == "r2":
-                continue  # album_photos reads the active release only
+        cur.execute("SELECT DISTINCT owner, kind, label FROM album_membership ORDER BY 1, 2, 3")
+        for owner, kind, album in cur.fetchall():
             cur.execute(
-                "SELECT v.id FROM visible_photos v "
-                + (
-                    "JOIN photo_albums a ON a.photo_id = v.id AND a.rank = 1 AND a.album = %s"
-                    if kind == "scene"
-                    else "JOIN landmark_matches a ON a.photo_id = v.id "
-                    "AND a.release = 'r1' AND a.landmark_id = %s"
-                )
-                + " WHERE v.owner = %s ORDER BY v.sort_at DESC, v.id DESC",
-                (album, owner),
+                "SELECT photo_id FROM album_membership WHERE owner = %s AND kind = %s "
+                "AND label = %s ORDER BY sort_at DESC, photo_id DESC",
+                (owner, kind, album),
             )
             want = [r[0] for r in cur.fetchall()]
             assert want and _pages(cur, owner, kind, album) == want
+        cur.execute("SELECT count(DISTINCT verdict) FROM photo_corrections")
+        assert cur.fetchone()[0] == 2  # the walk hid and added
 
 
 def test_recount_is_the_one_function_that_repairs_a_summary(db) -> None:
@@ -259,3 +309,92 @@ def test_concurrent_batches_of_one_owner_never_deadlock_on_summaries(db_url) -> 
         assert cur.fetchone()[0] == 2 * 15 * len(albums)
         _check(cur)
     setup.close()
+
+
+def test_summaries_follow_corrections_hide_add_undo(db) -> None:
+    """Corrections change summaries in the correcting transaction: a hidden photo leaves its
+    album's count and cover, an added one joins (scene and landmark, in whichever release is
+    active), an undo restores the tagger's answer; a photo's delete or failure takes its adds
+    and hides along. After each step the summaries equal the recount from album_membership."""
+    with db, db.cursor() as cur:
+        for rel, status in (("r1", "active"), ("r2", "imported")):
+            cur.execute(
+                "INSERT INTO releases (version, embedding_dim, model_version, thresholds, status)"
+                " VALUES (%s, 8, 'm', '{}', %s)",
+                (rel, status),
+            )
+            cur.execute(
+                "INSERT INTO landmarks (release, landmark_id, name) VALUES (%s, 'L0', 'Zero'), "
+                "(%s, 'L1', 'One')",
+                (rel, rel),
+            )
+        items = [
+            {
+                "owner": "alice",
+                "bucket": "b",
+                "key": f"{i}.jpg",
+                "status": "tagged",
+                "model_trained": True,
+                "taken_at": f"2024-01-0{i + 1}T00:00:00+00:00",
+                "albums": [["forest", 0.6], ["park", 0.3]],  # several albums (0011)
+                "matches": [["r1", "L0", 0.9], ["r2", "L0", 0.9]],
+            }
+            for i in range(4)
+        ]
+        ids = [pid for pid, _ in write_photos(cur, items)]
+        _check(cur)
+    newest = ids[-1]
+
+    def summary(cur, kind: str, album: str) -> tuple:
+        """(photos, cover) of one of alice's albums as the album functions give it."""
+        if kind == "scene":
+            cur.execute("SELECT album, photos, cover_photo_id FROM scene_albums('alice')")
+        else:
+            cur.execute("SELECT landmark_id, photos, cover_photo_id FROM landmark_albums('alice')")
+        return next(((n, c) for a, n, c in cur.fetchall() if a == album), (0, None))
+
+    with db, db.cursor() as cur:
+        # Hide the newest photo (every album's cover) from the rank-2 album and a landmark.
+        cur.execute("SELECT * FROM hide_from_album('alice', %s, 'scene', 'park')", (newest,))
+        cur.execute("SELECT * FROM hide_from_album('alice', %s, 'landmark', 'L0')", (newest,))
+        assert summary(cur, "scene", "park") == (3, ids[2])
+        assert summary(cur, "scene", "forest") == (4, newest)
+        assert summary(cur, "landmark", "L0") == (3, ids[2])
+        _check(cur)
+        # Add a photo to a scene album it is not filed in, and to another landmark.
+        cur.execute("SELECT * FROM add_to_album('alice', %s, 'scene', 'beach')", (ids[0],))
+        cur.execute("SELECT * FROM add_to_album('alice', %s, 'landmark', 'L1')", (ids[1],))
+        assert summary(cur, "scene", "beach") == (1, ids[0])
+        assert summary(cur, "landmark", "L1") == (1, ids[1])
+        _check(cur)
+        # A changed verdict: the hidden photo added back (it counts once, not twice).
+        cur.execute("SELECT * FROM add_to_album('alice', %s, 'scene', 'park')", (newest,))
+        assert summary(cur, "scene", "park") == (4, newest)
+        _check(cur)
+        # Undo: the tagger's answer again.
+        cur.execute("SELECT undo_correction('alice', %s, 'scene', 'park')", (newest,))
+        cur.execute("SELECT undo_correction('alice', %s, 'landmark', 'L0')", (newest,))
+        cur.execute("SELECT undo_correction('alice', %s, 'scene', 'beach')", (ids[0],))
+        assert summary(cur, "scene", "park") == (4, newest)
+        assert summary(cur, "landmark", "L0") == (4, newest)
+        assert summary(cur, "scene", "beach") == (0, None)
+        _check(cur)
+    with db, db.cursor() as cur:
+        # The add and a hide hold in another release once it is active.
+        cur.execute("SELECT * FROM hide_from_album('alice', %s, 'landmark', 'L0')", (ids[0],))
+        cur.execute(
+            "UPDATE releases SET status = CASE version WHEN 'r2' THEN 'active' ELSE 'retired' END"
+        )
+        assert summary(cur, "landmark", "L1") == (1, ids[1])
+        assert summary(cur, "landmark", "L0") == (3, newest)
+        _check(cur)
+        # A hidden photo deleted, an added photo failed: each leaves what it was in, once.
+        cur.execute("SELECT * FROM hide_from_album('alice', %s, 'scene', 'forest')", (newest,))
+        cur.execute("DELETE FROM photos WHERE id = %s", (newest,))
+        assert summary(cur, "scene", "forest") == (3, ids[2])
+        _check(cur)
+        cur.execute("UPDATE photos SET status = 'failed' WHERE id = %s", (ids[1],))
+        assert summary(cur, "landmark", "L1") == (0, None)
+        _check(cur)
+        cur.execute("SELECT count(*) FROM album_summaries WHERE photos < 0")
+        assert cur.fetchone()[0] == 0

@@ -87,6 +87,7 @@ def test_bench_publish_counts_what_reached_redis_and_cleans_up(redis_url) -> Non
     assert [k for k in client.keys("sightline-bench-*")] == []
 
 
+@pytest.mark.slow
 def test_bench_albums_fills_and_reports_every_figure(pg_server) -> None:
     """bench albums fills the library by SQL, reads the large owner's albums from summaries
     (every album present, the rarest one found) and times writes with and without them."""

@@ -4,6 +4,10 @@
 --   3. per-owner album summaries (count, cover) kept by triggers in the writing transaction;
 --   4. photo counts by status from counters kept by a trigger;
 --   5. album functions read summaries and membership indexes.
+-- Merged with 0011 (issue 15), which runs first: membership is 0011's rule (every album a
+-- photo is filed in, ranks 1..K; the owner's corrections win: a hidden label leaves, an added
+-- one joins), the sort key is 0011's sightline_sort_at(), and summaries follow corrections in
+-- the correcting transaction (a trigger on photo_corrections recounts the albums touched).
 -- Needs pgvector >= 0.7 (halfvec); on 0.6 run ALTER EXTENSION vector UPDATE first.
 DO $$
 DECLARE
@@ -20,7 +24,9 @@ $$;
 -- float16 keeps 11 significant bits: the inner product of two unit vectors moves by at most
 -- 2^-11 (< 5e-4), each probability by at most 2^-11 of itself (tests/test_half_precision.py
 -- checks matches and albums against float32). 8 + 2 bytes a value: 1,032 for 512 dims.
--- visible_photos (0001) selects p.*: a column's type cannot change under it. Same definition.
+-- A column's type cannot change under a view that reads it: drop visible_photos and 0011's
+-- album_membership over it, and recreate both exactly as 0011 left them (below).
+DROP VIEW album_membership;
 DROP VIEW visible_photos;
 ALTER TABLE photos
     ALTER COLUMN embedding TYPE halfvec USING embedding::halfvec,
@@ -29,8 +35,13 @@ ALTER TABLE photos
 -- probabilities keep halfvec's default (EXTERNAL): in the row while the row fits a quarter
 -- page, moved to TOAST only when longer keys or text push it past that.
 ALTER TABLE photos ALTER COLUMN embedding SET STORAGE PLAIN;
+-- visible_photos: 0011's definition, unchanged (album_membership follows photo_albums' rebuild).
 CREATE VIEW visible_photos AS
-    SELECT p.*, coalesce(p.taken_at, p.created_at) AS sort_at
+    SELECT p.id, p.owner, p.bucket, p.key, p.version_id, p.etag, p.size, p.sequencer,
+           p.event_time, p.status, p.error, p.attempts, p.taken_at, p.taken_at_local,
+           p.gps_lat, p.gps_lon, p.width, p.height, p.camera, p.model_version,
+           p.model_trained, p.embedding, p.scene_probs, p.indoor, p.created_at, p.updated_at,
+           sightline_sort_at(p.taken_at, p.taken_at_local, p.event_time, p.created_at) AS sort_at
     FROM photos p WHERE p.status = 'tagged';
 
 -- One embedding width per model version: the column is untyped so two models of different
@@ -49,9 +60,11 @@ INSERT INTO model_embeddings (model_version, embedding_dim)
     ORDER BY model_version;
 
 -- ------------------------------------------------------------ 2. album membership
--- Scene membership: photo_albums rows with rank 1. Landmark membership: landmark_matches
--- rows of a release. Both carry the photo's owner and sort key (taken_at, else created_at),
--- copied from photos on insert and kept equal by sightline_photos_changed() below.
+-- Scene membership: every photo_albums row (0011: the albums a photo is filed in, ranks
+-- 1..K). Landmark membership: landmark_matches rows of a release. Either minus the rows the
+-- owner corrected (photo_corrections), plus the owner's adds (album_membership is the rule).
+-- Both tables carry the photo's owner and sort key (sightline_sort_at, 0011), copied from
+-- photos on insert and kept equal by sightline_photos_changed() below.
 -- photo_albums is rebuilt (not altered) so the new columns pack without padding.
 CREATE TABLE photo_albums_v2 (
     sort_at   timestamptz NOT NULL,
@@ -64,7 +77,7 @@ CREATE TABLE photo_albums_v2 (
     PRIMARY KEY (photo_id, rank)
 );
 INSERT INTO photo_albums_v2 (sort_at, photo_id, score, rank, trained, owner, album)
-    SELECT coalesce(p.taken_at, p.created_at), a.photo_id, a.score, a.rank,
+    SELECT sightline_sort_at(p.taken_at, p.taken_at_local, p.event_time, p.created_at), a.photo_id, a.score, a.rank,
            coalesce(p.model_trained, false), p.owner, a.album
     FROM photo_albums a JOIN photos p ON p.id = a.photo_id;
 DROP TABLE photo_albums;
@@ -72,22 +85,48 @@ ALTER TABLE photo_albums_v2 RENAME TO photo_albums;
 ALTER INDEX photo_albums_v2_pkey RENAME TO photo_albums_pkey;
 ALTER TABLE photo_albums RENAME CONSTRAINT photo_albums_v2_photo_id_fkey TO photo_albums_photo_id_fkey;
 -- (owner, kind, album, sort key): the kind is the table, the album the label.
-DROP INDEX photos_owner_sort;  -- album pages walked it; they now range-scan their members
-CREATE INDEX photo_albums_member ON photo_albums (owner, album, sort_at DESC, photo_id DESC)
-    WHERE rank = 1;
+-- (0011's photos_owner_sort_at stays: album pages no longer walk it, but it keeps the
+-- owner's whole timeline a keyset walk.) Merged: every rank is a member (0011), not rank 1.
+CREATE INDEX photo_albums_member ON photo_albums (owner, album, sort_at DESC, photo_id DESC);
 
 ALTER TABLE landmark_matches ADD COLUMN owner text, ADD COLUMN sort_at timestamptz;
-UPDATE landmark_matches m SET owner = p.owner, sort_at = coalesce(p.taken_at, p.created_at)
+UPDATE landmark_matches m SET owner = p.owner, sort_at = sightline_sort_at(p.taken_at, p.taken_at_local, p.event_time, p.created_at)
     FROM photos p WHERE p.id = m.photo_id;
 ALTER TABLE landmark_matches ALTER COLUMN owner SET NOT NULL, ALTER COLUMN sort_at SET NOT NULL;
 CREATE INDEX landmark_matches_member
     ON landmark_matches (owner, release, landmark_id, sort_at DESC, photo_id DESC);
 
+-- album_membership: 0011's definition, unchanged (the rule the summaries below keep).
+CREATE VIEW album_membership AS
+    SELECT v.owner, 'scene'::text AS kind, a.album AS label, v.id AS photo_id, a.score,
+           v.sort_at, NULL::text AS release, v.model_trained, false AS added_by_owner
+    FROM visible_photos v JOIN photo_albums a ON a.photo_id = v.id
+    WHERE NOT EXISTS (SELECT FROM photo_corrections c
+                      WHERE c.owner = v.owner AND c.photo_id = v.id
+                        AND c.kind = 'scene' AND c.label = a.album)
+    UNION ALL
+    SELECT v.owner, 'landmark', m.landmark_id, v.id, m.score, v.sort_at, r.version,
+           v.model_trained, false
+    FROM releases r
+    JOIN landmark_matches m ON m.release = r.version
+    JOIN visible_photos v ON v.id = m.photo_id
+    WHERE r.status = 'active'
+      AND NOT EXISTS (SELECT FROM photo_corrections c
+                      WHERE c.owner = v.owner AND c.photo_id = v.id
+                        AND c.kind = 'landmark' AND c.label = m.landmark_id)
+    UNION ALL
+    SELECT v.owner, c.kind, c.label, v.id, NULL::real, v.sort_at,
+           CASE WHEN c.kind = 'landmark'
+                THEN (SELECT r.version FROM releases r WHERE r.status = 'active') END,
+           v.model_trained, true
+    FROM photo_corrections c JOIN visible_photos v ON v.id = c.photo_id AND v.owner = c.owner
+    WHERE c.verdict = 'add';
+
 -- Copy owner and sort key from the photo, so no writer has to (re-tag, corrections, tests).
 CREATE FUNCTION sightline_member_fill() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF NEW.owner IS NULL OR NEW.sort_at IS NULL THEN
-        SELECT p.owner, coalesce(p.taken_at, p.created_at) INTO NEW.owner, NEW.sort_at
+        SELECT p.owner, sightline_sort_at(p.taken_at, p.taken_at_local, p.event_time, p.created_at) INTO NEW.owner, NEW.sort_at
         FROM photos p WHERE p.id = NEW.photo_id;
     END IF;
     RETURN NEW;
@@ -96,7 +135,8 @@ $$;
 CREATE FUNCTION sightline_scene_member_fill() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF NEW.owner IS NULL OR NEW.sort_at IS NULL OR NEW.trained IS NULL THEN
-        SELECT p.owner, coalesce(p.taken_at, p.created_at), coalesce(p.model_trained, false)
+        SELECT p.owner, sightline_sort_at(p.taken_at, p.taken_at_local, p.event_time, p.created_at),
+               coalesce(p.model_trained, false)
         INTO NEW.owner, NEW.sort_at, NEW.trained
         FROM photos p WHERE p.id = NEW.photo_id;
     END IF;
@@ -111,7 +151,9 @@ CREATE TRIGGER landmark_matches_fill BEFORE INSERT ON landmark_matches
 -- ------------------------------------------------------------ 3. album summaries
 -- One row per (owner, kind, release, album): photos in it, how many of them an untrained
 -- model tagged, and the cover (the newest photo by sort key, then id). Landmark albums are
--- kept per release ('' for scenes), so activating a re-tagged release switches at once.
+-- kept per release ('' for scenes), so activating a re-tagged release switches at once; the
+-- owner's landmark adds (0011), which hold in every release, are the landmark row with
+-- release '' and landmark_albums adds it to the active release's row.
 -- Rows that fall to zero photos stay (no delete/insert race between writers); readers skip them.
 CREATE TABLE album_summaries (
     owner          text NOT NULL,
@@ -130,16 +172,35 @@ CREATE TABLE album_summaries (
 CREATE FUNCTION sightline_album_cover(p_owner text, p_kind text, p_release text, p_album text,
                                       OUT sort_at timestamptz, OUT photo_id bigint)
 LANGUAGE sql STABLE AS $$
+    -- Merged with 0011: every rank, less the rows the owner corrected, plus the owner's adds
+    -- (scene adds in the scene album, landmark adds as release '').
     SELECT * FROM (
-        SELECT a.sort_at, a.photo_id FROM photo_albums a
-        WHERE p_kind = 'scene' AND a.owner = p_owner AND a.album = p_album AND a.rank = 1
-        ORDER BY a.sort_at DESC, a.photo_id DESC LIMIT 1) s
-    UNION ALL
-    SELECT * FROM (
-        SELECT m.sort_at, m.photo_id FROM landmark_matches m
-        WHERE p_kind = 'landmark' AND m.owner = p_owner AND m.release = p_release
-          AND m.landmark_id = p_album
-        ORDER BY m.sort_at DESC, m.photo_id DESC LIMIT 1) l
+        SELECT * FROM (
+            SELECT a.sort_at, a.photo_id FROM photo_albums a
+            WHERE p_kind = 'scene' AND a.owner = p_owner AND a.album = p_album
+              AND NOT EXISTS (SELECT FROM photo_corrections c
+                              WHERE c.owner = a.owner AND c.photo_id = a.photo_id
+                                AND c.kind = 'scene' AND c.label = a.album)
+            ORDER BY a.sort_at DESC, a.photo_id DESC LIMIT 1) s
+        UNION ALL
+        SELECT * FROM (
+            SELECT m.sort_at, m.photo_id FROM landmark_matches m
+            WHERE p_kind = 'landmark' AND m.owner = p_owner AND m.release = p_release
+              AND m.landmark_id = p_album
+              AND NOT EXISTS (SELECT FROM photo_corrections c
+                              WHERE c.owner = m.owner AND c.photo_id = m.photo_id
+                                AND c.kind = 'landmark' AND c.label = m.landmark_id)
+            ORDER BY m.sort_at DESC, m.photo_id DESC LIMIT 1) l
+        UNION ALL
+        SELECT * FROM (
+            SELECT sightline_sort_at(p.taken_at, p.taken_at_local, p.event_time, p.created_at),
+                   p.id
+            FROM photo_corrections c JOIN photos p ON p.id = c.photo_id AND p.owner = c.owner
+            WHERE c.owner = p_owner AND c.kind = p_kind AND c.label = p_album
+              AND c.verdict = 'add' AND p.status = 'tagged'
+              AND (p_kind = 'scene' OR p_release = '')
+            ORDER BY 1 DESC, 2 DESC LIMIT 1) c
+    ) x ORDER BY 1 DESC, 2 DESC LIMIT 1
 $$;
 
 -- THE summary function: adjust one album's summary by a change to its members, in the
@@ -195,12 +256,30 @@ DECLARE
     c_sort timestamptz;
     c_id   bigint;
 BEGIN
+    -- Merged with 0011: every rank; corrected rows out, the owner's adds in.
     IF p_kind = 'scene' THEN
-        SELECT count(*), count(*) FILTER (WHERE NOT a.trained) INTO n, u FROM photo_albums a
-        WHERE a.owner = p_owner AND a.album = p_album AND a.rank = 1;
+        SELECT count(*), count(*) FILTER (WHERE NOT x.trained) INTO n, u FROM (
+            SELECT a.trained FROM photo_albums a
+            WHERE a.owner = p_owner AND a.album = p_album
+              AND NOT EXISTS (SELECT FROM photo_corrections c
+                              WHERE c.owner = a.owner AND c.photo_id = a.photo_id
+                                AND c.kind = 'scene' AND c.label = a.album)
+            UNION ALL
+            SELECT coalesce(p.model_trained, false)
+            FROM photo_corrections c JOIN photos p ON p.id = c.photo_id AND p.owner = c.owner
+            WHERE c.owner = p_owner AND c.kind = 'scene' AND c.label = p_album
+              AND c.verdict = 'add' AND p.status = 'tagged') x;
+    ELSIF p_release = '' THEN
+        SELECT count(*), 0 INTO n, u
+        FROM photo_corrections c JOIN photos p ON p.id = c.photo_id AND p.owner = c.owner
+        WHERE c.owner = p_owner AND c.kind = 'landmark' AND c.label = p_album
+          AND c.verdict = 'add' AND p.status = 'tagged';
     ELSE
         SELECT count(*), 0 INTO n, u FROM landmark_matches m
-        WHERE m.owner = p_owner AND m.release = p_release AND m.landmark_id = p_album;
+        WHERE m.owner = p_owner AND m.release = p_release AND m.landmark_id = p_album
+          AND NOT EXISTS (SELECT FROM photo_corrections c
+                          WHERE c.owner = m.owner AND c.photo_id = m.photo_id
+                            AND c.kind = 'landmark' AND c.label = m.landmark_id);
     END IF;
     SELECT c.sort_at, c.photo_id INTO c_sort, c_id
     FROM sightline_album_cover(p_owner, p_kind, p_release, p_album) c;
@@ -218,16 +297,38 @@ DECLARE
     n bigint;
 BEGIN
     DELETE FROM album_summaries;
+    -- Merged with 0011: every rank; corrected rows out, the owner's adds in.
     INSERT INTO album_summaries
         SELECT owner, 'scene', '', album, count(*), count(*) FILTER (WHERE NOT trained),
                (array_agg(sort_at ORDER BY sort_at DESC, photo_id DESC))[1],
                (array_agg(photo_id ORDER BY sort_at DESC, photo_id DESC))[1]
-        FROM photo_albums WHERE rank = 1 GROUP BY owner, album;
+        FROM (SELECT a.owner, a.album, a.trained, a.sort_at, a.photo_id FROM photo_albums a
+              WHERE NOT EXISTS (SELECT FROM photo_corrections c
+                                WHERE c.owner = a.owner AND c.photo_id = a.photo_id
+                                  AND c.kind = 'scene' AND c.label = a.album)
+              UNION ALL
+              SELECT c.owner, c.label, coalesce(p.model_trained, false),
+                     sightline_sort_at(p.taken_at, p.taken_at_local, p.event_time,
+                                       p.created_at), p.id
+              FROM photo_corrections c JOIN photos p ON p.id = c.photo_id AND p.owner = c.owner
+              WHERE c.kind = 'scene' AND c.verdict = 'add' AND p.status = 'tagged') x
+        GROUP BY owner, album;
     INSERT INTO album_summaries
         SELECT owner, 'landmark', release, landmark_id, count(*), 0,
                (array_agg(sort_at ORDER BY sort_at DESC, photo_id DESC))[1],
                (array_agg(photo_id ORDER BY sort_at DESC, photo_id DESC))[1]
-        FROM landmark_matches GROUP BY owner, release, landmark_id;
+        FROM (SELECT m.owner, m.release, m.landmark_id, m.sort_at, m.photo_id
+              FROM landmark_matches m
+              WHERE NOT EXISTS (SELECT FROM photo_corrections c
+                                WHERE c.owner = m.owner AND c.photo_id = m.photo_id
+                                  AND c.kind = 'landmark' AND c.label = m.landmark_id)
+              UNION ALL
+              SELECT c.owner, '', c.label,
+                     sightline_sort_at(p.taken_at, p.taken_at_local, p.event_time,
+                                       p.created_at), p.id
+              FROM photo_corrections c JOIN photos p ON p.id = c.photo_id AND p.owner = c.owner
+              WHERE c.kind = 'landmark' AND c.verdict = 'add' AND p.status = 'tagged') x
+        GROUP BY owner, release, landmark_id;
     SELECT count(*) INTO n FROM album_summaries;
     RETURN n;
 END
@@ -246,7 +347,8 @@ BEGIN
     IF to_regclass('pg_temp.sightline_album_deltas') IS NULL THEN
         CREATE TEMP TABLE sightline_album_deltas (
             owner text, kind text, release text, album text, photos bigint, untrained bigint,
-            cover_sort_at timestamptz, cover_photo_id bigint, removed bigint[]
+            cover_sort_at timestamptz, cover_photo_id bigint, removed bigint[],
+            recount boolean NOT NULL DEFAULT false  -- merged: recount instead of adjusting
         ) ON COMMIT DELETE ROWS;
     END IF;
 END
@@ -274,11 +376,18 @@ BEGIN
                (array_agg(d.cover_sort_at ORDER BY d.cover_sort_at DESC NULLS LAST,
                           d.cover_photo_id DESC))[1] AS cover_sort_at,
                (array_agg(d.cover_photo_id ORDER BY d.cover_sort_at DESC NULLS LAST,
-                          d.cover_photo_id DESC))[1] AS cover_photo_id
+                          d.cover_photo_id DESC))[1] AS cover_photo_id,
+               bool_or(d.recount) AS recount
         FROM pg_temp.sightline_album_deltas d
         GROUP BY d.owner, d.kind, d.release, d.album
         ORDER BY d.owner, d.kind, d.release, d.album
     LOOP
+        -- Merged: an album a correction touched is recounted (the truth now, so the deltas
+        -- queued with it are not applied on top).
+        IF r.recount THEN
+            PERFORM sightline_album_recount(r.owner, r.kind, r.release, r.album);
+            CONTINUE;
+        END IF;
         PERFORM sightline_album_adjust(
             r.owner, r.kind, r.release, r.album, r.photos, r.untrained, r.cover_sort_at,
             r.cover_photo_id,
@@ -299,7 +408,11 @@ BEGIN
         INSERT INTO pg_temp.sightline_album_deltas
             SELECT o.owner, 'scene', '', o.album, -count(*),
                    -count(*) FILTER (WHERE NOT o.trained), NULL, NULL, array_agg(o.photo_id)
-            FROM old_rows o WHERE o.rank = 1 GROUP BY o.owner, o.album;
+            FROM old_rows o
+            WHERE NOT EXISTS (SELECT FROM photo_corrections c  -- merged: every rank, less
+                              WHERE c.owner = o.owner AND c.photo_id = o.photo_id  -- corrected
+                                AND c.kind = 'scene' AND c.label = o.album)
+            GROUP BY o.owner, o.album;
     END IF;
     IF TG_OP IN ('INSERT', 'UPDATE') THEN
         INSERT INTO pg_temp.sightline_album_deltas
@@ -307,7 +420,11 @@ BEGIN
                    count(*) FILTER (WHERE NOT n.trained),
                    (array_agg(n.sort_at ORDER BY n.sort_at DESC, n.photo_id DESC))[1],
                    (array_agg(n.photo_id ORDER BY n.sort_at DESC, n.photo_id DESC))[1], NULL
-            FROM new_rows n WHERE n.rank = 1 GROUP BY n.owner, n.album;
+            FROM new_rows n
+            WHERE NOT EXISTS (SELECT FROM photo_corrections c  -- merged: every rank, less
+                              WHERE c.owner = n.owner AND c.photo_id = n.photo_id  -- corrected
+                                AND c.kind = 'scene' AND c.label = n.album)
+            GROUP BY n.owner, n.album;
     END IF;
     IF current_setting('sightline.album_defer', true) IS DISTINCT FROM 'on' THEN
         PERFORM sightline_album_flush();
@@ -322,14 +439,22 @@ BEGIN
         INSERT INTO pg_temp.sightline_album_deltas
             SELECT o.owner, 'landmark', o.release, o.landmark_id, -count(*), 0, NULL, NULL,
                    array_agg(o.photo_id)
-            FROM old_rows o GROUP BY o.owner, o.release, o.landmark_id;
+            FROM old_rows o
+            WHERE NOT EXISTS (SELECT FROM photo_corrections c  -- merged: less corrected rows
+                              WHERE c.owner = o.owner AND c.photo_id = o.photo_id
+                                AND c.kind = 'landmark' AND c.label = o.landmark_id)
+            GROUP BY o.owner, o.release, o.landmark_id;
     END IF;
     IF TG_OP IN ('INSERT', 'UPDATE') THEN
         INSERT INTO pg_temp.sightline_album_deltas
             SELECT n.owner, 'landmark', n.release, n.landmark_id, count(*), 0,
                    (array_agg(n.sort_at ORDER BY n.sort_at DESC, n.photo_id DESC))[1],
                    (array_agg(n.photo_id ORDER BY n.sort_at DESC, n.photo_id DESC))[1], NULL
-            FROM new_rows n GROUP BY n.owner, n.release, n.landmark_id;
+            FROM new_rows n
+            WHERE NOT EXISTS (SELECT FROM photo_corrections c  -- merged: less corrected rows
+                              WHERE c.owner = n.owner AND c.photo_id = n.photo_id
+                                AND c.kind = 'landmark' AND c.label = n.landmark_id)
+            GROUP BY n.owner, n.release, n.landmark_id;
     END IF;
     IF current_setting('sightline.album_defer', true) IS DISTINCT FROM 'on' THEN
         PERFORM sightline_album_flush();
@@ -360,8 +485,8 @@ CREATE TRIGGER landmark_matches_summary_upd AFTER UPDATE ON landmark_matches
 -- TRUNCATE skips the triggers above: empty that kind's summaries with it.
 CREATE FUNCTION sightline_members_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    DELETE FROM album_summaries
-    WHERE kind = CASE TG_TABLE_NAME WHEN 'photo_albums' THEN 'scene' ELSE 'landmark' END;
+    -- Merged: rebuilt, not emptied (the owners' adds are still members).
+    PERFORM sightline_album_summaries_rebuild();
     RETURN NULL;
 END
 $$;
@@ -370,29 +495,110 @@ CREATE TRIGGER photo_albums_summary_trunc AFTER TRUNCATE ON photo_albums
 CREATE TRIGGER landmark_matches_summary_trunc AFTER TRUNCATE ON landmark_matches
     FOR EACH STATEMENT EXECUTE FUNCTION sightline_members_truncated();
 
+-- Queue a recount of every album a photo's corrections name (the summary trigger on
+-- photo_corrections and sightline_photos_changed() use it): the scene album, or each release's
+-- landmark album the owner has a summary for plus the adds row ('').
+CREATE FUNCTION sightline_album_queue_recount(p_owner text, p_kind text, p_label text)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM sightline_album_queue();
+    INSERT INTO pg_temp.sightline_album_deltas (owner, kind, release, album, photos, untrained,
+                                                recount)
+        SELECT p_owner, p_kind, r.release, p_label, 0, 0, true
+        FROM (SELECT ''::text AS release
+              UNION
+              SELECT s.release FROM album_summaries s
+              WHERE s.owner = p_owner AND s.kind = p_kind AND s.album = p_label) r;
+END
+$$;
+
 -- A photo whose owner or sort key changes carries its memberships along; one that stops
 -- being 'tagged' loses them (as sightline_write_photos does), so members are always visible.
+-- Merged with 0011: the sort key is sightline_sort_at(); the albums the photo's corrections
+-- name are recounted (an added photo follows its status and sort key).
 CREATE FUNCTION sightline_photos_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    c record;
 BEGIN
     IF NEW.status <> 'tagged' THEN
         DELETE FROM photo_albums WHERE photo_id = NEW.id;
         DELETE FROM landmark_matches WHERE photo_id = NEW.id;
     ELSE
-        UPDATE photo_albums SET owner = NEW.owner, sort_at = coalesce(NEW.taken_at, NEW.created_at)
+        UPDATE photo_albums SET owner = NEW.owner,
+            sort_at = sightline_sort_at(NEW.taken_at, NEW.taken_at_local, NEW.event_time,
+                                        NEW.created_at)
         WHERE photo_id = NEW.id;
         UPDATE landmark_matches SET owner = NEW.owner,
-                                    sort_at = coalesce(NEW.taken_at, NEW.created_at)
+            sort_at = sightline_sort_at(NEW.taken_at, NEW.taken_at_local, NEW.event_time,
+                                        NEW.created_at)
         WHERE photo_id = NEW.id;
+    END IF;
+    FOR c IN SELECT DISTINCT k.owner, k.kind, k.label FROM photo_corrections k
+             WHERE k.owner IN (OLD.owner, NEW.owner) AND k.photo_id = NEW.id LOOP
+        PERFORM sightline_album_queue_recount(c.owner, c.kind, c.label);
+    END LOOP;
+    IF current_setting('sightline.album_defer', true) IS DISTINCT FROM 'on' THEN
+        PERFORM sightline_album_flush();
     END IF;
     RETURN NULL;
 END
 $$;
-CREATE TRIGGER photos_members_follow AFTER UPDATE OF owner, taken_at, created_at, status
+CREATE TRIGGER photos_members_follow
+    AFTER UPDATE OF owner, taken_at, taken_at_local, event_time, created_at, status
     ON photos FOR EACH ROW
     WHEN (OLD.owner IS DISTINCT FROM NEW.owner
-          OR coalesce(OLD.taken_at, OLD.created_at) IS DISTINCT FROM coalesce(NEW.taken_at, NEW.created_at)
-          OR (OLD.status = 'tagged' AND NEW.status <> 'tagged'))
+          OR sightline_sort_at(OLD.taken_at, OLD.taken_at_local, OLD.event_time, OLD.created_at)
+             IS DISTINCT FROM
+             sightline_sort_at(NEW.taken_at, NEW.taken_at_local, NEW.event_time, NEW.created_at)
+          OR (OLD.status = 'tagged') IS DISTINCT FROM (NEW.status = 'tagged'))
     EXECUTE FUNCTION sightline_photos_changed();
+
+-- Merged with 0011: a correction (hide, add, a changed verdict, an undo, a photo's delete)
+-- recounts the albums it names, in the correcting transaction.
+CREATE FUNCTION sightline_corrections_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    c record;
+BEGIN
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+        FOR c IN SELECT DISTINCT o.owner, o.kind, o.label FROM old_rows o LOOP
+            PERFORM sightline_album_queue_recount(c.owner, c.kind, c.label);
+        END LOOP;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        FOR c IN SELECT DISTINCT n.owner, n.kind, n.label FROM new_rows n LOOP
+            PERFORM sightline_album_queue_recount(c.owner, c.kind, c.label);
+        END LOOP;
+    END IF;
+    IF current_setting('sightline.album_defer', true) IS DISTINCT FROM 'on' THEN
+        PERFORM sightline_album_flush();
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER photo_corrections_summary_ins AFTER INSERT ON photo_corrections
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION sightline_corrections_changed();
+CREATE TRIGGER photo_corrections_summary_del AFTER DELETE ON photo_corrections
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION sightline_corrections_changed();
+CREATE TRIGGER photo_corrections_summary_upd AFTER UPDATE ON photo_corrections
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION sightline_corrections_changed();
+
+-- A photo's delete removes its corrections first, as a statement of its own: their recount
+-- then sees the photo's album rows (no longer corrected) and the cascade's deltas take them
+-- out. Left to the cascade, the corrections' triggers fire with the rows already gone (RI
+-- cascades fire their triggers at the end of the outer statement) and a hidden row would be
+-- taken out twice.
+CREATE INDEX photo_corrections_photo ON photo_corrections (photo_id);  -- this and the cascade
+CREATE FUNCTION sightline_photo_deleting() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM photo_corrections WHERE photo_id = OLD.id;
+    RETURN OLD;
+END
+$$;
+CREATE TRIGGER photos_corrections_first BEFORE DELETE ON photos
+    FOR EACH ROW EXECUTE FUNCTION sightline_photo_deleting();
 
 -- ------------------------------------------------------------ 4. photo counts by status
 -- Counters, spread over 64 slots by backend so concurrent writers rarely share a row;
@@ -500,7 +706,9 @@ BEGIN
                 updated_at = now()
             WHERE sightline_not_older(EXCLUDED.sequencer, EXCLUDED.event_time,
                                       ph.sequencer, ph.event_time)
-            RETURNING ph.id, ph.owner, coalesce(ph.taken_at, ph.created_at),
+            RETURNING ph.id, ph.owner,
+                      sightline_sort_at(ph.taken_at, ph.taken_at_local, ph.event_time,
+                                        ph.created_at),  -- changed: 0011's sort key
                       vector_dims(ph.embedding), ph.xmax = 0  -- xmax 0: inserted, not updated
                 INTO pid, powner, psort, pdim, pnew;
 
@@ -572,19 +780,48 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
     ORDER BY s.photos DESC, s.album
 $$;
 
--- landmark_albums: latest definition from 0001_init.sql (+ 0008). Changed: read from
--- album_summaries of the active release.
+-- landmark_albums: latest definition from 0011_albums_people_trust.sql. Changed: read from
+-- album_summaries: the active release's row plus the owner's adds (release ''), which are
+-- disjoint (a corrected match is in neither count but the add's).
 CREATE OR REPLACE FUNCTION landmark_albums(p_owner text)
 RETURNS TABLE (country text, city text, landmark_id text, name text, photos bigint,
                cover_photo_id bigint, release text)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
-    SELECT l.country, l.city, l.landmark_id, l.name, s.photos, s.cover_photo_id, r.version
-    FROM releases r
-    JOIN album_summaries s ON s.owner = p_owner AND s.kind = 'landmark' AND s.release = r.version
-    JOIN landmarks l ON l.release = r.version AND l.landmark_id = s.album
-    WHERE r.status = 'active' AND s.photos > 0
-    ORDER BY l.country, l.city, s.photos DESC, l.name
+    WITH active AS (SELECT r.version FROM releases r WHERE r.status = 'active'),
+    s AS (
+        SELECT s.album, sum(s.photos)::bigint AS photos,
+               (array_agg(s.cover_photo_id ORDER BY s.cover_sort_at DESC NULLS LAST,
+                          s.cover_photo_id DESC NULLS LAST))[1] AS cover_photo_id
+        FROM album_summaries s
+        WHERE s.owner = p_owner AND s.kind = 'landmark'
+          AND (s.release = '' OR s.release = (SELECT version FROM active))
+        GROUP BY s.album
+        HAVING sum(s.photos) > 0)
+    SELECT coalesce(l.country, ''), coalesce(l.city, ''), s.album, coalesce(l.name, s.album),
+           s.photos, s.cover_photo_id, (SELECT version FROM active)
+    FROM s LEFT JOIN landmarks l
+        ON l.release = (SELECT version FROM active) AND l.landmark_id = s.album
+    ORDER BY 1, 2, s.photos DESC, 4
 $$;
+
+-- Merged with 0011: the owner's adds to one album after a keyset, newest first.
+CREATE FUNCTION sightline_album_adds(p_owner text, p_kind text, p_album text,
+                                     p_after_sort timestamptz, p_after_id bigint,
+                                     p_limit integer)
+RETURNS TABLE (photo_id bigint, sort_at timestamptz)
+LANGUAGE sql STABLE AS $$
+    SELECT * FROM (
+        SELECT p.id, sightline_sort_at(p.taken_at, p.taken_at_local, p.event_time,
+                                       p.created_at) AS sort_at
+        FROM photo_corrections c JOIN photos p ON p.id = c.photo_id AND p.owner = c.owner
+        WHERE c.owner = p_owner AND c.kind = p_kind AND c.label = p_album
+          AND c.verdict = 'add' AND p.status = 'tagged') a
+    WHERE (a.sort_at, a.id) < (p_after_sort, p_after_id)
+    ORDER BY a.sort_at DESC, a.id DESC
+    LIMIT p_limit
+$$;
+REVOKE EXECUTE ON FUNCTION sightline_album_adds(text, text, text, timestamptz, bigint, integer)
+    FROM PUBLIC;
 
 -- album_photos: latest definition from 0001_init.sql (+ 0008). Changed: plpgsql, one query
 -- per kind, each an index range scan of the album's members from the keyset on
@@ -600,23 +837,45 @@ DECLARE
     after_sort timestamptz := coalesce(p_after_sort, 'infinity');
     after_id   bigint := CASE WHEN p_after_id IS NULL THEN 9223372036854775807 ELSE p_after_id END;
 BEGIN
+    -- Merged with 0011: every rank, less the rows the owner corrected, merged with the
+    -- owner's adds (few: a range of photo_corrections_added), each side cut at p_limit.
     IF p_kind = 'scene' THEN
         RETURN QUERY
-            SELECT v.id, v.bucket, v.key, a.sort_at, v.gps_lat, v.gps_lon, a.score
-            FROM photo_albums a JOIN photos v ON v.id = a.photo_id
-            WHERE a.owner = p_owner AND a.album = p_album AND a.rank = 1
-              AND (a.sort_at, a.photo_id) < (after_sort, after_id) AND v.status = 'tagged'
-            ORDER BY a.sort_at DESC, a.photo_id DESC
+            SELECT v.id, v.bucket, v.key, x.sort_at, v.gps_lat, v.gps_lon, x.score
+            FROM (
+                (SELECT a.photo_id, a.sort_at, a.score FROM photo_albums a
+                 WHERE a.owner = p_owner AND a.album = p_album
+                   AND (a.sort_at, a.photo_id) < (after_sort, after_id)
+                   AND NOT EXISTS (SELECT FROM photo_corrections c
+                                   WHERE c.owner = a.owner AND c.photo_id = a.photo_id
+                                     AND c.kind = 'scene' AND c.label = a.album)
+                 ORDER BY a.sort_at DESC, a.photo_id DESC LIMIT p_limit)
+                UNION ALL
+                (SELECT a.photo_id, a.sort_at, NULL::real FROM sightline_album_adds(
+                     p_owner, 'scene', p_album, after_sort, after_id, p_limit) a)
+            ) x JOIN photos v ON v.id = x.photo_id
+            WHERE v.status = 'tagged'
+            ORDER BY x.sort_at DESC, x.photo_id DESC
             LIMIT p_limit;
     ELSIF p_kind = 'landmark' THEN
         RETURN QUERY
-            SELECT v.id, v.bucket, v.key, m.sort_at, v.gps_lat, v.gps_lon, m.score
-            FROM landmark_matches m JOIN photos v ON v.id = m.photo_id
-            WHERE m.owner = p_owner
-              AND m.release = (SELECT r.version FROM releases r WHERE r.status = 'active')
-              AND m.landmark_id = p_album
-              AND (m.sort_at, m.photo_id) < (after_sort, after_id) AND v.status = 'tagged'
-            ORDER BY m.sort_at DESC, m.photo_id DESC
+            SELECT v.id, v.bucket, v.key, x.sort_at, v.gps_lat, v.gps_lon, x.score
+            FROM (
+                (SELECT m.photo_id, m.sort_at, m.score FROM landmark_matches m
+                 WHERE m.owner = p_owner
+                   AND m.release = (SELECT r.version FROM releases r WHERE r.status = 'active')
+                   AND m.landmark_id = p_album
+                   AND (m.sort_at, m.photo_id) < (after_sort, after_id)
+                   AND NOT EXISTS (SELECT FROM photo_corrections c
+                                   WHERE c.owner = m.owner AND c.photo_id = m.photo_id
+                                     AND c.kind = 'landmark' AND c.label = m.landmark_id)
+                 ORDER BY m.sort_at DESC, m.photo_id DESC LIMIT p_limit)
+                UNION ALL
+                (SELECT a.photo_id, a.sort_at, NULL::real FROM sightline_album_adds(
+                     p_owner, 'landmark', p_album, after_sort, after_id, p_limit) a)
+            ) x JOIN photos v ON v.id = x.photo_id
+            WHERE v.status = 'tagged'
+            ORDER BY x.sort_at DESC, x.photo_id DESC
             LIMIT p_limit;
     END IF;
 END

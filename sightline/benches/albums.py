@@ -3,7 +3,7 @@
 Fills a scratch database by set-based SQL (generate_series, no per-row Python): --photos
 photos, --owner-photos of them (every k-th id, interleaved with the rest) for one owner, the
 others spread over 100-photo owners; 2 % failed and 1 % deleted; every tagged photo in one of
---albums scene albums (rank 1, a skewed draw so some are rare) plus a rank-2 label; 2 % of
+--albums scene albums (rank 1, a skewed draw so some are rare) plus a rank-2 one; 2 % of
 tagged photos matched to one of 200 landmarks of the active release. Summaries and status
 counters are then built in one pass, as the migration does for an existing database.
 
@@ -12,8 +12,10 @@ landmark_albums_ms, album_photos_rare_ms (first page of its rarest scene album),
 album_photos_empty_ms (first page of a landmark album it has no photo in), status_ms (photos
 counted by status, as `sightline status` does) and status_report_ms (everything `sightline
 status` reads from Postgres: counts, failure reasons, last failures, releases); for
-comparison the full-scan queries these replace (0001's definitions) on the same data; and
-the write path's rows/s with the summary triggers on and off, in the same run.
+comparison the full-scan queries these replace (0011's scene_albums, a GROUP BY status) on
+the same data; correction_ms, an owner's hide and its undo of the newest photo of the largest
+album in one transaction (each recounts that album, in the correcting transaction); and the
+write path's rows/s with the summary triggers on and off, in the same run.
 """
 
 from __future__ import annotations
@@ -36,12 +38,14 @@ SUMMARY_TRIGGERS = {
         "landmark_matches_summary_upd",
     ),
 }
-# 0001's album functions, inlined: what every album read cost before summaries.
+# 0011's scene_albums, inlined: every album read aggregated the owner's membership (every
+# album a photo is filed in, corrections applied) before summaries.
 OLD_SCENE_ALBUMS = """
-    SELECT a.album, count(*), (array_agg(v.id ORDER BY v.sort_at DESC, v.id DESC))[1],
-           bool_or(NOT coalesce(v.model_trained, false))
-    FROM visible_photos v JOIN photo_albums a ON a.photo_id = v.id AND a.rank = 1
-    WHERE v.owner = %(owner)s GROUP BY a.album ORDER BY count(*) DESC, a.album"""
+    SELECT m.label, count(*),
+           (array_agg(m.photo_id ORDER BY m.sort_at DESC, m.photo_id DESC))[1],
+           bool_or(NOT coalesce(m.model_trained, false))
+    FROM album_membership m WHERE m.owner = %(owner)s AND m.kind = 'scene'
+    GROUP BY m.label ORDER BY count(*) DESC, m.label"""
 OLD_STATUS = "SELECT status, count(*) FROM photos GROUP BY status"
 
 
@@ -136,6 +140,13 @@ def _reads(conn: Any, repeat: int) -> dict[str, Any]:
     with conn, conn.cursor() as cur:
         scenes = albums.scene_albums(cur, OWNER)
     rare = min(scenes, key=lambda r: (r["photos"], r["album"]))
+    large = max(scenes, key=lambda r: (r["photos"], r["album"]))
+
+    def correct(cur: Any) -> None:
+        args = (OWNER, large["cover_photo_id"], "scene", large["album"])
+        cur.execute("SELECT * FROM hide_from_album(%s, %s, %s, %s)", args)
+        cur.execute("SELECT undo_correction(%s, %s, %s, %s)", args)
+
     out: dict[str, Any] = {
         "scene_albums_ms": _best_ms(conn, lambda c: albums.scene_albums(c, OWNER), repeat),
         "landmark_albums_ms": _best_ms(conn, lambda c: albums.landmark_albums(c, OWNER), repeat),
@@ -147,6 +158,8 @@ def _reads(conn: Any, repeat: int) -> dict[str, Any]:
         ),
         "status_ms": _best_ms(conn, photo_counts, repeat),
         "status_report_ms": _best_ms(conn, database_report, repeat),
+        "correction_ms": _best_ms(conn, correct, repeat),
+        "largest_album_photos": large["photos"],
         "rare_album": rare["album"],
         "rare_album_photos": rare["photos"],
         "scene_albums": len(scenes),
