@@ -196,9 +196,9 @@ def _set_summary_triggers(conn: Any, on: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sightline.benches._scratch import scratch_database
+    from sightline.stack import scratch_database
     from sightline.cli import CliError
-    from sightline.settings import Settings
+    from workers.settings import Settings
     from workers.db import connect
 
     if min(args.photos, args.owner_photos, args.albums, args.repeat, args.writes) < 1:
