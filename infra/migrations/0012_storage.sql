@@ -77,7 +77,8 @@ CREATE TABLE photo_albums_v2 (
     PRIMARY KEY (photo_id, rank)
 );
 INSERT INTO photo_albums_v2 (sort_at, photo_id, score, rank, trained, owner, album)
-    SELECT sightline_sort_at(p.taken_at, p.taken_at_local, p.event_time, p.created_at), a.photo_id, a.score, a.rank,
+    SELECT sightline_sort_at(p.taken_at, p.taken_at_local, p.event_time, p.created_at),
+           a.photo_id, a.score, a.rank,
            coalesce(p.model_trained, false), p.owner, a.album
     FROM photo_albums a JOIN photos p ON p.id = a.photo_id;
 DROP TABLE photo_albums;
@@ -90,7 +91,9 @@ ALTER TABLE photo_albums RENAME CONSTRAINT photo_albums_v2_photo_id_fkey TO phot
 CREATE INDEX photo_albums_member ON photo_albums (owner, album, sort_at DESC, photo_id DESC);
 
 ALTER TABLE landmark_matches ADD COLUMN owner text, ADD COLUMN sort_at timestamptz;
-UPDATE landmark_matches m SET owner = p.owner, sort_at = sightline_sort_at(p.taken_at, p.taken_at_local, p.event_time, p.created_at)
+UPDATE landmark_matches m
+    SET owner = p.owner,
+        sort_at = sightline_sort_at(p.taken_at, p.taken_at_local, p.event_time, p.created_at)
     FROM photos p WHERE p.id = m.photo_id;
 ALTER TABLE landmark_matches ALTER COLUMN owner SET NOT NULL, ALTER COLUMN sort_at SET NOT NULL;
 CREATE INDEX landmark_matches_member
@@ -593,7 +596,10 @@ CREATE TRIGGER photo_corrections_summary_upd AFTER UPDATE ON photo_corrections
 CREATE INDEX photo_corrections_photo ON photo_corrections (photo_id);  -- this and the cascade
 CREATE FUNCTION sightline_photo_deleting() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    DELETE FROM photo_corrections WHERE photo_id = OLD.id;
+    -- (Only when there are some: a DELETE fires the corrections' statement trigger anyway.)
+    IF EXISTS (SELECT FROM photo_corrections WHERE photo_id = OLD.id) THEN
+        DELETE FROM photo_corrections WHERE photo_id = OLD.id;
+    END IF;
     RETURN OLD;
 END
 $$;

@@ -196,10 +196,10 @@ def _set_summary_triggers(conn: Any, on: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sightline.stack import scratch_database
     from sightline.cli import CliError
-    from workers.settings import Settings
+    from sightline.stack import scratch_database
     from workers.db import connect
+    from workers.settings import Settings
 
     if min(args.photos, args.owner_photos, args.albums, args.repeat, args.writes) < 1:
         raise CliError("--photos, --owner-photos, --albums, --repeat and --writes must be > 0")
