@@ -518,7 +518,7 @@ $$;
 -- A photo whose owner or sort key changes carries its memberships along; one that stops
 -- being 'tagged' loses them (as sightline_write_photos does), so members are always visible.
 -- Merged with 0011: the sort key is sightline_sort_at(); the albums the photo's corrections
--- name are recounted (an added photo follows its status and sort key).
+-- name are recounted (an added photo follows its status, sort key and trained flag).
 CREATE FUNCTION sightline_photos_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     c record;
@@ -529,7 +529,8 @@ BEGIN
     ELSE
         UPDATE photo_albums SET owner = NEW.owner,
             sort_at = sightline_sort_at(NEW.taken_at, NEW.taken_at_local, NEW.event_time,
-                                        NEW.created_at)
+                                        NEW.created_at),
+            trained = coalesce(NEW.model_trained, false)
         WHERE photo_id = NEW.id;
         UPDATE landmark_matches SET owner = NEW.owner,
             sort_at = sightline_sort_at(NEW.taken_at, NEW.taken_at_local, NEW.event_time,
@@ -547,9 +548,11 @@ BEGIN
 END
 $$;
 CREATE TRIGGER photos_members_follow
-    AFTER UPDATE OF owner, taken_at, taken_at_local, event_time, created_at, status
+    AFTER UPDATE OF owner, taken_at, taken_at_local, event_time, created_at, status,
+        model_trained
     ON photos FOR EACH ROW
     WHEN (OLD.owner IS DISTINCT FROM NEW.owner
+          OR OLD.model_trained IS DISTINCT FROM NEW.model_trained  -- an add's 'untrained'
           OR sightline_sort_at(OLD.taken_at, OLD.taken_at_local, OLD.event_time, OLD.created_at)
              IS DISTINCT FROM
              sightline_sort_at(NEW.taken_at, NEW.taken_at_local, NEW.event_time, NEW.created_at)
