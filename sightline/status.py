@@ -8,8 +8,12 @@ STATUSES = ("tagged", "failed", "gone", "deleted", "ignored")  # every status th
 
 
 def photo_counts(cur: Any) -> dict[str, int]:
-    """Photos per status (every status present, zeros included) and the total."""
-    cur.execute("SELECT status, count(*) FROM photos GROUP BY status")
+    """Photos per status (every status present, zeros included) and the total.
+
+    Read from ``photo_status_counts`` (kept by a trigger on photos, 0012_storage.sql): a few
+    hundred counter rows, not a scan of every photo.
+    """
+    cur.execute("SELECT status, sum(photos) FROM photo_status_counts GROUP BY status")
     counts = dict.fromkeys(STATUSES, 0)
     counts.update({status: int(n) for status, n in cur.fetchall()})
     counts["total"] = sum(counts.values())

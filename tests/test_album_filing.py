@@ -120,7 +120,10 @@ def test_albums_sort_by_when_taken_then_camera_clock_then_upload_then_processing
                 event_time="2025-01-01T00:00:00Z",
             ),
         }
-        cur.execute("INSERT INTO photo_albums SELECT id, 1, 'same', 0.5 FROM photos")
+        cur.execute(
+            "INSERT INTO photo_albums (photo_id, rank, album, score) "
+            "SELECT id, 1, 'same', 0.5 FROM photos"
+        )
         seen, after = [], None
         while page := albums.album_photos(cur, "alice", "scene", "same", after=after, limit=1):
             seen += page

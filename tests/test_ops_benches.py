@@ -31,8 +31,8 @@ def test_bench_writes_writes_every_photo_and_reports_per_connection_count(pg_ser
         # so the rate cannot exceed 40 rows / (3 * median / connections).
         bound = 40 / (3 * run["batch_ms_median"] / 1000 / run["connections"])
         assert run["rows_per_s"] <= bound * 1.01, run
-    # A 512-d float32 embedding alone is 2 KiB: a stored photo cannot be smaller.
-    assert r["bytes_per_photo"] > 2048
+    # A 512-d half-precision embedding alone is 1 KiB: a stored photo cannot be smaller.
+    assert r["bytes_per_photo"] > 1024 and r["embedding_read_rows_per_s"] > 0
 
 
 @pytest.mark.slow
@@ -85,3 +85,34 @@ def test_bench_publish_counts_what_reached_redis_and_cleans_up(redis_url) -> Non
     assert (r["tasks"], r["queued"]) == (30, 31)  # plus the one sent before the clock
     client = redis.Redis.from_url(redis_url)
     assert [k for k in client.keys("sightline-bench-*")] == []
+
+
+@pytest.mark.slow
+def test_bench_albums_fills_and_reports_every_figure(pg_server) -> None:
+    """bench albums fills the library by SQL, reads the large owner's albums from summaries
+    (every album present, the rarest one found) and times writes with and without them."""
+    out = run_cli(
+        "bench",
+        "albums",
+        "--photos=3000",
+        "--owner-photos=300",
+        "--albums=12",
+        "--writes=20",
+        "--repeat=1",
+        "--json",
+        env={"DATABASE_URL": pg_server.get_uri()},
+    )
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert r["scene_albums"] == 12 and 0 < r["rare_album_photos"] < 300 / 12
+    for key in (
+        "scene_albums_ms",
+        "landmark_albums_ms",
+        "album_photos_rare_ms",
+        "album_photos_empty_ms",
+        "status_ms",
+        "status_report_ms",
+        "write_rows_per_s_with_summaries",
+        "write_rows_per_s_without_summaries",
+    ):
+        assert r[key] > 0, key

@@ -85,7 +85,8 @@ def test_retag_matches_like_the_matcher_and_is_idempotent(db_url) -> None:
     )
     got = _matches(conn, "A")
     assert [g[:2] for g in got] == [w[:2] for w in want] and len(got) > 20
-    np.testing.assert_allclose([float(g[2]) for g in got], [w[2] for w in want], atol=2e-5)
+    # Photos store float16 embeddings: a unit vector's inner product moves by < 2^-11.
+    np.testing.assert_allclose([float(g[2]) for g in got], [w[2] for w in want], atol=5e-4)
     assert not {g[0] for g in got} & set(other)
     again = retag_release(conn, "A", batch_size=1000, progress=False)
     assert again.photos == len(q) and _matches(conn, "A") == got

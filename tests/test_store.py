@@ -89,8 +89,12 @@ def test_embedding_and_probabilities_are_stored_as_written(db, results) -> None:
         write_tagged(cur, task("k.jpg"), results[0])
         cur.execute("SELECT embedding, scene_probs, model_version, model_trained FROM photos")
         emb, probs, version, trained = cur.fetchone()
-    assert np.allclose(emb.to_numpy(), results[0].embedding, atol=1e-6)
-    assert len(probs) == 365 and sum(probs) == pytest.approx(1.0, abs=1e-3)
+    # Stored at half precision (halfvec): 11 significant bits, a relative error <= 2^-11.
+    want = np.asarray(results[0].embedding, dtype=np.float32)
+    assert np.allclose(emb.to_numpy(), want, rtol=2**-11, atol=1e-7)
+    assert not np.array_equal(emb.to_numpy().astype(np.float32), want)  # float16, not float32
+    probs = probs.to_numpy().astype(np.float64)
+    assert len(probs) == 365 and probs.sum() == pytest.approx(1.0, abs=1e-3)
     assert version.startswith("untrained-tiny") and trained is False
 
 

@@ -231,8 +231,8 @@ def test_rows_keep_each_heads_provenance_and_a_release_of_their_model_is_refused
     """Photos tagged by a real scene head file scene albums not marked untrained; a release
     of their model (whose embedding head is untrained) is refused at import, nothing kept."""
     from sightline import albums
-    from workers.releases import ReleaseRefused, import_release
     from tests.test_store import write_tagged
+    from workers.releases import ReleaseRefused, import_release
 
     _, out, _ = csail
     model, result = _served(out)

@@ -317,7 +317,7 @@ def load_live_releases(cur: Any, cache: dict[str, LiveRelease]) -> list[LiveRele
     return live
 
 
-def _as_array(vector: Any) -> np.ndarray:
+def as_array(vector: Any) -> np.ndarray:
     """pgvector's Vector (or a plain sequence) as float32."""
     values = vector.to_numpy() if hasattr(vector, "to_numpy") else vector
     return np.asarray(values, dtype=np.float32)
@@ -338,7 +338,7 @@ def load_index(cur: Any, version: str, dim: int, thresholds: Any) -> LandmarkInd
     def vectors(table: str) -> tuple[np.ndarray, np.ndarray]:
         cur.execute(f"SELECT landmark_id, embedding FROM {table} WHERE release = %s", (version,))
         got = cur.fetchall()
-        vecs = np.array([_as_array(e) for _, e in got], dtype=np.float32)
+        vecs = np.array([as_array(e) for _, e in got], dtype=np.float32)
         return vecs.reshape(len(got), dim), np.array([pos[lid] for lid, _ in got], dtype=np.int64)
 
     centroids, c_owner = vectors("centroids")

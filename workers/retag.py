@@ -20,7 +20,7 @@ from psycopg2.extras import execute_values
 from models.landmarks import LandmarkIndex
 from models.scenes import SceneMap
 from workers import pgcopy
-from workers.releases import ReleaseRefused, activate, load_index
+from workers.releases import ReleaseRefused, activate, as_array, load_index
 
 _RESUMABLE = ("retagging",)
 _STARTABLE = ("imported", "ready", "retired", "active")
@@ -108,7 +108,10 @@ def _batch(
 ) -> tuple[int, int, int]:
     with conn, conn.cursor() as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        rows = pgcopy.copy_out(cur, _select(cur, model_version, index.dim, after, limit), index.dim)
+        # Album summaries once per batch, locked in key order (no deadlock with workers).
+        cur.execute("SELECT sightline_album_defer()")
+        select = _select(cur, model_version, index.dim, after, limit)
+        rows = pgcopy.copy_out(cur, select, index.dim, half=True)  # photos store halfvec
         last = int(rows.ids[-1]) if len(rows) == limit else 2**63 - 1  # the end: close the range
         m = index.match_arrays(rows.embeddings, rows.gps)
         cur.execute(
@@ -126,6 +129,7 @@ def _batch(
                 ],
                 page_size=5000,
             )
+        cur.execute("SELECT sightline_album_flush()")
         cur.execute("UPDATE releases SET retag_cursor = %s WHERE version = %s", (last, version))
     return last, len(rows), len(m.photo)
 
@@ -175,7 +179,7 @@ def retag_release(
 def retag_scenes(
     conn: Any, scene_map: SceneMap, *, batch_size: int = 5_000, progress: bool = True, k: int = 3
 ) -> int:
-    """Re-file every photo's scene albums under a new map from its stored probabilities,
+    """Re-file every tagged photo's scene albums under a new map from its stored probabilities,
     by the map's filing rule (thresholds, at most ``k`` albums; see ``SceneMap.file``).
 
     Each batch replaces its photos' album rows in one transaction, so a re-run after a
@@ -185,18 +189,25 @@ def retag_scenes(
 
     n_classes = len(scene_map.categories)
     with conn, conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM photos WHERE scene_probs IS NOT NULL")
+        cur.execute(
+            "SELECT count(*) FROM photos WHERE scene_probs IS NOT NULL AND status = 'tagged'"
+        )
         total = cur.fetchone()[0]
     after, done = 0, 0
     with tqdm(total=total, unit="photo", desc="scene map", disable=not progress) as bar:
         while True:
             with conn, conn.cursor() as cur:
                 cur.execute(
-                    "SELECT id, scene_probs FROM photos WHERE scene_probs IS NOT NULL AND id > %s "
-                    "ORDER BY id LIMIT %s",
+                    # Only tagged photos are album members (a failed or deleted one has none).
+                    # Owner, sort key and trained flag go with each album row (membership).
+                    "SELECT id, scene_probs, owner, "
+                    "sightline_sort_at(taken_at, taken_at_local, event_time, created_at), "
+                    "coalesce(model_trained, false) FROM photos WHERE scene_probs IS NOT NULL "
+                    "AND status = 'tagged' AND id > %s ORDER BY id LIMIT %s",
                     (after, batch_size),
                 )
-                rows = [r for r in cur.fetchall()]
+                got = cur.fetchall()
+                rows = [(r[0], as_array(r[1])) for r in got]  # halfvec -> float32
                 if not rows:
                     break
                 ids = [r[0] for r in rows]
@@ -204,20 +215,23 @@ def retag_scenes(
                     raise ReleaseRefused(
                         f"stored scene probabilities do not have the map's {n_classes} classes"
                     )
-                probs = np.asarray([r[1] for r in rows], dtype=np.float32)
+                probs = np.stack([r[1] for r in rows])
                 # As at serving: the map's sift classes get nothing, the rest sum to 1.
                 albums = scene_map.file(scene_map.renormalise(probs), k=k)
+                cur.execute("SELECT sightline_album_defer()")  # summaries once, in key order
                 cur.execute("DELETE FROM photo_albums WHERE photo_id = ANY(%s)", (ids,))
                 execute_values(
                     cur,
-                    "INSERT INTO photo_albums (photo_id, rank, album, score) VALUES %s",
+                    "INSERT INTO photo_albums (photo_id, rank, album, score, owner, sort_at, "
+                    "trained) VALUES %s",
                     [
-                        (pid, r + 1, a, s)
-                        for pid, al in zip(ids, albums)
+                        (row[0], r + 1, a, s, row[2], row[3], row[4])
+                        for row, al in zip(got, albums)
                         for r, (a, s) in enumerate(al)
                     ],
                     page_size=5000,
                 )
+                cur.execute("SELECT sightline_album_flush()")
             after, done = ids[-1], done + len(ids)
             bar.update(len(ids))
     return done

@@ -2,7 +2,8 @@
 
 Tagged photos as the worker writes them (512-d embedding, 365 scene probabilities, top-5
 scenes, album labels, EXIF facts) go through ``sightline_write_photos`` in batches, from 1..N
-connections at once (as N worker batch threads would). Then the stored size per photo and how
+connections at once (as N worker batch threads would). Then the stored size per photo (every
+photo table with its indexes and TOAST, album summaries and status counters included) and how
 fast the embeddings read back (what a re-tag reads).
 """
 
@@ -138,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
         with conn, conn.cursor() as cur:
             cur.execute(
                 "SELECT sum(pg_total_relation_size(t)) FROM unnest(ARRAY['photos', "
-                "'photo_scenes', 'photo_albums', 'landmark_matches']::regclass[]) AS t"
+                "'photo_scenes', 'photo_albums', 'landmark_matches', 'album_summaries', "
+                "'photo_status_counts']::regclass[]) AS t"
             )
             size = int(cur.fetchone()[0])
             cur.execute("SELECT pg_total_relation_size('photos')")

@@ -17,6 +17,7 @@ BENCH_MODULES: tuple[str, ...] = (
     "writes",
     "publish",
     "soak",
+    "albums",
 )
 
 
