@@ -7,9 +7,14 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+
+
+class StackError(RuntimeError):
+    """A local-stack wait that cannot end well (a worker exited, time ran out); one line."""
 
 
 @contextlib.contextmanager
@@ -69,3 +74,34 @@ def stop_processes(procs: list[subprocess.Popen], timeout_s: float = 30.0) -> No
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def wait_for_rows(
+    count: Callable[[], int],
+    want: int,
+    *,
+    timeout_s: float,
+    workers: Sequence[subprocess.Popen] = (),
+    settled: Callable[[], bool] = lambda: True,
+    progress: Callable[[int], None] | None = None,
+    interval_s: float = 0.5,
+) -> int:
+    """Poll ``count()`` (rows the workers have written) until it reaches ``want`` and
+    ``settled()`` holds (e.g. the queues are drained); returns the last count.
+
+    Raises StackError when a worker in ``workers`` exits first, or after ``timeout_s``
+    seconds, naming how many rows were done.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        done = count()
+        if done >= want and settled():
+            return done
+        exited = [w for w in workers if w.poll() is not None]
+        if exited:
+            raise StackError(f"a worker exited ({exited[0].returncode}) with {done}/{want} done")
+        if time.monotonic() > deadline:
+            raise StackError(f"only {done}/{want} done after {timeout_s:.0f} s")
+        if progress:
+            progress(done)
+        time.sleep(interval_s)

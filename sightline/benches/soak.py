@@ -34,7 +34,7 @@ from typing import Any
 
 from handlers.contract import QUEUES
 from sightline.cli import CliError
-from sightline.stack import stop_processes, worker_process
+from sightline.stack import StackError, stop_processes, wait_for_rows, worker_process
 
 DEFAULT_BROKER = "redis://127.0.0.1:6379/15"
 
@@ -232,17 +232,19 @@ def run(args: argparse.Namespace) -> int:
                 cur.execute("SELECT count(*) FROM photos")
                 return cur.fetchone()[0]
 
-        deadline = time.monotonic() + args.timeout
-        done = 0
-        while time.monotonic() < deadline:
-            done = settled()
-            drained = not any(r.llen(q) for q in QUEUES) and not r.hlen("unacked")
-            if done >= len(keys) and drained:
-                break
-            if any(w.poll() is not None for w in workers):
-                raise CliError(f"a worker exited early; see {tmp}")
-            _progress(args, f"{done}/{len(keys)} photos", end="\r")
-            time.sleep(0.5)
+        try:
+            done = wait_for_rows(
+                settled,
+                len(keys),
+                timeout_s=args.timeout,
+                workers=workers,
+                settled=lambda: not any(r.llen(q) for q in QUEUES) and not r.hlen("unacked"),
+                progress=lambda n: _progress(args, f"{n}/{len(keys)} photos", end="\r"),
+            )
+        except StackError as exc:
+            if "exited" in str(exc):
+                raise CliError(f"{exc}; see {tmp}") from None
+            done = settled()  # out of time: the figures below say what was lost
         elapsed = time.perf_counter() - t0
         with conn.cursor() as cur:
             cur.execute("SELECT key, status, error, attempts FROM photos WHERE bucket = %s",

@@ -195,31 +195,27 @@ class _Demo:
             raise CliError("not every upload's S3 event arrived within 60 s")
 
     def _wait(self, url: str, keys: list[str], log_path: Path) -> None:
+        from sightline.stack import StackError, wait_for_rows
         from workers.db import connect
 
         conn = connect(url)
-        deadline = time.monotonic() + self.args.timeout
+
+        def done() -> int:
+            with conn, conn.cursor() as cur:
+                cur.execute(
+                    "SELECT count(*) FROM photos WHERE bucket = %s AND key = ANY(%s) "
+                    "AND status = ANY(%s) AND updated_at >= %s",
+                    (BUCKET, keys, list(TERMINAL), self.started),
+                )
+                return cur.fetchone()[0]
+
+        assert self.worker is not None
         try:
-            while True:
-                with conn, conn.cursor() as cur:
-                    cur.execute(
-                        "SELECT count(*) FROM photos WHERE bucket = %s AND key = ANY(%s) "
-                        "AND status = ANY(%s) AND updated_at >= %s",
-                        (BUCKET, keys, list(TERMINAL), self.started),
-                    )
-                    done = cur.fetchone()[0]
-                if done >= len(keys):
-                    return
-                assert self.worker is not None
-                if self.worker.poll() is not None:
-                    tail = log_path.read_text()[-2000:]
-                    raise CliError(f"the worker exited ({self.worker.returncode}):\n{tail}")
-                if time.monotonic() > deadline:
-                    raise CliError(
-                        f"only {done}/{len(keys)} photos done after "
-                        f"{self.args.timeout:.0f} s; see {log_path}"
-                    )
-                time.sleep(0.5)
+            wait_for_rows(done, len(keys), timeout_s=self.args.timeout, workers=[self.worker])
+        except StackError as exc:
+            tail = log_path.read_text()[-2000:] if self.worker.poll() is not None else ""
+            where = f"see {log_path}" + (f":\n{tail}" if tail else "")
+            raise CliError(f"photos: {exc}; {where}") from None
         finally:
             conn.close()
 
