@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from handlers.rules import OwnerRule
+from handlers.rules import Exclusions, OwnerRule
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,7 @@ class HandlerConfig:
     webhook_token: str | None = None
     # None: every bucket; else events for other buckets are ignored with a reason.
     allowed_buckets: frozenset[str] | None = None
+    exclude: Exclusions = field(default_factory=Exclusions)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HandlerConfig:
@@ -40,6 +41,7 @@ class HandlerConfig:
             ),
             webhook_token=env.get("SIGHTLINE_WEBHOOK_TOKEN") or None,
             allowed_buckets=parse_buckets(env.get("SIGHTLINE_ALLOWED_BUCKETS")),
+            exclude=Exclusions.parse(env.get("SIGHTLINE_EXCLUDE")),
         )
 
 

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from handlers.envelopes import Broken, Skip, iter_units
 from handlers.events import EventError, ObjectEvent, is_sqs_event
-from handlers.rules import OwnerRule, skip_reason
+from handlers.rules import NO_EXCLUSIONS, Exclusions, OwnerRule, skip_reason
 from sightline.contract import FORGET_TASK, TAG_TASK, ObjectTask
 
 log = logging.getLogger("sightline.handler")
@@ -73,13 +73,15 @@ def plan(
     owners: OwnerRule,
     *,
     allowed_buckets: frozenset[str] | None = None,
+    exclude: Exclusions = NO_EXCLUSIONS,
 ) -> list[Action]:
     """Decide, record by record, what to do with an invocation's event.
 
-    With ``allowed_buckets``, records for any other bucket are ignored with a reason.
+    With ``allowed_buckets``, records for any other bucket are ignored with a reason; keys
+    that ``exclude`` matches are ignored with the pattern that matched.
     """
     actions = [
-        _plan_item(item, unit.message_id, owners, allowed_buckets)
+        _plan_item(item, unit.message_id, owners, allowed_buckets, exclude)
         for unit in iter_units(event)
         for item in unit.items
     ]
@@ -88,7 +90,11 @@ def plan(
 
 
 def _plan_item(
-    item: Any, message_id: str | None, owners: OwnerRule, buckets: frozenset[str] | None
+    item: Any,
+    message_id: str | None,
+    owners: OwnerRule,
+    buckets: frozenset[str] | None,
+    exclude: Exclusions = NO_EXCLUSIONS,
 ) -> Action:
     if isinstance(item, Skip):
         return Action("ignore", message_id, reason=item.reason)
@@ -100,7 +106,7 @@ def _plan_item(
         return Action("error", message_id, reason=str(exc))
     if buckets is not None and ev.bucket not in buckets:
         return Action("ignore", message_id, ev, reason=f"{_FOREIGN} ({ev.bucket!r})")
-    reason = skip_reason(ev)
+    reason = skip_reason(ev, exclude)
     if reason:
         return Action("ignore", message_id, ev, reason=reason)
     owner = owners.owner_of(ev.key)
@@ -165,9 +171,10 @@ def handle(
     publisher: Publisher,
     *,
     allowed_buckets: frozenset[str] | None = None,
+    exclude: Exclusions = NO_EXCLUSIONS,
 ) -> BatchResult:
     """Plan the event, publish its tasks in one go, and report failures per message."""
-    actions = plan(event, owners, allowed_buckets=allowed_buckets)
+    actions = plan(event, owners, allowed_buckets=allowed_buckets, exclude=exclude)
     work = [a for a in actions if a.task_name]
     if work:
         errors = publisher.publish([(a.task_name, a.task()) for a in work])  # type: ignore[misc]

@@ -37,7 +37,13 @@ def _publisher() -> CeleryPublisher:
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    result = handle(event, _CONFIG.owners, _publisher(), allowed_buckets=_CONFIG.allowed_buckets)
+    result = handle(
+        event,
+        _CONFIG.owners,
+        _publisher(),
+        allowed_buckets=_CONFIG.allowed_buckets,
+        exclude=_CONFIG.exclude,
+    )
     if not result.from_sqs and result.errors:
         reasons = "; ".join(sorted({a.reason or "?" for a in result.errors}))
         raise HandlerFailed(f"{len(result.errors)} record(s) failed: {reasons}")

@@ -22,7 +22,7 @@ from typing import Any
 
 from handlers.config import HandlerConfig
 from handlers.core import Publisher, handle
-from handlers.rules import OwnerRule
+from handlers.rules import NO_EXCLUSIONS, Exclusions, OwnerRule
 
 log = logging.getLogger("sightline.webhook")
 MAX_BODY = 1 << 20  # one MinIO notification is a few kB
@@ -38,6 +38,7 @@ class WebhookApp:
         publisher: Publisher,
         *,
         allowed_buckets: frozenset[str] | None = None,
+        exclude: Exclusions = NO_EXCLUSIONS,
     ) -> None:
         if not token:
             raise ValueError("the webhook needs a token (SIGHTLINE_WEBHOOK_TOKEN)")
@@ -47,6 +48,7 @@ class WebhookApp:
         self.owners = owners
         self.publisher = publisher
         self.allowed_buckets = allowed_buckets
+        self.exclude = exclude
 
     def authorized(self, header: str | None) -> bool:
         return hmac.compare_digest((header or "").encode(), self._expected)
@@ -59,7 +61,13 @@ class WebhookApp:
             return 400, {"error": f"body is not JSON: {exc}"}
         if not isinstance(event, dict):
             return 400, {"error": "body is not a JSON object"}
-        result = handle(event, self.owners, self.publisher, allowed_buckets=self.allowed_buckets)
+        result = handle(
+            event,
+            self.owners,
+            self.publisher,
+            allowed_buckets=self.allowed_buckets,
+            exclude=self.exclude,
+        )
         counts: dict[str, int] = {}
         for a in result.actions:
             counts[a.action] = counts.get(a.action, 0) + 1
@@ -133,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config.owners,
             publisher,
             allowed_buckets=config.allowed_buckets,
+            exclude=config.exclude,
         )
         server = make_server(app, args.host, args.port)
     except (ValueError, OSError) as exc:

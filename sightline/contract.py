@@ -7,7 +7,7 @@ imports it and must start in milliseconds.
 from __future__ import annotations
 
 import re
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 TAG_TASK = "sightline.tag"
 FORGET_TASK = "sightline.forget"
@@ -30,6 +30,9 @@ class ObjectTask(TypedDict):
     sequencer: str | None  # normalised, see normalize_sequencer
     event_time: str | None  # ISO 8601
     owner: str
+    # Optional, added by library jobs (backfills); workers that predate them ignore both.
+    job_id: NotRequired[int]  # the jobs row this task is counted against
+    force: NotRequired[bool]  # re-tag even when the photo is tagged, unchanged, current
 
 
 def normalize_sequencer(raw: str | None) -> str | None:

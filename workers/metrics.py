@@ -24,7 +24,7 @@ FAILURE_REASONS = (
     "parked",  # retries spent: left failed for an operator
     "unexpected",  # a bug escaped a batch: its photos are retried
 )
-OUTCOMES = ("tagged", "failed", "gone", "stale", "deleted", "retry")
+OUTCOMES = ("tagged", "failed", "gone", "stale", "skipped", "deferred", "deleted", "retry")
 STAGES = ("check", "fetch", "decode", "model", "write")
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)

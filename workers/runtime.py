@@ -15,6 +15,7 @@ from typing import Any
 import psycopg2
 
 from sightline.settings import Settings
+from workers import job_tasks
 from workers.db import DatabaseError, connect
 from workers.errors import ObjectGone, TransientError
 from workers.fetch import fetch, s3_client
@@ -58,6 +59,10 @@ class StageTimes:
             self.ms[name] = self.ms.get(name, 0.0) + seconds * 1000
             if self.observe:
                 self.observe(name, seconds)
+
+
+def _job_key(task: Mapping[str, Any]) -> tuple[str, str, int | None]:
+    return (task["bucket"], task["key"], job_tasks.job_of(task))
 
 
 class WorkerRuntime:
@@ -152,7 +157,8 @@ class WorkerRuntime:
     def tag_batch(self, tasks: list[Mapping[str, Any]]) -> list[Outcome]:
         """Tag a batch: fetch and decode concurrently, one forward pass, one write round trip.
 
-        Returns per task its final status ('tagged', 'failed', 'gone', 'stale') or the
+        Returns per task its final status ('tagged', 'failed', 'gone', 'stale', 'skipped': a
+        library job's no-op or a cancelled job's task), 'deferred' (its job is paused) or the
         TransientError that should make it retry. Never raises for one photo's fault.
         """
         try:
@@ -170,12 +176,25 @@ class WorkerRuntime:
         self.model.load()
         outcomes: list[Outcome | None] = [None] * len(tasks)
         conn = self.conn()
+        assert self.model.meta is not None
         with self.times.stage("check"), conn, conn.cursor() as cur:
             stale = stale_keys(cur, tasks)  # a newer event already decided these keys
+            states = job_tasks.job_states(cur, tasks)
+            # Library jobs: a photo tagged, unchanged and on this model is a no-op (no fetch).
+            unchanged = job_tasks.unchanged_keys(cur, tasks, self.model.meta.model_version)
         todo = []
+        cancelled: list[int] = []
         for i, t in enumerate(tasks):
-            if (t["bucket"], t["key"]) in stale:
+            state = states.get(job_tasks.job_of(t) or -1)
+            if state == "paused":
+                outcomes[i] = "deferred"  # the task comes back later (see workers.app)
+            elif state == "cancelled":
+                outcomes[i] = "skipped"
+                cancelled.append(i)
+            elif (t["bucket"], t["key"]) in stale:
                 outcomes[i] = "stale"
+            elif (t["bucket"], t["key"]) in unchanged:
+                outcomes[i] = "skipped"
             else:
                 todo.append(i)
         with self.times.stage("fetch"):
@@ -198,7 +217,29 @@ class WorkerRuntime:
             results = infer([p for _, p in ready], self.model, releases)
         items += [(i, tagged_item(tasks[i], r)) for (i, _), r in zip(ready, results)]
         with self.times.stage("write"), conn, conn.cursor() as cur:
+            # Another copy of a job task already written and counted: drop this one's write.
+            counted = job_tasks.claim(cur, [tasks[i] for i, _ in items])
+            dups = {i for i, _ in items if _job_key(tasks[i]) in counted}
+            for i in dups:
+                outcomes[i] = "skipped"
+            items = [(i, item) for i, item in items if i not in dups]
             written = write_photos(cur, [item for _, item in items])
+            self._settle(items, written, outcomes)
+            job_tasks.count(
+                cur, [(t, o) for i, (t, o) in enumerate(zip(tasks, outcomes)) if i not in cancelled]
+            )
+            job_tasks.count_unmarked(cur, [tasks[i] for i in cancelled], "skipped")
+        self.times.photos += len(tasks)
+        self.times.batches += 1
+        return [o if o is not None else "failed" for o in outcomes]
+
+    def _settle(
+        self,
+        items: list[tuple[int, dict[str, Any]]],
+        written: list[tuple[int | None, str]],
+        outcomes: list[Outcome | None],
+    ) -> None:
+        """Each written item's outcome, logged and measured."""
         for (i, item), (_, outcome) in zip(items, written):
             self.metrics.written(item, outcome)
             if outcome.startswith("error: "):
@@ -220,9 +261,6 @@ class WorkerRuntime:
                     extra=photo_fields(item),
                 )
             outcomes[i] = outcome
-        self.times.photos += len(tasks)
-        self.times.batches += 1
-        return [o if o is not None else "failed" for o in outcomes]
 
     def _fetch(self, task: Mapping[str, Any]) -> bytes | Exception:
         try:
@@ -282,6 +320,7 @@ class WorkerRuntime:
             conn = self.conn()
             with conn, conn.cursor() as cur:
                 ((_, outcome),) = write_photos(cur, [status_item(task, status, reason)])
+                job_tasks.count(cur, [(task, outcome)])
         except TransientError as exc:
             return exc
         except psycopg2.Error as exc:

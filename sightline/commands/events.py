@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def parse_events(args: argparse.Namespace) -> int:
     from handlers.config import parse_buckets
     from handlers.core import plan
-    from handlers.rules import OwnerRule
+    from handlers.rules import Exclusions, OwnerRule
     from sightline.settings import Settings
 
     try:
@@ -42,6 +42,7 @@ def parse_events(args: argparse.Namespace) -> int:
     s = Settings.from_env()
     owners = OwnerRule(s.owner_pattern, s.default_owner)
     buckets = parse_buckets(os.environ.get("SIGHTLINE_ALLOWED_BUCKETS"))
-    for action in plan(event, owners, allowed_buckets=buckets):
+    exclude = Exclusions.parse(os.environ.get("SIGHTLINE_EXCLUDE"))
+    for action in plan(event, owners, allowed_buckets=buckets, exclude=exclude):
         print(json.dumps(action.to_json(), ensure_ascii=False))
     return 0
