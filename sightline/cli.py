@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "explain",
     "landmarks",
     "retag",
+    "backfill",
     "jobs",
     "status",
     "bench",
@@ -67,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "ReleaseError",
             "ReleaseRefused",
             "JobError",
+            "SourceError",
         }
         kind = type(exc).__name__
         print(
