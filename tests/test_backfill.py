@@ -171,3 +171,108 @@ def test_kill_9_backfill_and_worker_then_resume(
     with db, db.cursor() as cur:
         cur.execute("SELECT key, status, attempts FROM photos ORDER BY key")
         assert cur.fetchall() == [(k, "tagged", 1) for k in sorted(keys)]
+
+
+def _run_job(db, env: dict[str, str], tmp_path: Path, name: str, *args: str) -> jobs.Job:
+    """One backfill with one worker until its job is final; the job as it ends."""
+    worker = start_worker(
+        env, "--batch-size", "8", "--batch-wait-ms", "100", log=tmp_path / f"{name}.log"
+    )
+    try:
+        out = run_cli("backfill", *args, "--json", "--wait", env=env)
+        assert out.returncode == 0, out.stderr
+    finally:
+        stop_worker(worker)
+    return _assert_counts_match(db, json.loads(out.stdout)["id"])
+
+
+def _photos(db) -> dict[str, tuple]:
+    with db, db.cursor() as cur:
+        cur.execute("SELECT key, status, model_version, attempts, error FROM photos")
+        return {k: rest for k, *rest in cur.fetchall()}
+
+
+def test_stale_model_reruns_exactly_the_old_models_photos(
+    db, db_url, redis_url, moto_endpoint, tmp_path
+) -> None:
+    """After switching weights, --stale-model re-tags the photos of the old model and none of
+    the new one's; a second --stale-model publishes nothing."""
+    from models.checkpoint import save_checkpoint, untrained
+    from models.scenes import load_categories
+    from models.transforms import default_transform
+
+    old_keys = [f"users/s/old{i}.jpg" for i in range(10)]
+    s3, bucket = _bucket(moto_endpoint, old_keys)
+    env = _env(db_url, redis_url, moto_endpoint)
+    _run_job(db, env, tmp_path, "old", f"s3://{bucket}")
+    net, meta = untrained(
+        arch="tiny", categories=load_categories(), transform=default_transform("tiny"), seed=1
+    )
+    weights = tmp_path / "new.safetensors"
+    save_checkpoint(net, meta, weights)
+    new_env = {**env, "SIGHTLINE_WEIGHTS": str(weights)}
+    for i in range(4):
+        s3.put_object(Bucket=bucket, Key=f"users/s/new{i}.jpg", Body=synthetic_jpeg(seed=50 + i))
+    _run_job(db, new_env, tmp_path, "new", f"s3://{bucket}")
+    before = _photos(db)
+    old_version = before[old_keys[0]][1]
+    new_version = before["users/s/new0.jpg"][1]
+    assert old_version != new_version
+    assert sorted(k for k, p in before.items() if p[1] == old_version) == sorted(old_keys)
+    job = _run_job(db, new_env, tmp_path, "stale", f"s3://{bucket}", "--stale-model")
+    assert (job.params["model_version"], job.published, job.done) == (new_version, 10, 10)
+    after = _photos(db)
+    assert {k: tuple(p[1:3]) for k, p in after.items()} == {
+        k: (new_version, 2 if k in old_keys else 1) for k in before
+    }
+    again = _run_job(db, new_env, tmp_path, "again", f"s3://{bucket}", "--stale-model")
+    assert (again.published, again.state) == (0, "done")
+
+
+def test_failed_reruns_parked_transient_failures(
+    db, db_url, redis_url, moto_endpoint, tmp_path
+) -> None:
+    """Photos parked after an S3 outage are re-run by --failed --failed-kind transient; photos
+    that cannot be decoded are re-run only by --failed-kind decode (and fail again)."""
+    keys = [f"users/f/{i}.jpg" for i in range(6)]
+    s3, bucket = _bucket(moto_endpoint, keys)
+    broken = ["users/f/broken0.jpg", "users/f/broken1.jpg"]
+    for key in broken:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"not a jpeg at all")
+    env = _env(db_url, redis_url, moto_endpoint)
+    # S3 unreachable and no retries: every photo is parked as a transient failure.
+    outage = {
+        **env,
+        "SIGHTLINE_S3_ENDPOINT_URL": "http://127.0.0.1:9",
+        "SIGHTLINE_MAX_RETRIES": "0",
+        "SIGHTLINE_S3_TIMEOUT_S": "1",
+    }
+    worker = start_worker(outage, "--batch-size", "8", log=tmp_path / "outage.log")
+    try:
+        out = run_cli("backfill", f"s3://{bucket}", "--json", "--wait", env=env)
+        assert out.returncode == 0, out.stderr
+    finally:
+        stop_worker(worker)
+    parked = _assert_counts_match(db, json.loads(out.stdout)["id"])
+    assert (parked.published, parked.failed) == (8, 8)
+    assert all(
+        p[0] == "failed" and p[3].startswith("gave up after retries:") for p in _photos(db).values()
+    )
+    job = _run_job(
+        db, env, tmp_path, "transient", f"s3://{bucket}", "--failed", "--failed-kind", "transient"
+    )
+    assert (job.published, job.done, job.failed) == (8, 6, 2)
+    photos = _photos(db)
+    assert {k: p[0] for k, p in photos.items()} == {
+        **dict.fromkeys(keys, "tagged"),
+        **dict.fromkeys(broken, "failed"),
+    }
+    assert all("gave up" not in photos[k][3] for k in broken)
+    again = _run_job(
+        db, env, tmp_path, "again", f"s3://{bucket}", "--failed", "--failed-kind", "transient"
+    )
+    assert (again.published, again.state) == (0, "done")
+    decode = _run_job(
+        db, env, tmp_path, "decode", f"s3://{bucket}", "--failed", "--failed-kind", "decode"
+    )
+    assert (decode.published, decode.failed) == (2, 2)
