@@ -68,10 +68,18 @@ def releases(cur: Any) -> list[dict[str, Any]]:
     ]
 
 
+def live_jobs(cur: Any) -> list[dict[str, Any]]:
+    """Running and paused library jobs with their counts, rate and ETA, newest first."""
+    from workers import jobs
+
+    return [j.to_json() for j in jobs.list_jobs(cur, live_only=True)]
+
+
 def database_report(cur: Any, *, failures: int = 10) -> dict[str, Any]:
     """Everything `sightline status` reads from Postgres, as one JSON-able dict."""
     rel = releases(cur)
     return {
+        "jobs": live_jobs(cur),
         "photos": photo_counts(cur),
         "failure_reasons": failure_reasons(cur),
         "last_failures": last_failures(cur, failures),

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg2
 
 from sightline.settings import Settings
-from workers import job_tasks
+from workers import job_tasks, jobs
 from workers.db import DatabaseError, connect
 from workers.errors import ObjectGone, TransientError
 from workers.fetch import fetch, s3_client
@@ -92,6 +92,7 @@ class WorkerRuntime:
         self._live: list[LiveRelease] = []
         self._live_at = 0.0
         self._warned_releases: set[str] = set()
+        self.metrics.watch_jobs(self.live_jobs)
 
     # ------------------------------------------------------------------ clients
     @property
@@ -153,6 +154,20 @@ class WorkerRuntime:
                     self._warned_releases.add(r.version)
         return self._live
 
+    def live_jobs(self) -> list[Any]:
+        """Running and paused jobs for the metrics, on a connection of the scrape's own."""
+        try:
+            conn = connect(self.database_url, timeout_s=5.0, register=False)
+        except DatabaseError:
+            return []
+        try:
+            with conn, conn.cursor() as cur:
+                return jobs.list_jobs(cur, live_only=True)
+        except psycopg2.Error:
+            return []
+        finally:
+            conn.close()
+
     # ------------------------------------------------------------------ tasks
     def tag_batch(self, tasks: list[Mapping[str, Any]]) -> list[Outcome]:
         """Tag a batch: fetch and decode concurrently, one forward pass, one write round trip.
@@ -184,9 +199,14 @@ class WorkerRuntime:
             unchanged = job_tasks.unchanged_keys(cur, tasks, self.model.meta.model_version)
         todo = []
         cancelled: list[int] = []
+        seen: set[tuple[str, str, int | None]] = set()
         for i, t in enumerate(tasks):
             state = states.get(job_tasks.job_of(t) or -1)
-            if state == "paused":
+            repeat = state is not None and _job_key(t) in seen
+            seen.add(_job_key(t))
+            if repeat:
+                outcomes[i] = "skipped"  # a second copy of a job task in this batch
+            elif state == "paused":
                 outcomes[i] = "deferred"  # the task comes back later (see workers.app)
             elif state == "cancelled":
                 outcomes[i] = "skipped"

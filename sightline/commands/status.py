@@ -68,6 +68,13 @@ def _text(r: dict[str, Any]) -> str:
         lines.append("active release  none")
     for other in r["other_releases"]:
         lines.append(f"release         {other['version']} ({other['status']})")
+    for j in r["jobs"]:
+        eta = j["eta_s"]
+        lines.append(
+            f"job {j['id']:<6} {j['kind']} {j['state']}: {j['done']:,} done, "
+            f"{j['failed']:,} failed, {j['skipped']:,} skipped of {j['published']:,} published"
+            f" (eta {'unknown' if eta is None else f'{eta:,.0f} s'})"
+        )
     q = r["queues"]
     lines.append(f"queues on {q['broker'] or 'no broker'} ({q['kind']})")
     if q["error"]:
