@@ -176,6 +176,8 @@ def backfill(args: argparse.Namespace) -> int:
     if args.selection == "stale-model":
         model_version = args.model_version or current_model_version(settings)
     params = _params(args, model_version)
+    s3 = s3_client(settings.s3_endpoint_url, settings.s3_timeout_s)
+    manifest = sources.read_manifest(s3, args.inventory) if args.inventory else None
 
     url, _server = database_url(settings)
     conn = connect(url, timeout_s=settings.db_timeout_s, register=False)
@@ -200,13 +202,11 @@ def backfill(args: argparse.Namespace) -> int:
             job_id = jobs.create(cur, "backfill", params)
             position = {}
 
-    s3 = s3_client(settings.s3_endpoint_url, settings.s3_timeout_s)
     owners, exclude = config.owners, config.exclude
     if params["selection"] in ("stale-model", "failed"):
         pages = _db_pages(cursor, bucket, prefix, params, job_id, position, args.page_size)
     else:
-        if args.inventory:
-            manifest = sources.read_manifest(s3, args.inventory)
+        if manifest is not None:
             listing = sources.inventory_pages(s3, manifest, position, args.page_size)
             if prefix or bucket:
                 listing = _filtered(listing, bucket, prefix)
