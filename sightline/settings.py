@@ -72,6 +72,9 @@ class Settings:
     s3_timeout_s: float = 30.0
     metrics_port: int | None = None  # None: no /metrics endpoint
     log_format: str = "text"  # "text" | "json"
+    # Batch writes: "copy" (binary COPY + one upsert, workers/photo_copy.py) or "function"
+    # (sightline_write_photos, one sub-transaction per photo).
+    write_path: str = "copy"
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -102,4 +105,5 @@ class Settings:
             s3_timeout_s=_env_float("SIGHTLINE_S3_TIMEOUT_S", 30.0),
             metrics_port=_env_port("SIGHTLINE_METRICS_PORT"),
             log_format=_env_choice("SIGHTLINE_LOG_FORMAT", ("text", "json"), "text"),
+            write_path=_env_choice("SIGHTLINE_WRITE_PATH", ("copy", "function"), "copy"),
         )

@@ -22,6 +22,7 @@ from workers.fetch import fetch, s3_client
 from workers.inference import SceneLandmarkModel
 from workers.logs import photo_fields
 from workers.metrics import WorkerMetrics
+from workers.photo_copy import write_photos_copy
 from workers.photos import PhotoError
 from workers.pipeline import LiveRelease, Prepared, infer, prepare
 from workers.store import (
@@ -243,7 +244,8 @@ class WorkerRuntime:
             for i in dups:
                 outcomes[i] = "skipped"
             items = [(i, item) for i, item in items if i not in dups]
-            written = write_photos(cur, [item for _, item in items])
+            write = write_photos_copy if self.settings.write_path == "copy" else write_photos
+            written = write(cur, [item for _, item in items])
             self._settle(items, written, outcomes)
             job_tasks.count(
                 cur, [(t, o) for i, (t, o) in enumerate(zip(tasks, outcomes)) if i not in cancelled]
