@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import run_cli
 
 
@@ -23,13 +25,8 @@ def test_bench_writes_writes_every_photo_and_reports_per_connection_count(pg_ser
     r = json.loads(out.stdout)
     assert r["rows_stored"] == 40 * 5  # warm-up, both paths on one connection, 1 and 2
     assert r["rows_per_s_per_connection"] > 0 and r["previous_rows_per_s_per_connection"] > 0
-    assert (
-        r["ratio"]
-        == round(r["rows_per_s_per_connection"] / r["previous_rows_per_s_per_connection"], 2)
-        or abs(
-            r["ratio"] * r["previous_rows_per_s_per_connection"] - r["rows_per_s_per_connection"]
-        )
-        < 0.02 * r["rows_per_s_per_connection"]
+    assert r["ratio"] == pytest.approx(
+        r["rows_per_s_per_connection"] / r["previous_rows_per_s_per_connection"], rel=0.02
     )
     assert [run["connections"] for run in r["runs"]] == [1, 2]
     assert all(run["rows_per_s"] > 0 and run["batch_ms_median"] > 0 for run in r["runs"])
