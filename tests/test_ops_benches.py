@@ -79,3 +79,41 @@ def test_bench_publish_counts_what_reached_redis_and_cleans_up(redis_url) -> Non
     assert (r["tasks"], r["queued"]) == (30, 31)  # plus the one sent before the clock
     client = redis.Redis.from_url(redis_url)
     assert [k for k in client.keys("sightline-bench-*")] == []
+
+
+@pytest.mark.slow
+def test_bench_backfill_reports_every_rate(pg_server, redis_url) -> None:
+    """bench backfill publishes every inventory row and listed key, skips every no-op task
+    and waits for every tagged photo, and reports each rate from what it counted."""
+    env = {
+        "DATABASE_URL": pg_server.get_uri(),
+        "CELERY_BROKER_URL": redis_url,
+        "SIGHTLINE_ARCH": "tiny",
+        "SIGHTLINE_ALLOW_UNTRAINED": "1",
+    }
+    out = run_cli(
+        "bench",
+        "backfill",
+        "--inventory-rows=2500",
+        "--list-keys=120",
+        "--noop-photos=80",
+        "--tagged-photos=6",
+        "--page-size=500",
+        "--json",
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert (r["inventory"]["tasks"], r["inventory"]["pages"]) == (2500, 6)
+    assert r["list"]["tasks"] == 120 and r["noop"]["tasks"] == 80 - 16
+    assert r["tagged"]["photos"] == 6
+    for name, part, count in (
+        ("inventory_rows_to_tasks_per_s", "inventory", "tasks"),
+        ("list_to_tasks_per_s", "list", "tasks"),
+        ("noop_per_s", "noop", "tasks"),
+        ("tagged_per_s", "tagged", "photos"),
+    ):
+        assert r[name] == pytest.approx(r[part][count] / r[part]["seconds"], rel=0.02), name
+    import redis
+
+    assert redis.Redis.from_url(redis_url).keys("sightline-bench-*") == []
