@@ -179,11 +179,9 @@ def write_photos_copy(cur: Any, items: list[dict[str, Any]]) -> list[tuple[int |
         rows = [encode_row(i, item) for i, item in enumerate(items)]
     except EncodeError:
         return write_photos(cur, items)  # the per-photo path says which row and why
-    cur.execute(STAGE_DDL)
-    cur.execute(
-        "DELETE FROM sightline_stage"
-    )  # empty unless an earlier batch shares the transaction
-    cur.execute("SAVEPOINT sightline_staged")
+    # One round trip: the staging table (once per session), emptied (it is, unless an earlier
+    # batch shares the transaction), and the savepoint the fallback rolls back to.
+    cur.execute(f"{STAGE_DDL}; DELETE FROM sightline_stage; SAVEPOINT sightline_staged")
     try:
         data = _SIGNATURE + b"".join(rows) + _TRAILER
         cur.copy_expert(
