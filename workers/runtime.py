@@ -194,30 +194,11 @@ class WorkerRuntime:
         conn = self.conn()
         assert self.model.meta is not None
         with self.times.stage("check"), conn, conn.cursor() as cur:
-            stale = stale_keys(cur, tasks)  # a newer event already decided these keys
-            states = job_tasks.job_states(cur, tasks)
-            # Library jobs: a photo tagged, unchanged and on this model is a no-op (no fetch).
-            unchanged = job_tasks.unchanged_keys(cur, tasks, self.model.meta.model_version)
-        todo = []
-        cancelled: list[int] = []
-        seen: set[tuple[str, str, int | None]] = set()
-        for i, t in enumerate(tasks):
-            state = states.get(job_tasks.job_of(t) or -1)
-            repeat = state is not None and _job_key(t) in seen
-            seen.add(_job_key(t))
-            if repeat:
-                outcomes[i] = "skipped"  # a second copy of a job task in this batch
-            elif state == "paused":
-                outcomes[i] = "deferred"  # the task comes back later (see workers.app)
-            elif state == "cancelled":
-                outcomes[i] = "skipped"
-                cancelled.append(i)
-            elif (t["bucket"], t["key"]) in stale:
-                outcomes[i] = "stale"
-            elif (t["bucket"], t["key"]) in unchanged:
-                outcomes[i] = "skipped"
-            else:
-                todo.append(i)
+            todo = self._triage(cur, tasks, outcomes)
+        if not todo:  # every task decided without S3 or the model (e.g. a repeated backfill)
+            self.times.photos += len(tasks)
+            self.times.batches += 1
+            return [o if o is not None else "failed" for o in outcomes]
         with self.times.stage("fetch"):
             fetched = list(self._io.map(lambda i: self._fetch(tasks[i]), todo))
         # On a CPU-only machine decoding and the network share the cores: take turns, each
@@ -247,13 +228,47 @@ class WorkerRuntime:
             write = write_photos_copy if self.settings.write_path == "copy" else write_photos
             written = write(cur, [item for _, item in items])
             self._settle(items, written, outcomes)
-            job_tasks.count(
-                cur, [(t, o) for i, (t, o) in enumerate(zip(tasks, outcomes)) if i not in cancelled]
-            )
-            job_tasks.count_unmarked(cur, [tasks[i] for i in cancelled], "skipped")
+            job_tasks.count(cur, [(tasks[i], outcomes[i]) for i in todo])
         self.times.photos += len(tasks)
         self.times.batches += 1
         return [o if o is not None else "failed" for o in outcomes]
+
+    def _triage(
+        self, cur: Any, tasks: list[Mapping[str, Any]], outcomes: list[Outcome | None]
+    ) -> list[int]:
+        """Decide what needs no fetch (stale, a job's no-op, a paused or cancelled job's task,
+        a repeated job task) and count those against their jobs; the indexes left to tag."""
+        assert self.model.meta is not None
+        stale = stale_keys(cur, tasks)  # a newer event already decided these keys
+        states = job_tasks.job_states(cur, tasks)
+        # Library jobs: a photo tagged, unchanged and on this model is a no-op (no fetch).
+        unchanged = job_tasks.unchanged_keys(cur, tasks, self.model.meta.model_version)
+        todo: list[int] = []
+        decided: list[int] = []
+        cancelled: list[Mapping[str, Any]] = []
+        seen: set[tuple[str, str, int | None]] = set()
+        for i, t in enumerate(tasks):
+            state = states.get(job_tasks.job_of(t) or -1)
+            repeat = state is not None and _job_key(t) in seen
+            seen.add(_job_key(t))
+            if repeat:
+                outcomes[i] = "skipped"  # a second copy in this batch: the first one counts
+            elif state == "paused":
+                outcomes[i] = "deferred"  # the task comes back later (see workers.app)
+            elif state == "cancelled":
+                outcomes[i] = "skipped"
+                cancelled.append(t)
+            elif (t["bucket"], t["key"]) in stale:
+                outcomes[i] = "stale"
+                decided.append(i)
+            elif (t["bucket"], t["key"]) in unchanged:
+                outcomes[i] = "skipped"
+                decided.append(i)
+            else:
+                todo.append(i)
+        job_tasks.count(cur, [(tasks[i], outcomes[i]) for i in decided])
+        job_tasks.count_unmarked(cur, cancelled, "skipped")
+        return todo
 
     def _settle(
         self,
