@@ -192,7 +192,6 @@ class WorkerRuntime:
         self.model.load()
         outcomes: list[Outcome | None] = [None] * len(tasks)
         conn = self.conn()
-        assert self.model.meta is not None
         with self.times.stage("check"), conn, conn.cursor() as cur:
             todo = self._triage(cur, tasks, outcomes)
         if not todo:  # every task decided without S3 or the model (e.g. a repeated backfill)
