@@ -7,7 +7,9 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import boto3
@@ -229,8 +231,33 @@ def test_stale_model_reruns_exactly_the_old_models_photos(
     assert (again.published, again.state) == (0, "done")
 
 
+class _Unavailable(BaseHTTPRequestHandler):
+    """An object store in an outage: it answers, with 503 to every request (a worker's
+    startup check passes on any answer; every fetch is then a transient fault)."""
+
+    def _answer(self) -> None:
+        self.send_response(503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_HEAD = do_PUT = do_POST = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def s3_outage():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Unavailable)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
 def test_failed_reruns_parked_transient_failures(
-    db, db_url, redis_url, moto_endpoint, tmp_path
+    db, db_url, redis_url, moto_endpoint, s3_outage, tmp_path
 ) -> None:
     """Photos parked after an S3 outage are re-run by --failed --failed-kind transient; photos
     that cannot be decoded are re-run only by --failed-kind decode (and fail again)."""
@@ -240,10 +267,11 @@ def test_failed_reruns_parked_transient_failures(
     for key in broken:
         s3.put_object(Bucket=bucket, Key=key, Body=b"not a jpeg at all")
     env = _env(db_url, redis_url, moto_endpoint)
-    # S3 unreachable and no retries: every photo is parked as a transient failure.
+    # S3 answering 503 and no retries: every photo is parked as a transient failure. (An
+    # endpoint that does not answer at all stops the worker at its startup check.)
     outage = {
         **env,
-        "SIGHTLINE_S3_ENDPOINT_URL": "http://127.0.0.1:9",
+        "SIGHTLINE_S3_ENDPOINT_URL": s3_outage,
         "SIGHTLINE_MAX_RETRIES": "0",
         "SIGHTLINE_S3_TIMEOUT_S": "1",
     }
