@@ -24,6 +24,7 @@ import gzip
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -234,6 +235,20 @@ def _bucket_of(s3: Any, keys: int, body: bytes | None = None, photos: bool = Fal
     return bucket
 
 
+def _as_url(dsn: str) -> str:
+    """A libpq URL for a key=value DSN (scratch_database gives one; a worker's DATABASE_URL
+    must be a URL), every parameter but the database name in the query string."""
+    if "://" in dsn:
+        return dsn
+    from urllib.parse import quote, urlencode
+
+    from psycopg2.extensions import parse_dsn
+
+    params = parse_dsn(dsn)
+    name = params.pop("dbname", "")
+    return f"postgresql:///{quote(name)}" + (f"?{urlencode(params)}" if params else "")
+
+
 def _noop_rate(url: str, endpoint: str, batch: int, photos: int) -> dict[str, Any]:
     """Job tasks for tagged, unchanged, current photos through one runtime's batches."""
     from dataclasses import replace
@@ -301,34 +316,22 @@ def _tagged_rate(
     from handlers.contract import TAG_QUEUE
     from handlers.rules import Exclusions, OwnerRule
     from sightline.backfill import select, sources
+    from sightline.stack import worker_process
     from workers import jobs
     from workers.db import connect
 
     bucket = _bucket_of(s3, args.tagged_photos, photos=True)
     env = dict(
         os.environ,
-        DATABASE_URL=url,
+        DATABASE_URL=_as_url(url),
         CELERY_BROKER_URL=broker_url,
         SIGHTLINE_S3_ENDPOINT_URL=endpoint,
     )
     env.setdefault("SIGHTLINE_ALLOW_UNTRAINED", "1")
-    log = tempfile.NamedTemporaryFile("w+", prefix="sightline-bench-worker-", suffix=".log")  # noqa: SIM115 (closed in finally)
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sightline",
-            "worker",
-            "--queues",
-            TAG_QUEUE,
-            "--batch-size",
-            str(batch),
-            "--loglevel",
-            "INFO",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    # The log outlives a failed run (the error names it); a run that succeeds removes it.
+    log = Path(tempfile.mkdtemp(prefix="sightline-bench-")) / "worker.log"
+    worker = worker_process(
+        env, log, "--queues", TAG_QUEUE, "--batch-size", str(batch), "--loglevel", "INFO"
     )
     conn = connect(url, register=False)
 
@@ -340,9 +343,9 @@ def _tagged_rate(
     try:
         # The clock starts once the worker has loaded its model and said "ready".
         deadline = time.monotonic() + 300
-        while " ready." not in Path(log.name).read_text(errors="replace"):
+        while " ready." not in log.read_text(errors="replace"):
             if worker.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the worker did not start: see {log.name}")
+                raise RuntimeError(f"the worker did not start: see {log}")
             time.sleep(0.2)
         with cursor() as cur:
             job_id = jobs.create(cur, "backfill", {"bench": "tagged"})
@@ -371,9 +374,11 @@ def _tagged_rate(
         worker.terminate()
         worker.wait(30)
         conn.close()
-        log.close()
     if job.done != args.tagged_photos:
-        raise RuntimeError(f"the worker tagged {job.done} of {args.tagged_photos} photos")
+        raise RuntimeError(
+            f"the worker tagged {job.done} of {args.tagged_photos} photos: see {log}"
+        )
+    shutil.rmtree(log.parent, ignore_errors=True)
     return {
         "photos": job.done,
         "seconds": round(seconds, 2),
@@ -386,8 +391,8 @@ def run(args: argparse.Namespace) -> int:
     import boto3
     from botocore.config import Config
 
-    from sightline.benches._scratch import scratch_database
     from sightline.cli import CliError
+    from sightline.stack import scratch_database
     from workers.settings import Settings
 
     settings = Settings.from_env()
