@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from handlers.contract import parse_broker_options
-from handlers.rules import OPAQUE_KEYS_DEFAULT, OwnerRule
+from handlers.rules import OPAQUE_KEYS_DEFAULT, Exclusions, OwnerRule
 
 # Kombu transports a sightline process may be pointed at (memory: tests only).
 BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp", "sqs", "memory")
@@ -43,6 +43,7 @@ HANDLER_DEFAULTS: dict[str, str | None] = {
     "SIGHTLINE_WEBHOOK_TOKEN": None,
     "SIGHTLINE_ALLOWED_BUCKETS": None,
     "SIGHTLINE_OPAQUE_KEYS": "tag",
+    "SIGHTLINE_EXCLUDE": None,
 }
 
 
@@ -165,6 +166,7 @@ class HandlerConfig:
     allowed_buckets: frozenset[str] | None = None
     # SIGHTLINE_OPAQUE_KEYS ("tag" | "ignore"): keys with no extension tagged or skipped.
     opaque_keys: bool = OPAQUE_KEYS_DEFAULT
+    exclude: Exclusions = field(default_factory=Exclusions)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HandlerConfig:
@@ -179,6 +181,7 @@ class HandlerConfig:
             webhook_token=env.get("SIGHTLINE_WEBHOOK_TOKEN") or None,
             allowed_buckets=parse_buckets(env.get("SIGHTLINE_ALLOWED_BUCKETS")),
             opaque_keys=parse_opaque_keys(env.get("SIGHTLINE_OPAQUE_KEYS")),
+            exclude=Exclusions.parse(env.get("SIGHTLINE_EXCLUDE")),
         )
 
 

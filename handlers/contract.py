@@ -23,9 +23,7 @@ _SEQ_WIDTH = 64
 _HEX = re.compile(r"^[0-9A-Fa-f]+$")
 
 
-class ObjectTask(TypedDict):
-    """The keyword arguments of both tasks (JSON only)."""
-
+class _ObjectIdentity(TypedDict):
     bucket: str
     key: str  # decoded: the identity everywhere downstream
     version_id: str | None
@@ -34,6 +32,16 @@ class ObjectTask(TypedDict):
     sequencer: str | None  # normalised, see normalize_sequencer
     event_time: str | None  # ISO 8601
     owner: str
+
+
+class ObjectTask(_ObjectIdentity, total=False):
+    """The keyword arguments of both tasks (JSON only).
+
+    Optional, added by library jobs (backfills); workers that predate them ignore both.
+    """
+
+    job_id: int  # the jobs row this task is counted against
+    force: bool  # re-tag even when the photo is tagged, unchanged and on the current model
 
 
 def normalize_sequencer(raw: str | None) -> str | None:

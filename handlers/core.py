@@ -14,7 +14,14 @@ from typing import Any, Protocol
 from handlers.contract import FORGET_TASK, TAG_TASK, ObjectTask
 from handlers.envelopes import Broken, Skip, is_sqs_event, iter_units
 from handlers.events import EventError, ObjectEvent
-from handlers.rules import NUL_KEY, OPAQUE_KEYS_DEFAULT, OwnerRule, skip_reason
+from handlers.rules import (
+    NO_EXCLUSIONS,
+    NUL_KEY,
+    OPAQUE_KEYS_DEFAULT,
+    Exclusions,
+    OwnerRule,
+    skip_reason,
+)
 
 log = logging.getLogger("sightline.handler")
 
@@ -74,14 +81,16 @@ def plan(
     *,
     allowed_buckets: frozenset[str] | None = None,
     opaque_keys: bool = OPAQUE_KEYS_DEFAULT,
+    exclude: Exclusions = NO_EXCLUSIONS,
 ) -> list[Action]:
     """Decide, record by record, what to do with an invocation's event.
 
     With ``allowed_buckets``, records for any other bucket are ignored with a reason;
-    ``opaque_keys`` tags keys with no extension (SIGHTLINE_OPAQUE_KEYS).
+    ``opaque_keys`` tags keys with no extension (SIGHTLINE_OPAQUE_KEYS); keys that
+    ``exclude`` matches (SIGHTLINE_EXCLUDE) are ignored with the pattern that matched.
     """
     actions = [
-        _plan_item(item, unit.message_id, owners, allowed_buckets, opaque_keys)
+        _plan_item(item, unit.message_id, owners, allowed_buckets, opaque_keys, exclude)
         for unit in iter_units(event)
         for item in unit.items
     ]
@@ -95,6 +104,7 @@ def _plan_item(
     owners: OwnerRule,
     buckets: frozenset[str] | None,
     opaque_keys: bool,
+    exclude: Exclusions = NO_EXCLUSIONS,
 ) -> Action:
     if isinstance(item, Skip):
         return Action("ignore", message_id, reason=item.reason)
@@ -106,7 +116,7 @@ def _plan_item(
         return Action("error", message_id, reason=str(exc))
     if buckets is not None and ev.bucket not in buckets:
         return Action("ignore", message_id, ev, reason=f"{_FOREIGN} ({ev.bucket!r})")
-    reason = skip_reason(ev, opaque_keys=opaque_keys)
+    reason = skip_reason(ev, exclude, opaque_keys=opaque_keys)
     if reason:
         return Action("ignore", message_id, ev, reason=reason)
     owner = owners.owner_of(ev.key)
@@ -177,9 +187,12 @@ def handle(
     *,
     allowed_buckets: frozenset[str] | None = None,
     opaque_keys: bool = OPAQUE_KEYS_DEFAULT,
+    exclude: Exclusions = NO_EXCLUSIONS,
 ) -> BatchResult:
     """Plan the event, publish its tasks in one go, and report failures per message."""
-    actions = plan(event, owners, allowed_buckets=allowed_buckets, opaque_keys=opaque_keys)
+    actions = plan(
+        event, owners, allowed_buckets=allowed_buckets, opaque_keys=opaque_keys, exclude=exclude
+    )
     work = [a for a in actions if a.task_name]
     if work:
         errors = publisher.publish([(a.task_name, a.task()) for a in work])  # type: ignore[misc]

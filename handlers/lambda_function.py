@@ -1,5 +1,6 @@
 """The AWS Lambda entry point: ``handlers.lambda_function.handler``.
 
+S3 Batch Operations invocations answer with a result code per task (handlers.batch_operations).
 SQS batches answer with ``batchItemFailures`` (enable ReportBatchItemFailures on the event
 source mapping). Direct invocations (S3, SNS, EventBridge) are asynchronous: a failed record
 raises ``HandlerFailed`` so Lambda retries the event and, after its retries, hands it to the
@@ -12,6 +13,7 @@ import logging
 import os
 from typing import Any
 
+from handlers import batch_operations
 from handlers.config import HandlerConfig
 from handlers.core import handle
 from handlers.publish import CeleryPublisher
@@ -37,12 +39,23 @@ def _publisher() -> CeleryPublisher:
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    if batch_operations.is_batch_operations(event):
+        # S3 Batch Operations reads a result code per task: failures are answered, not raised.
+        return batch_operations.handle(
+            event,
+            _CONFIG.owners,
+            _publisher(),
+            allowed_buckets=_CONFIG.allowed_buckets,
+            exclude=_CONFIG.exclude,
+            opaque_keys=_CONFIG.opaque_keys,
+        )
     result = handle(
         event,
         _CONFIG.owners,
         _publisher(),
         allowed_buckets=_CONFIG.allowed_buckets,
         opaque_keys=_CONFIG.opaque_keys,
+        exclude=_CONFIG.exclude,
     )
     if not result.from_sqs and result.errors:
         reasons = "; ".join(sorted({a.reason or "?" for a in result.errors}))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 
 from handlers.events import ObjectEvent
 
@@ -40,11 +41,47 @@ class OwnerRule:
         return m.group("owner") if m else self.default_owner
 
 
-def skip_reason(event: ObjectEvent, *, opaque_keys: bool = OPAQUE_KEYS_DEFAULT) -> str | None:
+@dataclass(frozen=True)
+class Exclusions:
+    """SIGHTLINE_EXCLUDE: comma-separated key prefixes or globs (``*/.thumbnails/*``,
+    ``*/@eaDir/*``) that uploads and backfills alike never tag.
+
+    A pattern with ``*``, ``?`` or ``[`` is a glob over the whole key (``*`` crosses ``/``)
+    and also matches at the top of the bucket (``*/@eaDir/*`` excludes ``@eaDir/x.jpg``);
+    any other pattern is a prefix.
+    """
+
+    patterns: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, raw: str | None) -> Exclusions:
+        return cls(tuple(p.strip() for p in (raw or "").split(",") if p.strip()))
+
+    def match(self, key: str) -> str | None:
+        """The first pattern that excludes ``key``, or None."""
+        for p in self.patterns:
+            if any(c in p for c in "*?["):
+                if fnmatchcase(key, p) or fnmatchcase("/" + key, p):
+                    return p
+            elif key.startswith(p):
+                return p
+        return None
+
+
+NO_EXCLUSIONS = Exclusions()
+
+
+def skip_reason(
+    event: ObjectEvent,
+    exclude: Exclusions = NO_EXCLUSIONS,
+    *,
+    opaque_keys: bool = OPAQUE_KEYS_DEFAULT,
+) -> str | None:
     """Why an event is ignored, or None when it is work.
 
-    With ``opaque_keys``, a key with no extension is work (the worker sniffs its bytes);
-    a key with any other non-image extension is skipped here, costing nothing further.
+    Keys that ``exclude`` matches are ignored with the pattern. With ``opaque_keys``, a key
+    with no extension is work (the worker sniffs its bytes); a key with any other non-image
+    extension is skipped here, costing nothing further.
     """
     if event.kind == "other":
         return f"event type not handled ({event.event_name})"
@@ -52,6 +89,8 @@ def skip_reason(event: ObjectEvent, *, opaque_keys: bool = OPAQUE_KEYS_DEFAULT) 
         return NUL_KEY
     if event.key.endswith("/"):
         return "folder marker"
+    if event.created and (pattern := exclude.match(event.key)):
+        return f"excluded by SIGHTLINE_EXCLUDE ({pattern})"
     name = event.key[event.key.rfind("/") + 1 :]
     dot = name.rfind(".")
     ext = name[dot:].lower() if dot > 0 else ""  # ".profile" is a name, not an extension

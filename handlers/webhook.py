@@ -25,7 +25,7 @@ from typing import Any
 
 from handlers.config import HandlerConfig, apply_file
 from handlers.core import Publisher, handle
-from handlers.rules import OPAQUE_KEYS_DEFAULT, OwnerRule
+from handlers.rules import NO_EXCLUSIONS, OPAQUE_KEYS_DEFAULT, Exclusions, OwnerRule
 
 log = logging.getLogger("sightline.webhook")
 MAX_BODY = 1 << 20  # one MinIO notification is a few kB
@@ -42,6 +42,7 @@ class WebhookApp:
         *,
         allowed_buckets: frozenset[str] | None = None,
         opaque_keys: bool = OPAQUE_KEYS_DEFAULT,
+        exclude: Exclusions = NO_EXCLUSIONS,
     ) -> None:
         if not token:
             raise ValueError("the webhook needs a token (SIGHTLINE_WEBHOOK_TOKEN)")
@@ -52,6 +53,7 @@ class WebhookApp:
         self.publisher = publisher
         self.allowed_buckets = allowed_buckets
         self.opaque_keys = opaque_keys
+        self.exclude = exclude
 
     def authorized(self, header: str | None) -> bool:
         return hmac.compare_digest((header or "").encode(), self._expected)
@@ -70,6 +72,7 @@ class WebhookApp:
             self.publisher,
             allowed_buckets=self.allowed_buckets,
             opaque_keys=self.opaque_keys,
+            exclude=self.exclude,
         )
         counts: dict[str, int] = {}
         for a in result.actions:
@@ -169,6 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             publisher,
             allowed_buckets=config.allowed_buckets,
             opaque_keys=config.opaque_keys,
+            exclude=config.exclude,
         )
         server = make_server(app, args.host, args.port)
     except (ValueError, OSError) as exc:

@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "explain",
     "landmarks",
     "retag",
+    "backfill",
     "jobs",
     "purge",
     "status",
@@ -76,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "ReleaseError",
             "ReleaseRefused",
             "JobError",
+            "SourceError",
         }
         kind = type(exc).__name__
         _say(f"sightline: error: {exc}" if kind in known else f"sightline: {kind}: {exc}")

@@ -131,6 +131,13 @@ def tagged_heads(cur: Any) -> list[dict[str, Any]]:
     ]
 
 
+def live_jobs(cur: Any) -> list[dict[str, Any]]:
+    """Running and paused library jobs with their counts, rate and ETA, newest first."""
+    from workers import jobs
+
+    return [j.to_json() for j in jobs.list_jobs(cur, live_only=True)]
+
+
 def database_report(cur: Any, *, failures: int = 10) -> dict[str, Any]:
     """Everything `sightline status` reads from Postgres, as one JSON-able dict."""
     from workers.heartbeat import HEARTBEAT_S
@@ -139,6 +146,7 @@ def database_report(cur: Any, *, failures: int = 10) -> dict[str, Any]:
     return {
         "workers": live_workers(cur, 3 * HEARTBEAT_S),
         "scene_map": scene_map(cur),
+        "jobs": live_jobs(cur),
         "photos": photo_counts(cur),
         "tagged_by": tagged_heads(cur),
         "failure_reasons": failure_reasons(cur),

@@ -24,7 +24,11 @@ def test_bench_writes_writes_every_photo_and_reports_per_connection_count(pg_ser
     )
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
-    assert r["rows_stored"] == 40 * 3
+    assert r["rows_stored"] == 40 * 5  # warm-up, both paths on one connection, 1 and 2
+    assert r["rows_per_s_per_connection"] > 0 and r["previous_rows_per_s_per_connection"] > 0
+    assert r["ratio"] == pytest.approx(
+        r["rows_per_s_per_connection"] / r["previous_rows_per_s_per_connection"], rel=0.02
+    )
     assert [run["connections"] for run in r["runs"]] == [1, 2]
     for run in r["runs"]:
         # 5 batches of 8: at least 3 take the median or longer, spread over the connections,
@@ -116,3 +120,41 @@ def test_bench_albums_fills_and_reports_every_figure(pg_server) -> None:
         "write_rows_per_s_without_summaries",
     ):
         assert r[key] > 0, key
+
+
+@pytest.mark.slow
+def test_bench_backfill_reports_every_rate(pg_server, redis_url) -> None:
+    """bench backfill publishes every inventory row and listed key, skips every no-op task
+    and waits for every tagged photo, and reports each rate from what it counted."""
+    env = {
+        "DATABASE_URL": pg_server.get_uri(),
+        "CELERY_BROKER_URL": redis_url,
+        "SIGHTLINE_ARCH": "tiny",
+        "SIGHTLINE_ALLOW_UNTRAINED": "1",
+    }
+    out = run_cli(
+        "bench",
+        "backfill",
+        "--inventory-rows=2500",
+        "--list-keys=120",
+        "--noop-photos=80",
+        "--tagged-photos=6",
+        "--page-size=500",
+        "--json",
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert (r["inventory"]["tasks"], r["inventory"]["pages"]) == (2500, 6)
+    assert r["list"]["tasks"] == 120 and r["noop"]["tasks"] == 80 - 16
+    assert r["tagged"]["photos"] == 6
+    for name, part, count in (
+        ("inventory_rows_to_tasks_per_s", "inventory", "tasks"),
+        ("list_to_tasks_per_s", "list", "tasks"),
+        ("noop_per_s", "noop", "tasks"),
+        ("tagged_per_s", "tagged", "photos"),
+    ):
+        assert r[name] == pytest.approx(r[part][count] / r[part]["seconds"], rel=0.02), name
+    import redis
+
+    assert redis.Redis.from_url(redis_url).keys("sightline-bench-*") == []

@@ -42,6 +42,7 @@ app.conf.update(
 )
 
 _runtime: WorkerRuntime | None = None
+_PAUSED_RECHECK_S = 10.0  # how often a paused job's task comes back to look
 _retry_policy = {"max_retries": 5, "base_s": 2.0, "cap_s": BACKOFF_CAP_S}
 
 
@@ -118,7 +119,10 @@ def tag(self: Task, requests: list[Any]) -> list[str]:
         outcomes = [TransientError(f"unexpected {type(exc).__name__}: {exc}")] * len(requests)
     result = []
     for req, outcome in zip(requests, outcomes):
-        if isinstance(outcome, TransientError):
+        if outcome == "deferred":  # its job is paused: back in a while, no retry spent
+            retries = int((req.request_dict or {}).get("retries") or 0)
+            self.apply_async(kwargs=dict(req.kwargs), countdown=_PAUSED_RECHECK_S, retries=retries)
+        elif isinstance(outcome, TransientError):
             retries = int((req.request_dict or {}).get("retries") or 0)
             outcome = _retry_or_park(self, req.kwargs, retries, outcome)
         result.append(outcome)

@@ -153,3 +153,19 @@ def state_of(cur: Any, job_id: int) -> str | None:
     cur.execute("SELECT state FROM jobs WHERE id = %s", (job_id,))
     row = cur.fetchone()
     return row[0] if row else None
+
+
+def finish_if_complete(cur: Any, job_id: int) -> bool:
+    """Move a running job to done once its source is exhausted (``checkpoint.complete``) and
+    every published task has an outcome; True when this call finished it.
+
+    Both the publisher (after its last page) and the workers (after counting) call it, so the
+    job finishes whichever comes last.
+    """
+    cur.execute(
+        "UPDATE jobs SET state = 'done', updated_at = now(), finished_at = now() "
+        "WHERE id = %s AND state = 'running' AND checkpoint @> '{\"complete\": true}' "
+        "AND done + failed + skipped >= published",
+        (job_id,),
+    )
+    return cur.rowcount == 1

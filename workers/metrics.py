@@ -8,11 +8,12 @@ the operator sets it. Labels come from small fixed sets, never from free text.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
 
 from workers.errors import TransientError
 
@@ -24,7 +25,17 @@ FAILURE_REASONS = (
     "parked",  # retries spent: left failed for an operator
     "unexpected",  # a bug escaped a batch: its photos are retried
 )
-OUTCOMES = ("tagged", "failed", "gone", "stale", "deleted", "ignored", "retry")
+OUTCOMES = (
+    "tagged",
+    "failed",
+    "gone",
+    "stale",
+    "skipped",
+    "deferred",
+    "deleted",
+    "ignored",
+    "retry",
+)
 STAGES = ("check", "fetch", "decode", "model", "write")
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -68,6 +79,14 @@ class WorkerMetrics:
             self.failures.labels(reason)
         for stage in STAGES:
             self.stage_seconds.labels(stage)
+
+    def watch_jobs(self, live_jobs: Callable[[], Sequence[Any]]) -> None:
+        """Report the running and paused library jobs on every scrape.
+
+        ``live_jobs`` returns ``workers.jobs.Job`` rows (an empty list when the database is
+        unreachable). Labels are the job's id, kind and state: only live jobs, so few.
+        """
+        self.registry.register(_JobsCollector(live_jobs))
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
         """Expose /metrics over HTTP from a daemon thread."""
@@ -129,3 +148,34 @@ def lag_seconds(event_time: str | None, now: float | None = None) -> float | Non
     if at.tzinfo is None:  # S3 and MinIO send UTC; a naive time is taken as UTC
         at = at.replace(tzinfo=UTC)
     return max(0.0, (now if now is not None else time.time()) - at.timestamp())
+
+
+class _JobsCollector:
+    """``sightline_job_tasks{job,kind,state,count}`` and ``sightline_job_eta_seconds``."""
+
+    def __init__(self, live_jobs: Callable[[], Sequence[Any]]) -> None:
+        self.live_jobs = live_jobs
+
+    def describe(self) -> list:
+        return []  # collected at scrape time only: the registry must not call the database
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        tasks = GaugeMetricFamily(
+            "sightline_job_tasks",
+            "Tasks of each live library job by count (listed, published, done, failed, skipped)",
+            labels=["job", "kind", "state", "count"],
+        )
+        eta = GaugeMetricFamily(
+            "sightline_job_eta_seconds",
+            "Seconds left for each live library job at its rate so far",
+            labels=["job", "kind", "state"],
+        )
+        for j in self.live_jobs():
+            labels = [str(j.id), j.kind, j.state]
+            for name in ("listed", "published", "done", "failed", "skipped"):
+                tasks.add_metric([*labels, name], float(getattr(j, name)))
+            left = j.eta_s()
+            if left is not None:
+                eta.add_metric(labels, left)
+        yield tasks
+        yield eta

@@ -15,13 +15,15 @@ from typing import Any
 import numpy as np
 import psycopg2
 
-from workers.db import ThreadConnections
+from workers import job_tasks, jobs
+from workers.db import DatabaseError, ThreadConnections, connect
 from workers.errors import ObjectGone, TransientError
 from workers.fetch import fetch, s3_client
 from workers.inference import SceneLandmarkModel
 from workers.logs import photo_fields
 from workers.metrics import WorkerMetrics
 from workers.pgtext import unstorable
+from workers.photo_copy import write_photos_copy
 from workers.photos import NotAnImage, PhotoError
 from workers.pipeline import Prepared, album_scores, infer, prepare
 from workers.releases import LiveRelease, LiveReleases
@@ -80,6 +82,10 @@ def _log_outcome(
     )
 
 
+def _job_key(task: Mapping[str, Any]) -> tuple[str, str, int | None]:
+    return (task["bucket"], task["key"], job_tasks.job_of(task))
+
+
 class WorkerRuntime:
     """Built once at the process entry point; tasks call into it."""
 
@@ -105,6 +111,7 @@ class WorkerRuntime:
         self.db = ThreadConnections(database_url, timeout_s=settings.db_timeout_s)
         self.releases = LiveReleases()
         self._scene_maps: LiveSceneMap | None = None
+        self.metrics.watch_jobs(self.live_jobs)
 
     # ------------------------------------------------------------------ clients
     @property
@@ -117,6 +124,20 @@ class WorkerRuntime:
         """The releases new photos are matched against (re-read every 30 s at most)."""
         mine = self.model.meta.model_version if self.model.meta else None
         return self.releases.get(self.db.get(), mine)
+
+    def live_jobs(self) -> list[Any]:
+        """Running and paused jobs for the metrics, on a connection of the scrape's own."""
+        try:
+            conn = connect(self.database_url, timeout_s=5.0, register=False)
+        except DatabaseError:
+            return []
+        try:
+            with conn, conn.cursor() as cur:
+                return jobs.list_jobs(cur, live_only=True)
+        except psycopg2.Error:
+            return []
+        finally:
+            conn.close()
 
     @property
     def scene_maps(self) -> LiveSceneMap:
@@ -152,7 +173,9 @@ class WorkerRuntime:
     def tag_batch(self, tasks: list[Mapping[str, Any]]) -> list[Outcome]:
         """Tag a batch: fetch and decode concurrently, one forward pass, one write round trip.
 
-        Returns per task its final status ('tagged', 'failed', 'gone', 'stale') or the
+        Returns per task its final status ('tagged', 'failed', 'gone', 'stale', 'ignored',
+        'skipped': a library job's no-op or a cancelled job's task), 'deferred' (its job is
+        paused) or the
         TransientError that should make it retry. Never raises for one photo's fault.
         """
         try:
@@ -184,14 +207,9 @@ class WorkerRuntime:
                 storable.append(i)
         conn = self.db.get()
         with self.times.stage("check", ms), conn, conn.cursor() as cur:
-            # each task judged by its own sequencer: a newer event already decided it
-            stale = stale_tasks(cur, [tasks[i] for i in storable])
-        todo = []
-        for n, i in enumerate(storable):
-            if n in stale:
-                outcomes[i] = "stale"
-            else:
-                todo.append(i)
+            todo = self._triage(cur, tasks, storable, outcomes)
+        if not todo:  # every task decided without S3 or the model (e.g. a repeated backfill)
+            return self._finish(tasks, outcomes, errors, ms, started)
         with self.times.stage("fetch", ms):
             fetched = list(self._io.map(lambda i: self._fetch(tasks[i]), todo))
         # On a CPU-only machine decoding and the network share the cores: take turns, each
@@ -220,7 +238,70 @@ class WorkerRuntime:
             # since, file these photos by it (an install's re-file may have passed them).
             if self.scene_maps.refresh(cur, in_force(cur, lock=True)):
                 self._refile([item for _, item in items])
-            written = write_photos(cur, [item for _, item in items])
+            # Another copy of a job task already written and counted: drop this one's write.
+            counted = job_tasks.claim(cur, [tasks[i] for i, _ in items])
+            dups = {i for i, _ in items if _job_key(tasks[i]) in counted}
+            for i in dups:
+                outcomes[i] = "skipped"
+            items = [(i, item) for i, item in items if i not in dups]
+            write = write_photos_copy if self.settings.write_path == "copy" else write_photos
+            written = write(cur, [item for _, item in items])
+            self._settle(items, written, outcomes, errors)
+            job_tasks.count(cur, [(tasks[i], outcomes[i]) for i in todo])
+        return self._finish(tasks, outcomes, errors, ms, started)
+
+    def _triage(
+        self,
+        cur: Any,
+        tasks: list[Mapping[str, Any]],
+        storable: list[int],
+        outcomes: list[Outcome | None],
+    ) -> list[int]:
+        """Decide what needs no fetch (stale, a job's no-op, a paused or cancelled job's task,
+        a repeated job task) and count those against their jobs; the indexes left to tag."""
+        assert self.model.meta is not None
+        mine = [tasks[i] for i in storable]
+        # each task judged by its own sequencer: a newer event already decided it
+        stale = {storable[n] for n in stale_tasks(cur, mine)}
+        states = job_tasks.job_states(cur, mine)
+        # Library jobs: a photo tagged, unchanged and on this model is a no-op (no fetch).
+        unchanged = job_tasks.unchanged_keys(cur, mine, self.model.meta.model_version)
+        todo: list[int] = []
+        decided: list[int] = []
+        cancelled: list[Mapping[str, Any]] = []
+        seen: set[tuple[str, str, int | None]] = set()
+        for i in storable:
+            t = tasks[i]
+            state = states.get(job_tasks.job_of(t) or -1)
+            repeat = state is not None and _job_key(t) in seen
+            seen.add(_job_key(t))
+            if repeat:
+                outcomes[i] = "skipped"  # a second copy in this batch: the first one counts
+            elif state == "paused":
+                outcomes[i] = "deferred"  # the task comes back later (see workers.app)
+            elif state == "cancelled":
+                outcomes[i] = "skipped"
+                cancelled.append(t)
+            elif i in stale:
+                outcomes[i] = "stale"
+                decided.append(i)
+            elif (t["bucket"], t["key"]) in unchanged:
+                outcomes[i] = "skipped"
+                decided.append(i)
+            else:
+                todo.append(i)
+        job_tasks.count(cur, [(tasks[i], outcomes[i]) for i in decided])
+        job_tasks.count_unmarked(cur, cancelled, "skipped")
+        return todo
+
+    def _settle(
+        self,
+        items: list[tuple[int, dict[str, Any]]],
+        written: list[tuple[int | None, str]],
+        outcomes: list[Outcome | None],
+        errors: dict[int, str | None],
+    ) -> None:
+        """Each written item's outcome and the reason its log line gives, measured."""
         for (i, item), (_, outcome) in zip(items, written):
             self.metrics.written(item, outcome)
             errors[i] = item.get("error")
@@ -230,6 +311,16 @@ class WorkerRuntime:
             elif item.get("warning") and outcome == "tagged":
                 errors[i] = f"warning: {item['warning']}"  # e.g. an unreadable EXIF block
             outcomes[i] = outcome
+
+    def _finish(
+        self,
+        tasks: list[Mapping[str, Any]],
+        outcomes: list[Outcome | None],
+        errors: dict[int, str | None],
+        ms: dict[str, float],
+        started: float,
+    ) -> list[Outcome]:
+        """The batch's outcomes, counted and logged one line per photo."""
         self.times.photos += len(tasks)
         self.times.batches += 1
         final = [o if o is not None else "failed" for o in outcomes]
@@ -341,6 +432,7 @@ class WorkerRuntime:
             conn = self.db.get()
             with conn, conn.cursor() as cur:
                 ((_, outcome),) = write_photos(cur, [status_item(task, status, reason)])
+                job_tasks.count(cur, [(task, outcome)])
         except TransientError as exc:
             return exc
         except psycopg2.Error as exc:

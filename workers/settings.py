@@ -91,6 +91,7 @@ WORKER_DEFAULTS: dict[str, str | None] = {
     "SIGHTLINE_S3_TIMEOUT_S": "30",
     "SIGHTLINE_METRICS_PORT": None,
     "SIGHTLINE_LOG_FORMAT": "text",
+    "SIGHTLINE_WRITE_PATH": "function",
 }
 
 
@@ -128,6 +129,10 @@ class Settings:
     s3_timeout_s: float = 30.0
     metrics_port: int | None = None  # None: no /metrics endpoint
     log_format: str = "text"  # "text" | "json"
+    # Batch writes: "function" (sightline_write_photos, one sub-transaction per photo) or
+    # "copy" (binary COPY + one set-based upsert, workers/photo_copy.py; falls back to the
+    # function for a batch it refuses). Function by default: the proven path.
+    write_path: str = "function"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -164,6 +169,7 @@ class Settings:
             s3_timeout_s=_env_float("SIGHTLINE_S3_TIMEOUT_S", 30.0),
             metrics_port=_env_port("SIGHTLINE_METRICS_PORT"),
             log_format=_env_choice("SIGHTLINE_LOG_FORMAT", ("text", "json"), "text"),
+            write_path=_env_choice("SIGHTLINE_WRITE_PATH", ("function", "copy"), "function"),
         )
 
     def visibility_timeout_s(self, batch_wait_ms: float | None = None) -> int:

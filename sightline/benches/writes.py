@@ -1,10 +1,12 @@
 """`sightline bench writes`: the worker's write path alone, in rows/s, and bytes per photo.
 
 Tagged photos as the worker writes them (512-d embedding, 365 scene probabilities, top-5
-scenes, album labels, EXIF facts) go through ``sightline_write_photos`` in batches, from 1..N
-connections at once (as N worker batch threads would). Then the stored size per photo (every
-photo table with its indexes and TOAST, album summaries and status counters included) and how
-fast the embeddings read back (what a re-tag reads).
+scenes, album labels, EXIF facts) go through the worker's set-based path (binary COPY into a
+staging table, one guarded upsert: ``workers.photo_copy``) in batches, from 1..N connections
+at once (as N worker batch threads would). On one connection, in the same run, the same
+number of photos also go through the previous path (``sightline_write_photos``, one
+sub-transaction per photo) for ``previous_rows_per_s_per_connection`` and the ``ratio``. Then
+the stored size per photo and how fast the embeddings read back (what a re-tag reads).
 """
 
 from __future__ import annotations
@@ -71,12 +73,14 @@ def _items(n: int, prefix: str, dim: int, classes: int, seed: int) -> list[dict[
 
 
 def _write_all(
-    url: str, items: list[dict], batch: int, connections: int
+    url: str, items: list[dict], batch: int, connections: int, path: str = "copy"
 ) -> tuple[float, list[float]]:
     """Write every item in batches over N connections; (wall seconds, seconds per batch)."""
     from workers.db import connect
+    from workers.photo_copy import write_photos_copy
     from workers.store import write_photos
 
+    write = write_photos_copy if path == "copy" else write_photos
     batches = [items[i : i + batch] for i in range(0, len(items), batch)]
     conns = [connect(url) for _ in range(connections)]
     latencies: list[float] = []
@@ -86,7 +90,7 @@ def _write_all(
         for b in batches[k::connections]:
             t0 = time.perf_counter()
             with conn, conn.cursor() as cur:
-                results = write_photos(cur, b)
+                results = write(cur, b)
             latencies.append(time.perf_counter() - t0)
             if any(o != "tagged" for _, o in results):
                 raise RuntimeError(f"write refused: {results}")
@@ -118,8 +122,23 @@ def run(args: argparse.Namespace) -> int:
     with scratch_database(base_url) as url:
         # A first pass fills caches and the sequences; its rows stay for the size figure.
         warm = _items(args.photos, "warm", args.dim, args.classes, seed=0)
-        _write_all(url, warm, args.batch_size, 1)
+        _write_all(url, warm, args.batch_size, 1, "function")
+        _write_all(url, warm, args.batch_size, 1, "copy")  # rewrites: warms the COPY path
         total = len(warm)
+        per_path = {}
+        for path in ("function", "copy"):
+            items = _items(args.photos, f"cmp-{path}", args.dim, args.classes, seed=7)
+            seconds, _ = _write_all(url, items, args.batch_size, 1, path)
+            per_path[path] = len(items) / seconds
+            total += len(items)
+        result.update(
+            {
+                "write_path": "copy",
+                "rows_per_s_per_connection": round(per_path["copy"], 1),
+                "previous_rows_per_s_per_connection": round(per_path["function"], 1),
+                "ratio": round(per_path["copy"] / per_path["function"], 2),
+            }
+        )
         for n, c in enumerate(counts, 1):
             items = _items(args.photos, f"run{n}", args.dim, args.classes, seed=n)
             t0 = time.perf_counter()

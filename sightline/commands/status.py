@@ -126,6 +126,13 @@ def _text(r: dict[str, Any]) -> str:
         if sm
         else "scene map       none stored (workers file by their own until one starts)"
     )
+    for j in r["jobs"]:
+        eta = j["eta_s"]
+        lines.append(
+            f"job {j['id']:<6} {j['kind']} {j['state']}: {j['done']:,} done, "
+            f"{j['failed']:,} failed, {j['skipped']:,} skipped of {j['published']:,} published"
+            f" (eta {'unknown' if eta is None else f'{eta:,.0f} s'})"
+        )
     q = r["queues"]
     lines.append(f"queues on {q['broker'] or 'no broker'} ({q['kind']})")
     if q["error"]:

@@ -1,0 +1,156 @@
+"""`sightline backfill --inventory`: S3 Inventory manifests with CSV, CSV.gz and Parquet data
+files in moto's S3, tasks published to Redis, and resuming from any page's position."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import gzip
+import io
+import json
+import uuid
+
+import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import redis
+
+from sightline.backfill.sources import Manifest, SourceError, inventory_pages, read_manifest
+from tests.support import run_cli, worker_env
+
+SCHEMA = "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag"
+WHEN = "2024-05-01T10:00:00.000Z"
+
+
+def _csv(rows: list[list[str]]) -> bytes:
+    out = io.StringIO()
+    csv.writer(out).writerows(rows)
+    return out.getvalue().encode()
+
+
+def _parquet(rows: list[dict]) -> bytes:
+    out = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows), out)
+    return out.getvalue()
+
+
+@pytest.fixture
+def inventory(moto_endpoint: str) -> tuple:
+    """A source bucket's inventory in three data files; returns (s3, manifest URI, expected
+    current keys in order)."""
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint)
+    dest = f"inv-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=dest)
+    src = "photos-src"
+    plain = _csv([
+        [src, "users/a/1.jpg", "v1", "true", "false", "10", WHEN, "e1"],
+        [src, "users/a/old.jpg", "v0", "false", "false", "10", WHEN, "e0"],  # not the latest
+        [src, "users/a/my+holiday+photo.jpg", "", "true", "false", "10", WHEN, "e2"],
+        [src, "users/a/gone.jpg", "v9", "true", "true", "", WHEN, ""],  # a delete marker
+    ])  # fmt: skip
+    zipped = gzip.compress(_csv([
+        [src, "users/b/caf%C3%A9%2B1.jpg", "", "true", "false", "10", WHEN, "e3"],
+        [src, "users/b/notes.txt", "", "true", "false", "10", WHEN, "e4"],
+    ]))  # fmt: skip
+    parquet = _parquet([
+        {"bucket": src, "key": "users/c/x y.jpg", "version_id": None, "is_latest": True,
+         "is_delete_marker": False, "size": 10, "last_modified_date": WHEN, "e_tag": "e5"},
+        {"bucket": src, "key": "users/c/2.jpg", "version_id": None, "is_latest": True,
+         "is_delete_marker": False, "size": 10, "last_modified_date": WHEN, "e_tag": "e6"},
+    ])  # fmt: skip
+    files = {"data/a.csv": plain, "data/b.csv.gz": zipped, "data/c.parquet": parquet}
+    for key, body in files.items():
+        s3.put_object(Bucket=dest, Key=key, Body=body)
+    manifests = {}
+    for fmt, names in (("CSV", ["data/a.csv", "data/b.csv.gz"]), ("Parquet", ["data/c.parquet"])):
+        manifest = {
+            "sourceBucket": src,
+            "destinationBucket": f"arn:aws:s3:::{dest}",
+            "version": "2016-11-30",
+            "fileFormat": fmt,
+            "fileSchema": SCHEMA,
+            "files": [{"key": k, "size": len(files[k]), "MD5checksum": "x"} for k in names],
+        }
+        key = f"{src}/cfg/2024-05-02T00-00Z/{fmt.lower()}/manifest.json"
+        s3.put_object(Bucket=dest, Key=key, Body=json.dumps(manifest).encode())
+        manifests[fmt] = f"s3://{dest}/{key}"
+    expected = {
+        "CSV": ["users/a/1.jpg", "users/a/my holiday photo.jpg", "users/b/café+1.jpg",
+                "users/b/notes.txt"],
+        "Parquet": ["users/c/x y.jpg", "users/c/2.jpg"],
+    }  # fmt: skip
+    return s3, manifests, expected
+
+
+@pytest.mark.parametrize("fmt", ["CSV", "Parquet"])
+def test_inventory_rows_resume_from_any_page(inventory, fmt: str) -> None:
+    """Current objects only (no old versions, no delete markers), keys decoded; starting from
+    any page's position yields exactly the rows after it."""
+    s3, manifests, expected = inventory
+    manifest = read_manifest(s3, manifests[fmt])
+    pages = list(inventory_pages(s3, manifest, None, page_size=1))
+    keys = [o.key for p in pages for o in p.objects]
+    assert keys == expected[fmt]
+    first = pages[0].objects[0] if pages[0].objects else pages[1].objects[0]
+    assert first.etag in {"e1", "e5"} and first.bucket == "photos-src"
+    for n, page in enumerate(pages):
+        rest = [o.key for p in inventory_pages(s3, manifest, page.position, 1) for o in p.objects]
+        assert rest == [o.key for p in pages[n + 1 :] for o in p.objects]
+
+
+@pytest.mark.slow
+def test_bad_manifest_is_a_one_line_error(tmp_path) -> None:
+    """A file that is not an inventory manifest, or an ORC one, is refused in one line."""
+    with pytest.raises(SourceError, match=r"not an S3 Inventory manifest\.json"):
+        Manifest.parse('{"files": []}')
+    orc = {"sourceBucket": "s", "destinationBucket": "d", "fileFormat": "ORC", "files": []}
+    with pytest.raises(SourceError, match="ORC is not supported"):
+        Manifest.parse(json.dumps(orc))
+    bad = tmp_path / "manifest.json"
+    bad.write_text("[1, 2")
+    out = run_cli(
+        "backfill",
+        "--inventory",
+        str(bad),
+        env={"CELERY_BROKER_URL": "memory://", "DATABASE_URL": "postgresql:///x"},
+    )
+    assert out.returncode == 2
+    assert out.stderr.startswith("sightline: error: not an S3 Inventory manifest.json")
+    assert len(out.stderr.splitlines()) == 1
+
+
+def _queued(redis_url: str) -> list[dict]:
+    client = redis.Redis.from_url(redis_url)
+    messages = [json.loads(m) for m in client.lrange("tag", 0, -1)]
+    return [json.loads(base64.b64decode(m["body"]))[1] for m in messages]
+
+
+@pytest.mark.slow
+def test_inventory_backfill_publishes_upload_tasks(
+    inventory, db_url, redis_url, moto_endpoint
+) -> None:
+    """Both manifests publish one task per current image, owner from the key, job id on it."""
+    _, manifests, expected = inventory
+    env = worker_env(db_url, redis_url, moto_endpoint)
+    jobs_seen = []
+    for fmt in ("CSV", "Parquet"):
+        out = run_cli("backfill", "--inventory", manifests[fmt], "--json", "--page-size", "2",
+                      env=env)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        job = json.loads(out.stdout)
+        images = [k for k in expected[fmt] if k.endswith(".jpg")]
+        assert (job["listed"], job["published"]) == (len(expected[fmt]), len(images))
+        jobs_seen.append(job["id"])
+    tasks = _queued(redis_url)
+    assert sorted(t["key"] for t in tasks) == sorted(
+        k for f in ("CSV", "Parquet") for k in expected[f] if k.endswith(".jpg")
+    )
+    one = next(t for t in tasks if t["key"] == "users/a/1.jpg")
+    assert (one["bucket"], one["owner"], one["etag"], one["version_id"]) == (
+        "photos-src",
+        "a",
+        "e1",
+        "v1",
+    )
+    assert {t["job_id"] for t in tasks} == set(jobs_seen)

@@ -1,0 +1,170 @@
+"""The set-based write path (binary COPY + one guarded upsert) writes what the per-photo
+function writes, keeps the sequencer rule, and never lets one bad row sink the batch."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from handlers.contract import normalize_sequencer
+from sightline.samples import synthetic_jpeg
+from workers.inference import SceneLandmarkModel
+from workers.photo_copy import EncodeError, encode_row, write_photos_copy
+from workers.pipeline import TagResult, analyse
+from workers.store import status_item, tagged_item, write_photos
+
+
+@pytest.fixture(scope="module")
+def results() -> list[TagResult]:
+    model = SceneLandmarkModel(weights=None, allow_untrained=True, arch="tiny")
+    datas = [
+        synthetic_jpeg(width=96, height=72, seed=i, taken_at=f"2024:01:0{i + 1} 12:00:00",
+                       offset="+00:00" if i % 2 else None, gps=(48.85, 2.29) if i == 1 else None)
+        for i in range(4)
+    ]  # fmt: skip
+    out = analyse(datas, model)
+    assert all(isinstance(r, TagResult) for r in out)
+    return out  # type: ignore[return-value]
+
+
+def _task(bucket: str, key: str, seq: str | None = "0A", **extra) -> dict:
+    return {"bucket": bucket, "key": key, "version_id": "v1", "etag": "e1", "size": 10,
+            "sequencer": normalize_sequencer(seq), "event_time": "2024-01-01T00:00:00Z",
+            "owner": f"alice-{bucket}", **extra}  # fmt: skip
+
+
+def _batch(bucket: str, results: list[TagResult]) -> list[dict]:
+    items = [tagged_item(_task(bucket, f"{i}.jpg"), r) for i, r in enumerate(results)]
+    items[0]["matches"] = [["r1", "eiffel", 0.9], ["r1", "louvre", 0.5]]
+    items[1]["warning"] = "EXIF block unreadable"  # 0009
+    items[2]["scene_trained"], items[2]["embedding_trained"] = True, False  # 0010
+    items.append(status_item(_task(bucket, "bad.jpg"), "failed", "corrupt image"))
+    items.append(status_item(_task(bucket, "gone.jpg"), "gone", "object gone"))
+    return items
+
+
+def _dump(db, bucket: str) -> list[tuple]:
+    with db, db.cursor() as cur:
+        cur.execute(
+            "SELECT key, replace(owner, %s, ''), version_id, etag, size, sequencer, event_time, "
+            "status, error, attempts, taken_at, taken_at_local, gps_lat, gps_lon, width, "
+            "height, camera, model_version, model_trained, embedding::text, "
+            "scene_probs::text, indoor, "
+            "(SELECT json_agg(json_build_array(rank, class_name, probability) ORDER BY rank) "
+            " FROM photo_scenes s WHERE s.photo_id = p.id), "
+            "(SELECT json_agg(json_build_array(rank, album, score, owner = p.owner, sort_at, "
+            "  trained) ORDER BY rank) FROM photo_albums a WHERE a.photo_id = p.id), "
+            "(SELECT json_agg(json_build_array(release, landmark_id, score, owner = p.owner, "
+            "  sort_at) ORDER BY landmark_id) "
+            " FROM landmark_matches m WHERE m.photo_id = p.id), "
+            "warning, scene_trained, embedding_trained "
+            "FROM photos p WHERE bucket = %s ORDER BY key",
+            (bucket, bucket),
+        )
+        rows = cur.fetchall()
+        # album summaries (0012), kept by triggers through sightline_album_defer/flush
+        cur.execute(
+            "SELECT kind, release, album, photos, untrained, cover_sort_at, "
+            "(SELECT key FROM photos WHERE id = cover_photo_id) FROM album_summaries "
+            "WHERE owner = %s AND photos > 0 ORDER BY kind, release, album",
+            (f"alice-{bucket}",),
+        )
+        return rows + [("summary", *r) for r in cur.fetchall()]
+
+
+@pytest.fixture
+def release(db) -> None:
+    with db, db.cursor() as cur:
+        cur.execute("INSERT INTO releases (version, embedding_dim, model_version, thresholds) "
+                    "VALUES ('r1', 512, 'm', '{}')")  # fmt: skip
+        cur.execute("INSERT INTO landmarks (release, landmark_id, name) VALUES "
+                    "('r1', 'eiffel', 'Eiffel Tower'), ('r1', 'louvre', 'Louvre')")  # fmt: skip
+
+
+def test_copy_path_writes_what_the_function_writes(db, results, release) -> None:
+    """Every column and every scene, album and match row comes out the same, twice over
+    (the second write replaces the children and counts the attempt)."""
+    for _ in range(2):
+        with db, db.cursor() as cur:
+            fn = write_photos(cur, _batch("fn", results))
+            cp = write_photos_copy(cur, _batch("cp", results))
+        assert [o for _, o in cp] == [o for _, o in fn] == [
+            "tagged", "tagged", "tagged", "tagged", "failed", "gone"
+        ]  # fmt: skip
+        assert all(pid is not None for pid, _ in cp)
+    for a, b in zip(_dump(db, "cp"), _dump(db, "fn")):
+        assert [(n, x, y) for n, (x, y) in enumerate(zip(a, b)) if x != y] == []
+    assert _dump(db, "cp") == _dump(db, "fn")
+    rows = [r for r in _dump(db, "cp") if r[0] != "summary"]
+    assert [row[9] for row in rows] == [2] * 6  # attempts
+    assert [m[:3] for m in json.loads(json.dumps(rows[0][24]))] == [
+        ["r1", "eiffel", 0.9], ["r1", "louvre", 0.5]
+    ]  # fmt: skip
+    assert all(m[3] for m in rows[0][24]) and all(a[3] for a in rows[0][23])  # owner copied
+    assert rows[1][25] == "EXIF block unreadable" and rows[2][26:] == (True, False)
+    assert rows[2][23] and all(a[5] is True for a in rows[2][23])  # the scene head's flag
+    assert any(r[0] == "summary" for r in _dump(db, "cp"))  # summaries kept by the copy path
+
+
+def test_copy_path_keeps_one_embedding_width_per_model(db, results) -> None:
+    """A photo whose embedding is not its model's width is refused alone, as the per-photo
+    function refuses it (0012's check); the first photo of a model records the width."""
+    for bucket, write in (("fn", write_photos), ("cp", write_photos_copy)):
+        items = [tagged_item(_task(bucket, f"{i}.jpg"), r) for i, r in enumerate(results)]
+        for item in items:
+            item["model_version"] = "m-wide"  # the fn pass records its width
+        items[2]["embedding"] = items[2]["embedding"][:-1]
+        with db, db.cursor() as cur:
+            got = [o for _, o in write(cur, items)]
+        assert got[:2] + got[3:] == ["tagged"] * 3, bucket
+        assert got[2].startswith("error: embedding has"), (bucket, got[2])
+    assert _dump(db, "cp") == _dump(db, "fn")
+
+
+def test_copy_path_keeps_the_sequencer_rule(db, results) -> None:
+    """An older event is stale against a newer stored one; items for one key in one batch
+    apply in batch order, as the per-photo function applies them."""
+    with db, db.cursor() as cur:
+        write_photos_copy(cur, [tagged_item(_task("b", "k.jpg", seq="20"), results[0])])
+        older = tagged_item(_task("b", "k.jpg", seq="10"), results[1])
+        assert write_photos_copy(cur, [older])[0] == (None, "stale")
+        newer = status_item(_task("b", "k.jpg", seq="30"), "deleted", None)
+        newest = tagged_item(_task("b", "k.jpg", seq="40"), results[2])
+        got = write_photos_copy(cur, [newest, newer])
+        assert [o for _, o in got] == ["tagged", "stale"]
+        cur.execute("SELECT status, sequencer, attempts FROM photos WHERE key = 'k.jpg'")
+        assert cur.fetchone() == ("tagged", normalize_sequencer("40"), 2)
+        again = tagged_item(_task("b", "k.jpg", seq="40"), results[3])
+        assert [o for _, o in write_photos_copy(cur, [again, dict(again)])] == ["tagged"] * 2
+        cur.execute("SELECT attempts FROM photos WHERE key = 'k.jpg'")
+        assert cur.fetchone() == (4,)
+
+
+def test_one_bad_row_never_sinks_the_batch(db, results) -> None:
+    """A row the database refuses (GPS out of range, a match to a landmark that does not
+    exist) gets its own error; the batch's other photos are written."""
+    items = [tagged_item(_task("b", f"{i}.jpg"), r) for i, r in enumerate(results)]
+    items[1]["gps_lat"] = 123.0
+    items[2]["matches"] = [["nope", "x", 0.5]]
+    with db, db.cursor() as cur:
+        got = write_photos_copy(cur, items)
+    outcomes = [o for _, o in got]
+    assert outcomes[0] == outcomes[3] == "tagged"
+    assert outcomes[1].startswith("error: ") and "gps_lat" in outcomes[1]
+    assert outcomes[2].startswith("error: ") and "foreign key" in outcomes[2]
+    with db, db.cursor() as cur:
+        cur.execute("SELECT key FROM photos ORDER BY key")
+        assert cur.fetchall() == [("0.jpg",), ("3.jpg",)]
+
+
+def test_unencodable_item_goes_the_per_photo_way(db, results) -> None:
+    """A value COPY cannot carry (a time that is not a time) is refused by the function for
+    that photo only."""
+    bad = tagged_item(_task("b", "t.jpg"), results[0])
+    bad["taken_at"] = "the day after"
+    with pytest.raises(EncodeError):
+        encode_row(0, bad)
+    with db, db.cursor() as cur:
+        got = write_photos_copy(cur, [bad, tagged_item(_task("b", "ok.jpg"), results[1])])
+    assert got[0][1].startswith("error: ") and got[1][1] == "tagged"

@@ -1,0 +1,205 @@
+"""The set-based write path: a batch of photo rows by binary COPY into a session's staging
+table, then one guarded upsert (``sightline_write_staged``, migration 0014).
+
+Same input and output as ``workers.store.write_photos`` (items as ``tagged_item`` and
+``status_item`` build them; per item (photo id or None, outcome)). If the set-based statement
+refuses the batch (one row breaks a constraint), it is rolled back to a savepoint and the
+batch goes through ``sightline_write_photos``, which isolates each photo: one bad row never
+sinks the batch. An item this module cannot encode goes that way too.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import psycopg2
+
+from workers.store import write_photos
+
+_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_TRAILER = struct.pack(">h", -1)
+_NULL = struct.pack(">i", -1)
+_TEXT_OID, _FLOAT4_OID = 25, 700
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_PG_EPOCH_NAIVE = datetime(2000, 1, 1)
+
+STAGE_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS sightline_stage (
+    idx integer, owner text, bucket text, key text, version_id text, etag text, size bigint,
+    sequencer text, event_time timestamptz, status text, error text, warning text,
+    taken_at timestamptz, taken_at_local timestamp, gps_lat float8, gps_lon float8,
+    width integer, height integer, camera text, model_version text, model_trained boolean,
+    scene_trained boolean, embedding_trained boolean,
+    embedding vector,  -- float32 here; sightline_write_staged stores it as halfvec
+    scene_probs real[], indoor real, scene_names text[], scene_ps real[], album_names text[],
+    album_scores real[], match_releases text[], match_ids text[], match_scores real[],
+    occ integer NOT NULL DEFAULT 1  -- the round a repeated key is written in
+) ON COMMIT DELETE ROWS
+"""
+_FIELDS = 33
+_COLUMNS = (
+    "idx, owner, bucket, key, version_id, etag, size, sequencer, event_time, status, error, "
+    "warning, taken_at, taken_at_local, gps_lat, gps_lon, width, height, camera, "
+    "model_version, model_trained, scene_trained, embedding_trained, embedding, scene_probs, "
+    "indoor, scene_names, scene_ps, album_names, album_scores, match_releases, match_ids, "
+    "match_scores"
+)
+
+
+class EncodeError(ValueError):
+    """An item whose values cannot be COPYed (the per-photo path reports why)."""
+
+
+def _text(v: Any) -> bytes:
+    if v is None:
+        return _NULL
+    b = str(v).encode("utf-8")
+    return struct.pack(">i", len(b)) + b
+
+
+def _int(v: Any, fmt: str) -> bytes:
+    if v is None:
+        return _NULL
+    size = struct.calcsize(fmt)
+    return struct.pack(">i" + fmt[-1], size, int(v))
+
+
+def _float(v: Any, fmt: str) -> bytes:
+    if v is None:
+        return _NULL
+    return struct.pack(">i" + fmt[-1], struct.calcsize(fmt), float(v))
+
+
+def _bool(v: Any) -> bytes:
+    return _NULL if v is None else struct.pack(">ib", 1, 1 if v else 0)
+
+
+def _time(v: Any, *, aware: bool) -> bytes:
+    if v is None:
+        return _NULL
+    t = datetime.fromisoformat(str(v).replace("Z", "+00:00"))
+    if aware:
+        if t.tzinfo is None:
+            raise EncodeError(f"time without an offset: {v!r}")
+        delta = t - _PG_EPOCH
+    else:
+        delta = t.replace(tzinfo=None) - _PG_EPOCH_NAIVE
+    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return struct.pack(">iq", 8, micros)
+
+
+def _vector(v: Any) -> bytes:
+    if v is None:
+        return _NULL
+    a = np.asarray(v, dtype=">f4").ravel()
+    body = struct.pack(">hh", a.size, 0) + a.tobytes()
+    return struct.pack(">i", len(body)) + body
+
+
+def _real_array(v: Any) -> bytes:
+    if v is None:
+        return _NULL
+    a = np.asarray(v, dtype=np.float32).ravel()
+    if not a.size:
+        body = struct.pack(">iii", 0, 0, _FLOAT4_OID)
+    else:
+        elems = np.empty(a.size, dtype=[("len", ">i4"), ("v", ">f4")])
+        elems["len"], elems["v"] = 4, a
+        body = struct.pack(">iiiii", 1, 0, _FLOAT4_OID, a.size, 1) + elems.tobytes()
+    return struct.pack(">i", len(body)) + body
+
+
+def _text_array(values: Sequence[Any]) -> bytes:
+    if not values:
+        body = struct.pack(">iii", 0, 0, _TEXT_OID)
+    else:
+        parts = [struct.pack(">iiiii", 1, 0, _TEXT_OID, len(values), 1)]
+        for v in values:
+            if v is None:
+                raise EncodeError("a NULL name in a scene, album or match list")
+            parts.append(_text(v))
+        body = b"".join(parts)
+    return struct.pack(">i", len(body)) + body
+
+
+def encode_row(idx: int, item: dict[str, Any]) -> bytes:
+    """One staging row in PGCOPY binary; raises EncodeError for values it cannot encode."""
+    try:
+        scenes = item.get("scenes") or []
+        albums = item.get("albums") or []
+        matches = item.get("matches") or []
+        fields = [
+            _int(idx, "i"),
+            _text(item.get("owner")),
+            _text(item.get("bucket")),
+            _text(item.get("key")),
+            _text(item.get("version_id")),
+            _text(item.get("etag")),
+            _int(item.get("size"), "q"),
+            _text(item.get("sequencer")),
+            _time(item.get("event_time"), aware=True),
+            _text(item.get("status")),
+            _text(item.get("error")),
+            _text(item.get("warning")),
+            _time(item.get("taken_at"), aware=True),
+            _time(item.get("taken_at_local"), aware=False),
+            _float(item.get("gps_lat"), "d"),
+            _float(item.get("gps_lon"), "d"),
+            _int(item.get("width"), "i"),
+            _int(item.get("height"), "i"),
+            _text(item.get("camera")),
+            _text(item.get("model_version")),
+            _bool(item.get("model_trained")),
+            _bool(item.get("scene_trained")),
+            _bool(item.get("embedding_trained")),
+            _vector(item.get("embedding")),
+            _real_array(item.get("scene_probs")),
+            _float(item.get("indoor"), "f"),
+            _text_array([c for c, _ in scenes]),
+            _real_array([p for _, p in scenes]),
+            _text_array([a for a, _ in albums]),
+            _real_array([s for _, s in albums]),
+            _text_array([m[0] for m in matches]),
+            _text_array([m[1] for m in matches]),
+            _real_array([m[2] for m in matches]),
+        ]
+    except (TypeError, ValueError, OverflowError, struct.error, IndexError) as exc:
+        raise EncodeError(f"cannot encode {item.get('bucket')}/{item.get('key')}: {exc}") from exc
+    return struct.pack(">h", _FIELDS) + b"".join(fields)
+
+
+def write_photos_copy(cur: Any, items: list[dict[str, Any]]) -> list[tuple[int | None, str]]:
+    """Write a batch set-based; per item (photo id or None, outcome) as ``write_photos``.
+
+    Call inside a transaction (the staging rows vanish at its commit).
+    """
+    if not items:
+        return []
+    rows: list[bytes] = []
+    try:
+        rows = [encode_row(i, item) for i, item in enumerate(items)]
+    except EncodeError:
+        return write_photos(cur, items)  # the per-photo path says which row and why
+    # One round trip: the staging table (once per session), emptied (it is, unless an earlier
+    # batch shares the transaction), and the savepoint the fallback rolls back to.
+    cur.execute(f"{STAGE_DDL}; DELETE FROM sightline_stage; SAVEPOINT sightline_staged")
+    try:
+        data = _SIGNATURE + b"".join(rows) + _TRAILER
+        cur.copy_expert(
+            f"COPY sightline_stage ({_COLUMNS}) FROM STDIN (FORMAT binary)", io.BytesIO(data)
+        )
+        cur.execute("SELECT idx, photo_id, outcome FROM sightline_write_staged()")
+        got = cur.fetchall()
+    except psycopg2.Error as exc:
+        if exc.pgcode is None:  # the connection itself failed: the caller retries
+            raise
+        cur.execute("ROLLBACK TO SAVEPOINT sightline_staged")
+        return write_photos(cur, items)
+    cur.execute("RELEASE SAVEPOINT sightline_staged")
+    by_idx = {i: (pid, outcome) for i, pid, outcome in got}
+    return [by_idx[i] for i in range(len(items))]
