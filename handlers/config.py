@@ -44,6 +44,10 @@ HANDLER_DEFAULTS: dict[str, str | None] = {
     "SIGHTLINE_ALLOWED_BUCKETS": None,
     "SIGHTLINE_OPAQUE_KEYS": "tag",
     "SIGHTLINE_EXCLUDE": None,
+    # Read by handlers/asgi.py and the log set-up; shown by `config show` all the same.
+    "SIGHTLINE_WEBHOOK_BODY_TIMEOUT_S": "10",
+    "SIGHTLINE_WEBHOOK_PUBLISH_THREADS": "8",
+    "SIGHTLINE_LOG_LEVEL": "INFO",
 }
 
 
@@ -170,7 +174,17 @@ class HandlerConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HandlerConfig:
+        """The handler's settings; raises SettingsError, in one line, for a bad value."""
         env = os.environ if env is None else env
+        try:
+            return cls._from_env(env)
+        except SettingsError:
+            raise
+        except ValueError as exc:  # a parser's own error: the same one line, exit 2
+            raise SettingsError(str(exc)) from None
+
+    @classmethod
+    def _from_env(cls, env: Mapping[str, str]) -> HandlerConfig:
         return cls(
             broker_url=check_broker_url(env.get("CELERY_BROKER_URL") or None),
             broker_options=parse_broker_options(env.get("SIGHTLINE_BROKER_OPTIONS")),

@@ -154,6 +154,8 @@ def save_checkpoint(model: SightlineNet, meta: CheckpointMeta, path: str | Path)
 def load_checkpoint(path: str | Path) -> tuple[SightlineNet, CheckpointMeta]:
     """Load a ``.safetensors`` file, or a ``.pt``/``.pth`` dict of {state_dict, meta}."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
@@ -183,22 +185,37 @@ def load_checkpoint(path: str | Path) -> tuple[SightlineNet, CheckpointMeta]:
 
 
 def read_meta(path: str | Path) -> CheckpointMeta:
-    """A ``.safetensors`` checkpoint's metadata without building the network (it still
-    hashes the file, for ``model_version``).
+    """A checkpoint's metadata without building the network (it still hashes the file, for
+    ``model_version``): a ``.safetensors`` header, or the ``meta`` of a ``.pt``/``.pth`` dict
+    loaded with ``weights_only=True`` (the layout ``load_checkpoint`` reads).
 
-    Raises CheckpointError for a missing file or one without sightline metadata.
+    Raises CheckpointError for a missing file, a directory, or one without sightline metadata.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        with safe_open(str(path), framework="pt") as f:
-            header = (f.metadata() or {}).get(_META_KEY)
+        if path.suffix == ".safetensors":
+            with safe_open(str(path), framework="pt") as f:
+                header = (f.metadata() or {}).get(_META_KEY)
+        else:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(blob, dict) or "state_dict" not in blob or "meta" not in blob:
+                raise CheckpointError(f"{path}: expected a dict with 'state_dict' and 'meta'")
+            header = blob["meta"]
+    except CheckpointError:
+        raise
     except Exception as exc:  # a foreign or corrupt file: one clear line
         raise CheckpointError(f"{path}: cannot read checkpoint ({exc})") from exc
     if header is None:
         raise CheckpointError(f"{path}: no sightline metadata in checkpoint")
-    return replace(CheckpointMeta.from_json(header), sha256=file_sha256(path))
+    try:
+        meta = CheckpointMeta.from_json(header)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: unreadable sightline metadata ({exc})") from exc
+    return replace(meta, sha256=file_sha256(path))
 
 
 def untrained(

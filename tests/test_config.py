@@ -153,7 +153,11 @@ def test_good_urls_pass_and_passwords_are_masked() -> None:
             "notaurl",
             "DATABASE_URL=notaurl is not a URL: give a scheme, e.g. postgresql://...",
         ),
-        ("SIGHTLINE_BATCH_SIZE", "many", "SIGHTLINE_BATCH_SIZE must be a number, got 'many'"),
+        (
+            "SIGHTLINE_BATCH_SIZE",
+            "many",
+            "SIGHTLINE_BATCH_SIZE must be a whole number >= 1, got 'many'",
+        ),
     ],
 )
 def test_worker_refuses_bad_settings_in_one_line(variable, value, message) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,12 +19,23 @@ from handlers.config import (
 )
 from handlers.contract import parse_broker_options
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+# The networks models/network.py builds (kept here so reading settings does not import torch;
+# tests/test_config.py checks the two agree).
+ARCH_NAMES = ("wide_resnet50_2", "resnet50", "tiny")
+_DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+
 
 def _env_bool(name: str, default: bool = False) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
+    value = (os.environ.get(name) or "").strip().lower()
+    if not value:
         return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    if value in _TRUE or value in _FALSE:
+        return value in _TRUE
+    raise SettingsError(
+        f"{name} must be one of {'/'.join(_TRUE + _FALSE)}, got {os.environ[name]!r}"
+    )
 
 
 def _env_float(name: str, default: float) -> float:
@@ -39,7 +51,42 @@ def _env_float(name: str, default: float) -> float:
 def _positive(name: str, default: float) -> float:
     value = _env_float(name, default)
     if not value > 0:
-        raise SettingsError(f"{name} must be above 0, got {value!r}")
+        raise SettingsError(f"{name} must be above 0, got {os.environ.get(name)!r}")
+    return value
+
+
+def _not_negative(name: str, default: float) -> float:
+    value = _env_float(name, default)
+    if not value >= 0:  # NaN fails too
+        raise SettingsError(f"{name} must be 0 or more, got {os.environ.get(name)!r}")
+    return value
+
+
+def _env_count(name: str, default: int, *, least: int = 1) -> int:
+    """A whole number of at least ``least``; SettingsError otherwise (never clamped)."""
+    raw = (os.environ.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or value < least:
+        raise SettingsError(f"{name} must be a whole number >= {least}, got {raw!r}")
+    return value
+
+
+def _env_arch(name: str, default: str) -> str:
+    value = (os.environ.get(name) or "").strip() or default
+    if value not in ARCH_NAMES:
+        raise SettingsError(f"{name} must be one of {', '.join(ARCH_NAMES)}, got {value!r}")
+    return value
+
+
+def _env_device(name: str, default: str) -> str:
+    value = (os.environ.get(name) or "").strip().lower() or default
+    if not _DEVICE.match(value):
+        raise SettingsError(f"{name} must be auto, cpu, cuda or cuda:N, got {value!r}")
     return value
 
 
@@ -92,6 +139,9 @@ WORKER_DEFAULTS: dict[str, str | None] = {
     "SIGHTLINE_METRICS_PORT": None,
     "SIGHTLINE_LOG_FORMAT": "text",
     "SIGHTLINE_WRITE_PATH": "function",
+    # Read elsewhere, shown by `config show` all the same (README's configuration table).
+    "SIGHTLINE_DATA_DIR": "~/.local/share/sightline",
+    "SIGHTLINE_MAX_EVENT_AGE": "15d",
 }
 
 
@@ -152,21 +202,21 @@ class Settings:
             s3_endpoint_url=check_url("SIGHTLINE_S3_ENDPOINT_URL", s3, ("http", "https")),
             weights=env.get("SIGHTLINE_WEIGHTS") or None,
             allow_untrained=_env_bool("SIGHTLINE_ALLOW_UNTRAINED"),
-            arch=env.get("SIGHTLINE_ARCH") or "wide_resnet50_2",
-            device=env.get("SIGHTLINE_DEVICE") or "auto",
+            arch=_env_arch("SIGHTLINE_ARCH", "wide_resnet50_2"),
+            device=_env_device("SIGHTLINE_DEVICE", "auto"),
             cpu_bf16=_env_choice("SIGHTLINE_CPU_BF16", ("auto", "on", "off"), "auto"),
             scene_map=env.get("SIGHTLINE_SCENE_MAP") or None,
             sift=env.get("SIGHTLINE_SIFT") or None,
-            albums_per_photo=max(1, int(_env_float("SIGHTLINE_ALBUMS_PER_PHOTO", 3))),
-            max_object_bytes=int(_env_float("SIGHTLINE_MAX_OBJECT_BYTES", 64 * 1024 * 1024)),
-            max_pixels=int(_env_float("SIGHTLINE_MAX_PIXELS", 100_000_000)),
-            batch_size=max(1, int(_env_float("SIGHTLINE_BATCH_SIZE", 16))),
-            batch_wait_ms=_env_float("SIGHTLINE_BATCH_WAIT_MS", 200.0),
-            max_retries=int(_env_float("SIGHTLINE_MAX_RETRIES", 5)),
-            retry_base_s=_env_float("SIGHTLINE_RETRY_BASE_S", 2.0),
+            albums_per_photo=_env_count("SIGHTLINE_ALBUMS_PER_PHOTO", 3),
+            max_object_bytes=int(_positive("SIGHTLINE_MAX_OBJECT_BYTES", 64 * 1024 * 1024)),
+            max_pixels=int(_positive("SIGHTLINE_MAX_PIXELS", 100_000_000)),
+            batch_size=_env_count("SIGHTLINE_BATCH_SIZE", 16),
+            batch_wait_ms=_not_negative("SIGHTLINE_BATCH_WAIT_MS", 200.0),
+            max_retries=_env_count("SIGHTLINE_MAX_RETRIES", 5, least=0),
+            retry_base_s=_not_negative("SIGHTLINE_RETRY_BASE_S", 2.0),
             batch_time_limit_s=_positive("SIGHTLINE_BATCH_TIME_LIMIT_S", 120.0),
-            db_timeout_s=_env_float("SIGHTLINE_DB_TIMEOUT_S", 30.0),
-            s3_timeout_s=_env_float("SIGHTLINE_S3_TIMEOUT_S", 30.0),
+            db_timeout_s=_positive("SIGHTLINE_DB_TIMEOUT_S", 30.0),
+            s3_timeout_s=_positive("SIGHTLINE_S3_TIMEOUT_S", 30.0),
             metrics_port=_env_port("SIGHTLINE_METRICS_PORT"),
             log_format=_env_choice("SIGHTLINE_LOG_FORMAT", ("text", "json"), "text"),
             write_path=_env_choice("SIGHTLINE_WRITE_PATH", ("function", "copy"), "function"),

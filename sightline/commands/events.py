@@ -27,7 +27,8 @@ def parse_events(args: argparse.Namespace) -> int:
     from handlers.core import plan
 
     try:
-        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
+        # Bytes: json.loads decodes them, so bytes that are not UTF-8 are "not JSON" below.
+        text = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
     except OSError as exc:
         raise CliError(f"cannot read {args.file}: {exc.strerror}") from None
     try:

@@ -325,11 +325,14 @@ def release_list(args: argparse.Namespace) -> int:
         conn.close()
     if args.json:
         print(json.dumps(rows))
-    for r in [] if args.json else rows:
+        return 0
+    for r in rows:
         print(
             f"{r['version']:24} {r['status']:10} {r['landmarks']:>7} landmarks "
             f"{r['centroids']:>7} centroids  model {r['model_version']}"
         )
+    if not rows:
+        print("no releases")
     return 0
 
 

@@ -56,8 +56,11 @@ def retag(args: argparse.Namespace) -> int:
             # The sift list in force for the workers (SIGHTLINE_SIFT), so re-filed photos
             # and newly tagged ones leave out the same classes.
             scene_map = SceneMap.load(args.scene_map, excluded=load_sift(s.sift))
-        except (OSError, SceneMapError) as exc:
-            raise CliError(f"scene map {args.scene_map}: {exc}") from None
+        except OSError as exc:
+            raise CliError(f"scene map {args.scene_map}: {exc.strerror or exc}") from None
+        except SceneMapError as exc:  # its message starts "scene map …" already
+            detail = str(exc).removeprefix("scene map ")
+            raise CliError(f"scene map {args.scene_map}: {detail}") from None
     url, _server = database_url(s)
     conn = connect(url, timeout_s=max(s.db_timeout_s, 300))
     out: dict = {}

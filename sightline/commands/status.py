@@ -88,10 +88,10 @@ def _yes(flag: bool | None) -> str:
     return "unknown" if flag is None else "real" if flag else "UNTRAINED"
 
 
-def _text(r: dict[str, Any]) -> str:
-    m = r["model"]
+def _model_lines(m: dict[str, Any]) -> list[str]:
+    """The report's model lines (``model_report``'s dict)."""
     if m.get("error"):
-        lines = [f"model           {m['weights']}: {m['error']}"]
+        lines = [f"model           {m['error']}"]  # the error names the file already
     elif m["weights"] is None:
         allowed = "SIGHTLINE_ALLOW_UNTRAINED is set" if m["untrained_allowed"] else "refused"
         lines = [f"model           no SIGHTLINE_WEIGHTS: untrained network ({allowed})"]
@@ -102,6 +102,11 @@ def _text(r: dict[str, Any]) -> str:
             f"  landmark embedding    {_head(m['heads']['embedding'])}"
             + ("" if m["serves_landmarks"] else ": landmark matching off"),
         ]
+    return lines
+
+
+def _text(r: dict[str, Any]) -> str:
+    lines = _model_lines(r["model"])
     lines.append("photos")
     lines += [f"  {status:10} {n:>12,}" for status, n in r["photos"].items()]
     for t in r["tagged_by"]:

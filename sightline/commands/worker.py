@@ -14,18 +14,40 @@ from sightline.cli import CliError
 log = logging.getLogger("sightline.worker")
 
 
+def _count(raw: str) -> int:
+    """An argparse type: a whole number of at least 1 (argparse says so in one line, exit 2)."""
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {raw!r}")
+    return value
+
+
+def _millis(raw: str) -> float:
+    """An argparse type: milliseconds, 0 or more."""
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of ms >= 0, got {raw!r}")
+    return value
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("worker", help="start a tagging worker")
     p.add_argument("--queues", default=",".join(QUEUES), help="comma-separated queues")
     p.add_argument(
         "--concurrency",
-        type=int,
+        type=_count,
         default=2,
         help="batches in flight: while one runs the network, the next is fetched and decoded",
     )
     p.add_argument("--pool", default="threads", help="threads (one process owns the model)")
-    p.add_argument("--batch-size", type=int, default=None, help="photos per forward pass")
-    p.add_argument("--batch-wait-ms", type=float, default=None, help="flush a partial batch")
+    p.add_argument("--batch-size", type=_count, default=None, help="photos per forward pass")
+    p.add_argument("--batch-wait-ms", type=_millis, default=None, help="flush a partial batch")
     p.add_argument("--loglevel", default="INFO")
     p.add_argument("--hostname", default=None)
     p.set_defaults(func=run_worker)
@@ -70,7 +92,7 @@ def run_worker(args: argparse.Namespace) -> int:
     finally:
         conn.close()
     log.info("filing photos by scene map %d", version)
-    wait_ms = args.batch_wait_ms or settings.batch_wait_ms
+    wait_ms = settings.batch_wait_ms if args.batch_wait_ms is None else args.batch_wait_ms
     options = settings.transport_options(wait_ms)
     if "visibility_timeout" in options:
         log.info("broker visibility timeout %s s", options["visibility_timeout"])
@@ -78,7 +100,7 @@ def run_worker(args: argparse.Namespace) -> int:
         runtime,
         settings.broker_url,
         options,
-        batch_size=args.batch_size or settings.batch_size,
+        batch_size=settings.batch_size if args.batch_size is None else args.batch_size,
         batch_wait_s=wait_ms / 1000.0,
         max_retries=settings.max_retries,
         retry_base_s=settings.retry_base_s,

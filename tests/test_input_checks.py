@@ -1,0 +1,208 @@
+"""Bad settings and inputs a new user tried: each stops with one line `sightline: error: …`
+and exit status 2, never a traceback, a silent fallback or a clamp."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from sightline.cli import main
+from workers.settings import ARCH_NAMES, Settings
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _run(capsys, *argv: str) -> tuple[int, list[str], str]:
+    """`sightline ARGV` in this process: (status, stderr lines, stdout)."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse's own refusals
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.err.strip().splitlines(), out.out
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("SIGHTLINE_OPAQUE_KEYS", "maybe"),
+        ("SIGHTLINE_DEVICE", "tpu"),
+        ("SIGHTLINE_DEVICE", "cuda:x"),
+        ("SIGHTLINE_ARCH", "nosuch"),
+        ("SIGHTLINE_ALLOW_UNTRAINED", "maybe"),
+        ("SIGHTLINE_BATCH_SIZE", "-3"),
+        ("SIGHTLINE_BATCH_SIZE", "0"),
+        ("SIGHTLINE_BATCH_SIZE", "1.5"),
+        ("SIGHTLINE_ALBUMS_PER_PHOTO", "0"),
+        ("SIGHTLINE_MAX_RETRIES", "-1"),
+        ("SIGHTLINE_RETRY_BASE_S", "-2"),
+        ("SIGHTLINE_BATCH_WAIT_MS", "-1"),
+        ("SIGHTLINE_DB_TIMEOUT_S", "-5"),
+        ("SIGHTLINE_S3_TIMEOUT_S", "0"),
+        ("SIGHTLINE_MAX_PIXELS", "0"),
+        ("SIGHTLINE_MAX_OBJECT_BYTES", "-1"),
+    ],
+)
+def test_config_show_refuses_a_bad_setting_in_one_line(capsys, monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    code, err, out = _run(capsys, "config", "show")
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith(f"sightline: error: {variable} "), err
+    assert repr(value) in err[0] and out == ""
+
+
+def test_the_refusals_say_what_is_allowed(capsys, monkeypatch):
+    monkeypatch.setenv("SIGHTLINE_DEVICE", "tpu")
+    assert "auto, cpu, cuda or cuda:N" in _run(capsys, "config", "show")[1][0]
+    monkeypatch.setenv("SIGHTLINE_DEVICE", "cpu")
+    monkeypatch.setenv("SIGHTLINE_ARCH", "nosuch")
+    assert "wide_resnet50_2, resnet50, tiny" in _run(capsys, "config", "show")[1][0]
+
+
+def test_good_values_pass_unchanged(monkeypatch):
+    for name, value in {
+        "SIGHTLINE_DEVICE": "cuda:1",
+        "SIGHTLINE_ARCH": "tiny",
+        "SIGHTLINE_ALLOW_UNTRAINED": "Off",
+        "SIGHTLINE_BATCH_SIZE": "3",
+        "SIGHTLINE_MAX_RETRIES": "0",
+        "SIGHTLINE_BATCH_WAIT_MS": "0",
+    }.items():
+        monkeypatch.setenv(name, value)
+    s = Settings.from_env()
+    assert (s.device, s.arch, s.allow_untrained) == ("cuda:1", "tiny", False)
+    assert (s.batch_size, s.max_retries, s.batch_wait_ms) == (3, 0, 0.0)
+    for word, flag in [("1", True), ("yes", True), ("ON", True), ("no", False), ("0", False)]:
+        monkeypatch.setenv("SIGHTLINE_ALLOW_UNTRAINED", word)
+        assert Settings.from_env().allow_untrained is flag
+
+
+def test_arch_names_match_the_networks_models_builds():
+    from models.network import ARCHS
+
+    assert ARCH_NAMES == ARCHS
+
+
+def test_tag_with_an_unknown_arch_is_refused_before_loading(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("SIGHTLINE_ARCH", "nosuch")
+    monkeypatch.setenv("SIGHTLINE_ALLOW_UNTRAINED", "1")
+    code, err, _ = _run(capsys, "tag", str(tmp_path / "x.jpg"))
+    assert code == 2 and err == [
+        "sightline: error: SIGHTLINE_ARCH must be one of wide_resnet50_2, resnet50, tiny, "
+        "got 'nosuch'"
+    ]
+
+
+@pytest.mark.parametrize("flag", ["--batch-size", "--concurrency"])
+@pytest.mark.parametrize("value", ["-3", "0", "two"])
+def test_worker_flags_refuse_counts_below_one(capsys, flag, value):
+    code, err, _ = _run(capsys, "worker", flag, value)
+    assert code == 2
+    assert err[-1] == (
+        f"sightline worker: error: argument {flag}: must be a whole number >= 1, got {value!r}"
+    )
+
+
+def test_events_parse_takes_bytes_that_are_not_utf8_as_not_json(capsys, tmp_path):
+    path = tmp_path / "event.json"
+    path.write_bytes(b'{"Records": "\xff\xfe caf\xe9"}')
+    code, err, _ = _run(capsys, "events", "parse", str(path))
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith(f"sightline: error: {path}: not JSON (")
+
+
+def _readme_settings() -> set[str]:
+    """The SIGHTLINE_* names in the README's configuration table (rows `| `NAME` |`)."""
+    names: set[str] = set()
+    for line in README.read_text().splitlines():
+        if line.startswith("| `SIGHTLINE_"):
+            first_cell = line.split("|")[1]
+            names.update(re.findall(r"`(SIGHTLINE_\w+)`", first_cell))
+    return names
+
+
+def test_config_show_lists_every_setting_in_the_readme(capsys, monkeypatch):
+    monkeypatch.delenv("SIGHTLINE_DATA_DIR", raising=False)
+    expected = _readme_settings()
+    assert {"SIGHTLINE_DATA_DIR", "SIGHTLINE_MAX_EVENT_AGE", "SIGHTLINE_LOG_LEVEL"} <= expected
+    code, err, out = _run(capsys, "config", "show", "--json")
+    assert code == 0, err
+    shown = {r["name"]: r for r in json.loads(out)["settings"]}
+    assert expected - set(shown) == set()
+    assert shown["SIGHTLINE_MAX_EVENT_AGE"] == {
+        "name": "SIGHTLINE_MAX_EVENT_AGE",
+        "value": "15d",
+        "source": "default",
+    }
+    monkeypatch.setenv("SIGHTLINE_WEBHOOK_PUBLISH_THREADS", "4")
+    _, _, out = _run(capsys, "config", "show", "--json")
+    shown = {r["name"]: r for r in json.loads(out)["settings"]}
+    assert (shown["SIGHTLINE_WEBHOOK_PUBLISH_THREADS"]["value"], "env") == (
+        "4",
+        shown["SIGHTLINE_WEBHOOK_PUBLISH_THREADS"]["source"],
+    )
+
+
+def _tiny_pt(path: Path) -> Path:
+    from models.checkpoint import untrained
+
+    model, meta = untrained(arch="tiny", categories=("a", "b"), embedding_dim=8)
+    torch.save({"state_dict": model.state_dict(), "meta": meta.to_json()}, path)
+    return path
+
+
+def test_read_meta_reads_a_pt_checkpoint(capsys, tmp_path):
+    from models.checkpoint import load_checkpoint, read_meta
+
+    path = _tiny_pt(tmp_path / "tiny.pt")
+    meta = read_meta(path)
+    assert (meta.arch, meta.categories, meta.embedding_dim) == ("tiny", ("a", "b"), 8)
+    assert meta.sha256 == load_checkpoint(path)[1].sha256
+    code, err, out = _run(capsys, "weights", "show", str(path), "--json")
+    assert code == 0, err
+    assert json.loads(out)["arch"] == "tiny"
+
+
+def test_a_pt_file_of_another_layout_is_one_line(capsys, tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save([1, 2, 3], path)
+    code, err, _ = _run(capsys, "weights", "show", str(path))
+    assert code == 2
+    assert err == [f"sightline: error: {path}: expected a dict with 'state_dict' and 'meta'"]
+
+
+def test_weights_show_of_a_directory_says_so(capsys, tmp_path):
+    code, err, _ = _run(capsys, "weights", "show", str(tmp_path))
+    assert code == 2
+    assert err == [f"sightline: error: {tmp_path}: is a directory, not a checkpoint file"]
+
+
+def test_status_names_a_broken_checkpoint_once(tmp_path):
+    from sightline.commands.status import _model_lines, model_report
+
+    path = tmp_path / "broken.safetensors"
+    path.write_bytes(b"\xff" * 64)
+    lines = _model_lines(model_report(Settings(weights=str(path))))
+    assert len(lines) == 1 and lines[0].count(str(path)) == 1, lines
+    assert lines[0].startswith(f"model           {path}: cannot read checkpoint (")
+
+
+def test_retag_scene_map_error_says_scene_map_once(capsys, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("just some notes\n")
+    code, err, _ = _run(capsys, "retag", "--scene-map", str(notes))
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith(f"sightline: error: scene map {notes}: ")
+    assert err[0].count("scene map") == 1, err[0]
+
+
+def test_empty_release_list_and_corrections_say_so_in_text_only(capsys, monkeypatch, db_url):
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    assert _run(capsys, "release", "list") == (0, [], "no releases\n")
+    assert _run(capsys, "release", "list", "--json") == (0, [], "[]\n")
+    assert _run(capsys, "corrections", "export") == (0, [], "no corrections\n")
+    assert _run(capsys, "corrections", "export", "--json") == (0, [], "")
