@@ -11,9 +11,15 @@ from typing import TypedDict
 
 TAG_TASK = "sightline.tag"
 FORGET_TASK = "sightline.forget"
+# One chunk of a fleet re-tag / scene re-file: kwargs {"job_id": int, "chunk": int}.
+RETAG_CHUNK_TASK = "sightline.retag_chunk"
 TAG_QUEUE = "tag"
 MAINTENANCE_QUEUE = "maintenance"
-QUEUE_OF = {TAG_TASK: TAG_QUEUE, FORGET_TASK: MAINTENANCE_QUEUE}
+QUEUE_OF = {
+    TAG_TASK: TAG_QUEUE,
+    FORGET_TASK: MAINTENANCE_QUEUE,
+    RETAG_CHUNK_TASK: MAINTENANCE_QUEUE,
+}
 
 _SEQ_WIDTH = 64
 _HEX = re.compile(r"^[0-9A-Fa-f]+$")

@@ -1,5 +1,8 @@
 """`sightline retag`: re-match stored embeddings against a release, or re-file scene albums
-under a new scene map, without the network."""
+under a new scene map, without the network.
+
+By default the work goes to the fleet: a job row, photo-id chunks, one task per chunk on the
+maintenance queue (workers/retag_fleet.py); `--local` runs it in this process instead."""
 
 from __future__ import annotations
 
@@ -13,7 +16,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("retag", help="re-tag stored photos without the network (resumable)")
     p.add_argument("--release", help="release version to re-match every stored embedding against")
     p.add_argument("--scene-map", help="CSV places365_class,album: re-file scene albums")
-    p.add_argument("--batch-size", type=int, default=20_000)
+    p.add_argument("--batch-size", type=int, default=20_000, help="photos per batch (--local)")
+    p.add_argument(
+        "--local",
+        action="store_true",
+        help="run in this process (resumable by its cursor) instead of on the fleet",
+    )
+    p.add_argument(
+        "--chunk-size", type=int, default=10_000, help="photos per fleet task (not --local)"
+    )
+    p.add_argument(
+        "--wait", action="store_true", help="follow the fleet job until it ends (not --local)"
+    )
     p.add_argument(
         "--no-activate",
         action="store_true",
@@ -35,6 +49,8 @@ def retag(args: argparse.Namespace) -> int:
         raise CliError("give --release VERSION, --scene-map FILE, or both")
     if args.batch_size < 1:
         raise CliError("--batch-size must be at least 1")
+    if args.chunk_size < 1:
+        raise CliError("--chunk-size must be at least 1")
     s = Settings.from_env()
     scene_map = None
     if args.scene_map:
@@ -47,6 +63,10 @@ def retag(args: argparse.Namespace) -> int:
         except (OSError, SceneMapError) as exc:
             raise CliError(f"scene map {args.scene_map}: {exc}") from None
     url, _server = database_url(s)
+    if not args.local:
+        from sightline.commands.retag_fleet import run_fleet
+
+        return run_fleet(args, s, url, scene_map)
     conn = connect(url, timeout_s=max(s.db_timeout_s, 300))
     out: dict = {}
     try:

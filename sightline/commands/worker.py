@@ -11,7 +11,7 @@ from sightline.cli import CliError
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("worker", help="start a tagging worker")
-    p.add_argument("--queues", default="tag,maintenance", help="comma-separated queues")
+    p.add_argument("-Q", "--queues", default="tag,maintenance", help="comma-separated queues")
     p.add_argument(
         "--concurrency",
         type=int,
@@ -48,7 +48,9 @@ def run_worker(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise CliError(f"cannot serve metrics on port {settings.metrics_port}: {exc}") from exc
     runtime = WorkerRuntime(settings, url, metrics=metrics)
-    runtime.model.load()  # refuse to start without weights, before taking any task
+    if "tag" in args.queues.split(","):
+        runtime.model.load()  # refuse to start without weights, before taking any task
+    # else: maintenance only (deletes, re-tag chunks) needs no network: CPU workers suffice
     options = json.loads(os.environ.get("SIGHTLINE_BROKER_OPTIONS") or "{}")
     app = configure(
         runtime,
