@@ -18,6 +18,7 @@ BENCH_MODULES: tuple[str, ...] = (
     "matching",
     "publish",
     "soak",
+    "model_switch",
 )
 
 
