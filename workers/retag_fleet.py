@@ -289,7 +289,7 @@ def _run(conn: Any, job_id: int, chunk: int, worker: str) -> ChunkOutcome:
             raise ReleaseRefused(f"job {job_id} is a {kind} job, not one of {KINDS}")
         cur.execute(
             "UPDATE retag_chunks SET state = 'done', photos = %s, matches = %s, worker = %s, "
-            "done_at = now() WHERE job_id = %s AND chunk = %s",
+            "started_at = now(), done_at = clock_timestamp() WHERE job_id = %s AND chunk = %s",
             (photos, matches, worker or None, job_id, chunk),
         )
         jobs.add(cur, job_id, done=photos)

@@ -13,7 +13,8 @@ CREATE TABLE IF NOT EXISTS retag_chunks (
     photos    bigint,                          -- photos the chunk re-matched or re-filed
     matches   bigint,                          -- landmark matches it wrote (retag only)
     worker    text,                            -- host name of the worker that wrote it
-    done_at   timestamptz,
+    started_at timestamptz,                    -- the writing transaction's start
+    done_at   timestamptz,                     -- its end (clock time): per-chunk throughput
     PRIMARY KEY (job_id, chunk)
 );
 CREATE INDEX IF NOT EXISTS retag_chunks_pending ON retag_chunks (job_id) WHERE state = 'pending';
