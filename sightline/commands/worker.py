@@ -48,7 +48,9 @@ def run_worker(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise CliError(f"cannot serve metrics on port {settings.metrics_port}: {exc}") from exc
     runtime = WorkerRuntime(settings, url, metrics=metrics)
-    if "tag" in args.queues.split(","):
+    from sightline.contract import TAG_QUEUE
+
+    if TAG_QUEUE in args.queues.split(","):
         runtime.model.load()  # refuse to start without weights, before taking any task
     # else: maintenance only (deletes, re-tag chunks) needs no network: CPU workers suffice
     options = json.loads(os.environ.get("SIGHTLINE_BROKER_OPTIONS") or "{}")
