@@ -63,6 +63,9 @@ def run_worker(args: argparse.Namespace) -> int:
         max_retries=0 if args.no_retries else settings.max_retries,
         retry_base_s=settings.retry_base_s,
     )
+    if TAG_QUEUE not in args.queues.split(","):
+        # A re-tag chunk takes seconds: reserve one at a time, so idle workers get the rest.
+        app.conf.worker_prefetch_multiplier = 1
     argv = [
         "worker",
         f"--queues={args.queues}",
