@@ -4,9 +4,9 @@ split into photo-id ranges that any number of maintenance workers run.
 - Planning writes one ``jobs`` row and one ``retag_chunks`` row per range (after_id, last_id]
   in one transaction; the last range is open-ended, so photos written later are covered too.
 - A chunk runs in one transaction: lock its row, re-match (or re-file) its photos, mark it
-  done and add its photos to the job's ``done`` counter. A chunk already done is skipped, so a
-  redelivered or republished task changes nothing; a worker killed mid-chunk leaves the row
-  pending and the writes rolled back.
+  done with its photo count. A chunk already done is skipped, so a redelivered or
+  republished task changes nothing; a worker killed mid-chunk leaves the row pending and the
+  writes rolled back. The job's ``done`` is then set to the sum over its done chunks.
 - Closing the job takes the job's row lock after the chunk commits: the one transaction that
   finds every chunk done and the job still running marks the release ready, activates it and
   moves the job to done, together. Any other finds the job done and does nothing, so the
@@ -292,8 +292,23 @@ def _run(conn: Any, job_id: int, chunk: int, worker: str) -> ChunkOutcome:
             "started_at = now(), done_at = clock_timestamp() WHERE job_id = %s AND chunk = %s",
             (photos, matches, worker or None, job_id, chunk),
         )
-        jobs.add(cur, job_id, done=photos)
+    with conn, conn.cursor() as cur:
+        _sync_done(cur, job_id)
     return ChunkOutcome("done", photos, matches)
+
+
+def _sync_done(cur: Any, job_id: int) -> None:
+    """Set the job's ``done`` to the photos of its done chunks.
+
+    Not an increment inside the chunk's transaction: two repeatable-read chunks updating one
+    job row would abort each other and redo their whole chunk. A sum over the chunk rows is
+    exact whenever it runs, so a worker killed between the two commits only delays it (the
+    next chunk or the close sets it)."""
+    cur.execute(
+        "UPDATE jobs SET done = (SELECT coalesce(sum(photos), 0) FROM retag_chunks "
+        "WHERE job_id = %s AND state = 'done'), updated_at = now() WHERE id = %s",
+        (job_id, job_id),
+    )
 
 
 def _rematch(cur: Any, version: str, after: int, last: int) -> tuple[int, int]:
@@ -369,6 +384,7 @@ def close_if_complete(conn: Any, job_id: int, *, worker: str = "") -> bool:
         )
         if cur.fetchone()[0]:
             return False
+        _sync_done(cur, job_id)
         replaced = None
         if kind == "retag":
             version = params["release"]
