@@ -247,9 +247,10 @@ def run_chunk(conn: Any, job_id: int, chunk: int, *, worker: str = "") -> ChunkO
         try:
             outcome = _run(conn, job_id, chunk, worker)
             break
-        except (psycopg2.errors.SerializationFailure, psycopg2.errors.UniqueViolation):
+        except (psycopg2.errors.SerializationFailure, psycopg2.errors.UniqueViolation) as exc:
             if attempt == _RETRIES - 1:
                 raise
+            log.info("job %s chunk %s conflicted (%s): running it again", job_id, chunk, exc)
         except ReleaseRefused as exc:
             with conn, conn.cursor() as cur:
                 if jobs.state_of(cur, job_id) in ("running", "paused"):
