@@ -165,3 +165,31 @@ def test_chunk_worker_killed_then_resumed(db_url, redis_url, tmp_path) -> None:
     assert _matches(conn, "A") == _matches(conn, "B") and len(_matches(conn, "A")) > 20
     assert _status(conn, "A")[0] == "active"
     conn.close()
+
+
+def test_pause_and_cancel_reach_the_chunks(db_url) -> None:
+    """A paused job's chunks wait (nothing written) and run after resume; a cancelled job's
+    chunks are skipped and never activate the release; a fleet retag with no broker is
+    refused in one line that names --local."""
+    conn = connect(db_url)
+    _setup(conn, 100, versions=("A",))
+    plan = plan_retag(conn, "A", chunk_size=30)
+    first, *rest = plan.pending
+    with conn, conn.cursor() as cur:
+        jobs.move(cur, plan.job_id, "paused")
+    assert run_chunk(conn, plan.job_id, first).outcome == "paused"
+    assert _matches(conn, "A") == [] and _job(conn, plan.job_id).done == 0
+    env = {"DATABASE_URL": db_url, "CELERY_BROKER_URL": "redis://127.0.0.1:9/0"}
+    r = run_cli("retag", "--release", "A", env=env)
+    assert r.returncode == 2 and "paused" in r.stderr
+    with conn, conn.cursor() as cur:
+        jobs.move(cur, plan.job_id, "running")
+    assert run_chunk(conn, plan.job_id, first).outcome == "done"
+    with conn, conn.cursor() as cur:
+        jobs.move(cur, plan.job_id, "cancelled")
+    assert {run_chunk(conn, plan.job_id, c).outcome for c in rest} == {"skipped"}
+    assert _status(conn, "A")[0] == "retagging"  # never activated by a cancelled job
+    r = run_cli("retag", "--release", "A", env={"DATABASE_URL": db_url, "CELERY_BROKER_URL": ""})
+    assert r.returncode == 2 and "--local" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    conn.close()
