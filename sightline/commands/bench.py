@@ -18,6 +18,7 @@ BENCH_MODULES: tuple[str, ...] = (
     "publish",
     "soak",
     "albums",
+    "model_switch",
 )
 
 

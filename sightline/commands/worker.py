@@ -8,7 +8,7 @@ import os
 import socket
 from typing import Any
 
-from handlers.contract import QUEUES
+from handlers.contract import QUEUES, TAG_QUEUE
 from sightline.cli import CliError
 
 log = logging.getLogger("sightline.worker")
@@ -16,7 +16,7 @@ log = logging.getLogger("sightline.worker")
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("worker", help="start a tagging worker")
-    p.add_argument("--queues", default=",".join(QUEUES), help="comma-separated queues")
+    p.add_argument("-Q", "--queues", default=",".join(QUEUES), help="comma-separated queues")
     p.add_argument(
         "--concurrency",
         type=int,
@@ -60,16 +60,19 @@ def run_worker(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise CliError(f"cannot serve metrics on port {settings.metrics_port}: {exc}") from exc
     runtime = WorkerRuntime(settings, url, metrics=metrics)
-    runtime.model.load()  # refuse to start without weights, before taking any task
-    # before any task: which heads are real, and the CPU bf16 choice
-    log.info("%s", runtime.model.describe())
-    conn = connect(url, timeout_s=settings.db_timeout_s)
-    try:
-        source = f"worker {args.hostname or socket.gethostname()}"
-        version = runtime.install_scene_map(conn, source)
-    finally:
-        conn.close()
-    log.info("filing photos by scene map %d", version)
+    queues = args.queues.split(",")
+    if TAG_QUEUE in queues:
+        runtime.model.load()  # refuse to start without weights, before taking any task
+        # before any task: which heads are real, and the CPU bf16 choice
+        log.info("%s", runtime.model.describe())
+        conn = connect(url, timeout_s=settings.db_timeout_s)
+        try:
+            source = f"worker {args.hostname or socket.gethostname()}"
+            version = runtime.install_scene_map(conn, source)
+        finally:
+            conn.close()
+        log.info("filing photos by scene map %d", version)
+    # else: maintenance only (deletes, re-tag chunks) needs no network: CPU workers suffice
     wait_ms = args.batch_wait_ms or settings.batch_wait_ms
     options = settings.transport_options(wait_ms)
     if "visibility_timeout" in options:
@@ -84,6 +87,9 @@ def run_worker(args: argparse.Namespace) -> int:
         retry_base_s=settings.retry_base_s,
         batch_time_limit_s=settings.batch_time_limit_s,
     )
+    if TAG_QUEUE not in queues:
+        # A re-tag chunk takes seconds: reserve one at a time, so idle workers get the rest.
+        app.conf.worker_prefetch_multiplier = 1
     # JSON mode: no banner, so that every line the process writes is a JSON log line.
     argv = ["--quiet"] if settings.log_format == "json" else []
     argv += [
