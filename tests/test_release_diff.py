@@ -7,6 +7,7 @@ import json
 from collections import Counter
 
 import numpy as np
+import pytest
 
 from models.landmarks import Thresholds
 from models.release import make_release, save_release
@@ -51,6 +52,7 @@ def _albums(conn) -> dict[str, int]:
         return dict(cur.fetchall())
 
 
+@pytest.mark.slow
 def test_release_diff_before_and_after_activation(db_url) -> None:
     """Gained and lost per landmark equal the difference of the two releases' stored
     matches, with totals and top N, both while NEW is only ready and after it is active; a
@@ -99,6 +101,7 @@ def test_release_diff_before_and_after_activation(db_url) -> None:
     conn.close()
 
 
+@pytest.mark.slow
 def test_two_model_generations_then_retire_by_command(db_url, tmp_path) -> None:
     """A release for new weights imports with --new-model only, activates beside the old
     model's, and each photo is read through its own model's release (same albums while half

@@ -167,6 +167,7 @@ def test_chunk_worker_killed_then_resumed(db_url, redis_url, tmp_path) -> None:
     conn.close()
 
 
+@pytest.mark.slow
 def test_pause_and_cancel_reach_the_chunks(db_url) -> None:
     """A paused job's chunks wait (nothing written) and run after resume; a cancelled job's
     chunks are skipped and never activate the release; a fleet retag with no broker is

@@ -26,6 +26,9 @@ DROP INDEX IF EXISTS releases_one_active;
 CREATE UNIQUE INDEX IF NOT EXISTS releases_one_active_per_model ON releases (model_version)
     WHERE status = 'active';
 
+-- "The photo's model version" below: photos.model_version; a photo with none recorded (rows
+-- written without one) is read through whichever active release holds its matches.
+--
 -- A photo re-tagged by another model keeps no match in its old model's releases.
 -- sightline_write_photos already deletes a rewritten photo's matches; this holds it for any
 -- other writer too, so each release's album_summaries rows (0012) count only photos of the
@@ -34,22 +37,24 @@ CREATE FUNCTION sightline_photo_model_changed() RETURNS trigger LANGUAGE plpgsql
 BEGIN
     DELETE FROM landmark_matches m USING releases r
     WHERE m.photo_id = NEW.id AND r.version = m.release
-      AND r.model_version IS DISTINCT FROM NEW.model_version;
+      AND r.model_version <> NEW.model_version;
     RETURN NULL;
 END
 $$;
 CREATE TRIGGER photos_model_changed AFTER UPDATE OF model_version ON photos
-    FOR EACH ROW WHEN (OLD.model_version IS DISTINCT FROM NEW.model_version)
+    FOR EACH ROW WHEN (NEW.model_version IS NOT NULL
+                       AND OLD.model_version IS DISTINCT FROM NEW.model_version)
     EXECUTE FUNCTION sightline_photo_model_changed();
 -- Matches left from before (none, if every write went through sightline_write_photos).
 DELETE FROM landmark_matches m USING releases r, photos p
 WHERE r.version = m.release AND p.id = m.photo_id
-  AND p.model_version IS DISTINCT FROM r.model_version;
+  AND p.model_version <> r.model_version;
 
 -- album_membership: latest definition from 0012_storage.sql (0011's rule). Changed: a match
 -- counts only through the active release of the photo's own model version
--- (v.model_version = r.model_version), and an owner's landmark add names that release
--- (the subquery returned more than one row once two models had active releases).
+-- (coalesce(v.model_version, r.model_version) = r.model_version), and an owner's landmark
+-- add names that release, else the newest activated one (the subquery returned more than
+-- one row once two models had active releases).
 CREATE OR REPLACE VIEW album_membership AS
     SELECT v.owner, 'scene'::text AS kind, a.album AS label, v.id AS photo_id, a.score,
            v.sort_at, NULL::text AS release,
@@ -64,7 +69,8 @@ CREATE OR REPLACE VIEW album_membership AS
            coalesce(v.embedding_trained, v.model_trained), false
     FROM releases r
     JOIN landmark_matches m ON m.release = r.version
-    JOIN visible_photos v ON v.id = m.photo_id AND v.model_version = r.model_version
+    JOIN visible_photos v ON v.id = m.photo_id
+                         AND coalesce(v.model_version, r.model_version) = r.model_version
     WHERE r.status = 'active'
       AND NOT EXISTS (SELECT FROM photo_corrections c
                       WHERE c.owner = v.owner AND c.photo_id = v.id
@@ -72,8 +78,10 @@ CREATE OR REPLACE VIEW album_membership AS
     UNION ALL
     SELECT v.owner, c.kind, c.label, v.id, NULL::real, v.sort_at,
            CASE WHEN c.kind = 'landmark'
-                THEN (SELECT r.version FROM releases r
-                      WHERE r.status = 'active' AND r.model_version = v.model_version) END,
+                THEN (SELECT r.version FROM releases r WHERE r.status = 'active'
+                      ORDER BY (r.model_version = v.model_version) DESC NULLS LAST,
+                               r.activated_at DESC NULLS LAST, r.version DESC
+                      LIMIT 1) END,
            CASE WHEN c.kind = 'scene' THEN coalesce(v.scene_trained, v.model_trained)
                 ELSE coalesce(v.embedding_trained, v.model_trained) END, true
     FROM photo_corrections c JOIN visible_photos v ON v.id = c.photo_id AND v.owner = c.owner
@@ -167,7 +175,8 @@ BEGIN
                      p_owner, 'landmark', p_album, after_sort, after_id, p_limit) a)
             ) x JOIN photos v ON v.id = x.photo_id
             WHERE v.status = 'tagged'
-              AND (x.model_version IS NULL OR v.model_version = x.model_version)
+              AND (x.model_version IS NULL
+                   OR coalesce(v.model_version, x.model_version) = x.model_version)
             ORDER BY x.sort_at DESC, x.photo_id DESC
             LIMIT p_limit;
     END IF;

@@ -142,7 +142,8 @@ def _tag(conn: Any, model: Any, crops: list, keys: list[str], cache: dict) -> li
     """Tag (or re-embed) photos as the worker does: live releases, one forward pass, one
     write per batch through sightline_write_photos."""
     from workers.pipeline import infer
-    from workers.store import load_live_releases, tagged_item, write_photos
+    from workers.releases import load_live_releases
+    from workers.store import tagged_item, write_photos
 
     with conn, conn.cursor() as cur:
         live = load_live_releases(cur, cache)

@@ -49,9 +49,7 @@ def follow(conn: Any, job_id: int, *, progress: bool, poll_s: float = 0.5) -> An
                 job = jobs.get(cur, job_id)
 
 
-def run_fleet(
-    args: argparse.Namespace, settings: Any, url: str, scene_map: Any, k: int = 3
-) -> int:
+def run_fleet(args: argparse.Namespace, settings: Any, url: str, scene_map: Any, k: int = 3) -> int:
     from workers import jobs
     from workers.db import connect
     from workers.releases import ReleaseRefused

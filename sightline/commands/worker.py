@@ -48,11 +48,13 @@ def run_worker(args: argparse.Namespace) -> int:
     if settings.log_format == "json":
         configure_json_logging(args.loglevel)
     url, _server = database_url(settings)
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
+    tagging = TAG_QUEUE in queues  # only the tag queue reads photos and needs the network
     try:
-        check_all(settings, url, settings.broker_url)
+        check_all(settings, url, settings.broker_url, object_store=tagging)
     except StartupError as exc:
         raise CliError(str(exc)) from None
-    log.info("startup checks passed: broker, database, object store")
+    log.info("startup checks passed: broker, database%s", ", object store" if tagging else "")
     metrics = WorkerMetrics()
     if settings.metrics_port:
         try:
@@ -60,8 +62,7 @@ def run_worker(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise CliError(f"cannot serve metrics on port {settings.metrics_port}: {exc}") from exc
     runtime = WorkerRuntime(settings, url, metrics=metrics)
-    queues = args.queues.split(",")
-    if TAG_QUEUE in queues:
+    if tagging:
         runtime.model.load()  # refuse to start without weights, before taking any task
         # before any task: which heads are real, and the CPU bf16 choice
         log.info("%s", runtime.model.describe())
@@ -87,7 +88,7 @@ def run_worker(args: argparse.Namespace) -> int:
         retry_base_s=settings.retry_base_s,
         batch_time_limit_s=settings.batch_time_limit_s,
     )
-    if TAG_QUEUE not in queues:
+    if not tagging:
         # A re-tag chunk takes seconds: reserve one at a time, so idle workers get the rest.
         app.conf.worker_prefetch_multiplier = 1
     # JSON mode: no banner, so that every line the process writes is a JSON log line.
@@ -103,7 +104,6 @@ def run_worker(args: argparse.Namespace) -> int:
     ]
     if args.hostname:
         argv.append(f"--hostname={args.hostname}")
-    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
     heartbeat = Heartbeat(
         url,
         args.hostname or f"sightline@{socket.gethostname()}:{os.getpid()}",
