@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sightline.benches._scratch import scratch_database
+    from sightline.stack import scratch_database
     from sightline.benches._switch import run_switch
     from sightline.cli import CliError
 

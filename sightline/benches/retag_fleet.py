@@ -143,7 +143,7 @@ def fleet_rate(conn: Any, url: str, broker: str, version: str, workers: int, chu
 def run_fleet(args: Any) -> int:
     import numpy as np
 
-    from sightline.benches._scratch import scratch_database
+    from sightline.stack import scratch_database
     from sightline.benches._synthetic import random_release
     from sightline.benches.retag import _fill
     from sightline.cli import CliError

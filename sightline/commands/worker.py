@@ -110,7 +110,8 @@ def run_worker(args: argparse.Namespace) -> int:
         queues,
         lambda: {
             "model_version": runtime.model.meta.model_version if runtime.model.meta else None,
-            "scene_map_version": runtime.scene_maps.version,
+            # A maintenance-only worker loads no model, so it files no photo by any map.
+            "scene_map_version": runtime.scene_maps.version if tagging else None,
             "releases": [r.version for r in runtime.releases.current()],
         },
     )
