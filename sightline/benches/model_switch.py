@@ -20,9 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sightline.stack import scratch_database
     from sightline.benches._switch import run_switch
     from sightline.cli import CliError
+    from sightline.stack import scratch_database
 
     if args.photos < 1 or args.batch < 1 or args.sample_ms <= 0:
         raise CliError("--photos, --batch and --sample-ms must be positive")

@@ -143,10 +143,10 @@ def fleet_rate(conn: Any, url: str, broker: str, version: str, workers: int, chu
 def run_fleet(args: Any) -> int:
     import numpy as np
 
-    from sightline.stack import scratch_database
     from sightline.benches._synthetic import random_release
     from sightline.benches.retag import _fill
     from sightline.cli import CliError
+    from sightline.stack import scratch_database
     from workers.db import connect
     from workers.releases import import_release
     from workers.retag import retag_release
