@@ -53,8 +53,28 @@ def matmul_limit(photos: int, dim: int, centroids: int, batch: int, *, one_threa
     return float(out.stdout.strip())
 
 
+def _as_url(dsn: str) -> str:
+    """A key=value DSN (the scratch database's) as the postgresql:// URL that workers'
+    settings require."""
+    from urllib.parse import quote
+
+    from psycopg2.extensions import parse_dsn
+
+    if "://" in dsn:
+        return dsn
+    d = parse_dsn(dsn)
+    host = d.get("host", "")
+    query = [f"host={quote(host, safe='')}"] if host.startswith("/") else []
+    netloc = "" if host.startswith("/") else host
+    if d.get("port"):
+        query.append(f"port={d['port']}")
+    user = quote(d.get("user", ""))
+    q = ("?" + "&".join(query)) if query else ""
+    return f"postgresql://{user}@{netloc}/{d.get('dbname', '')}{q}"
+
+
 def _start_workers(n: int, url: str, broker: str, tag: str) -> list[subprocess.Popen]:
-    env = dict(os.environ, **ONE_THREAD, DATABASE_URL=url, CELERY_BROKER_URL=broker)
+    env = dict(os.environ, **ONE_THREAD, DATABASE_URL=_as_url(url), CELERY_BROKER_URL=broker)
     env["PYTHONPATH"] = str(_ROOT)
     return [
         subprocess.Popen(
