@@ -14,9 +14,15 @@ from typing import Any, TypedDict
 
 TAG_TASK = "sightline.tag"
 FORGET_TASK = "sightline.forget"
+# One chunk of a fleet re-tag / scene re-file: kwargs {"job_id": int, "chunk": int}.
+RETAG_CHUNK_TASK = "sightline.retag_chunk"
 TAG_QUEUE = "tag"
 MAINTENANCE_QUEUE = "maintenance"
-QUEUE_OF = {TAG_TASK: TAG_QUEUE, FORGET_TASK: MAINTENANCE_QUEUE}
+QUEUE_OF = {
+    TAG_TASK: TAG_QUEUE,
+    FORGET_TASK: MAINTENANCE_QUEUE,
+    RETAG_CHUNK_TASK: MAINTENANCE_QUEUE,
+}
 QUEUES = (TAG_QUEUE, MAINTENANCE_QUEUE)  # every queue a worker consumes
 
 _SEQ_WIDTH = 64

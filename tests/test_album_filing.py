@@ -76,7 +76,7 @@ def test_thresholds_move_photos_between_albums_with_no_network(db, db_url, tmp_p
 
     env = {"DATABASE_URL": db_url, "SIGHTLINE_WEIGHTS": "", "CELERY_BROKER_URL": ""}
     loose = _map(tmp_path, "loose.csv", {"forest": 0.4, beach: 0.4})
-    r = run_cli("retag", "--scene-map", str(loose), "--no-progress", "--json", env=env)
+    r = run_cli("retag", "--local", "--scene-map", str(loose), "--no-progress", "--json", env=env)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)["scene_map"]
     assert out == {"version": 1, "photos": 3, "max_albums": 3, "thresholds": 2}
@@ -87,15 +87,17 @@ def test_thresholds_move_photos_between_albums_with_no_network(db, db_url, tmp_p
     assert _filed(db) == {"forest": {"both.jpg", "forest.jpg"}, beach: {"both.jpg", "beach.jpg"}}
 
     strict = _map(tmp_path, "strict.csv", {"forest": 0.6, beach: 0.4})
-    r = run_cli("retag", "--scene-map", str(strict), "--no-progress", "--json", env=env)
+    r = run_cli("retag", "--local", "--scene-map", str(strict), "--no-progress", "--json", env=env)
     assert r.returncode == 0, r.stderr
     assert _filed(db) == {"forest": {"forest.jpg"}, beach: {"both.jpg", "beach.jpg"}}
 
     # K = 1: each photo keeps only its best album that passes.
-    r = run_cli("retag", "--scene-map", str(loose), "--max-albums", "1", "--json", env=env)
+    r = run_cli(
+        "retag", "--local", "--scene-map", str(loose), "--max-albums", "1", "--json", env=env
+    )
     assert r.returncode == 0, r.stderr
     assert _filed(db) == {"forest": {"both.jpg", "forest.jpg"}, beach: {"beach.jpg"}}
-    bad = run_cli("retag", "--scene-map", str(loose), "--max-albums", "0", env=env)
+    bad = run_cli("retag", "--local", "--scene-map", str(loose), "--max-albums", "0", env=env)
     assert bad.returncode == 2 and "--max-albums" in bad.stderr
 
 

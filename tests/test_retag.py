@@ -103,7 +103,17 @@ def test_killed_retag_resumes_to_the_uninterrupted_result(db_url) -> None:
     conn = connect(db_url)
     _setup(conn, 30_000, versions=("A", "B"))
     env = dict(os.environ, DATABASE_URL=db_url, PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, "-m", "sightline", "retag", "--release", "A", "--batch-size", "100"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sightline",
+        "retag",
+        "--local",
+        "--release",
+        "A",
+        "--batch-size",
+        "100",
+    ]
     proc = subprocess.Popen(
         cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -124,7 +134,7 @@ def test_killed_retag_resumes_to_the_uninterrupted_result(db_url) -> None:
         albums_during = cur.fetchone()[0]
     assert 0 < at_kill < last and status == "retagging"  # really killed mid-run
     assert albums_during == 0  # no release is active yet: albums did not switch to a partial one
-    r = run_cli("retag", "--release", "A", "--batch-size", "700", "--json", env=env)
+    r = run_cli("retag", "--local", "--release", "A", "--batch-size", "700", "--json", env=env)
     assert r.returncode == 0, r.stderr
     assert f'"resumed_from": {at_kill}' in r.stdout
     retag_release(conn, "B", batch_size=5000, progress=False, make_active=False)

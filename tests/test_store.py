@@ -188,11 +188,11 @@ def test_album_photos_pages_by_keyset_newest_first(db, results) -> None:
     assert other == []
 
 
-def _release(cur, version: str, status: str) -> None:
+def _release(cur, version: str, status: str, model: str = "m") -> None:
     cur.execute(
         "INSERT INTO releases (version, embedding_dim, model_version, thresholds, status) "
-        "VALUES (%s, 512, 'm', '{}', %s)",
-        (version, status),
+        "VALUES (%s, 512, %s, '{}', %s)",
+        (version, model, status),
     )
     cur.execute(
         "INSERT INTO landmarks (release, landmark_id, name, city, country, lat, lon) VALUES "
@@ -205,8 +205,9 @@ def _release(cur, version: str, status: str) -> None:
 def test_landmark_albums_group_by_country_and_city_under_the_active_release(db, results) -> None:
     with db, db.cursor() as cur:
         ids = [write_tagged(cur, task(f"l{i}.jpg"), r) for i, r in enumerate(results[:3])]
-        _release(cur, "r1", "active")
-        _release(cur, "r2", "imported")
+        # The photos' own model: albums read each photo through its model's active release.
+        _release(cur, "r1", "active", results[0].model_version)
+        _release(cur, "r2", "imported", results[0].model_version)
         cur.execute(
             "INSERT INTO landmark_matches VALUES ('r1', %s, 'eiffel', 0.9), ('r1', %s, 'eiffel', "
             "0.8), ('r1', %s, 'louvre', 0.7), ('r2', %s, 'louvre', 0.9)",

@@ -36,6 +36,7 @@ def _item(owner: str, n: int) -> dict:
         "taken_at": f"2024-05-{1 + n:02d}T10:00:00+00:00",
         "scenes": [["forest_path", 0.7]],
         "albums": [["forest", 0.9]],
+        "model_version": "m",  # the model of release r1: read through its active release
         "matches": [["r1", "eiffel", 0.8]],
     }
 

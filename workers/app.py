@@ -12,10 +12,17 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
+import psycopg2
 from celery import Celery, Task
 from celery_batches import Batches
 
-from handlers.contract import FORGET_TASK, MAINTENANCE_QUEUE, TAG_QUEUE, TAG_TASK
+from handlers.contract import (
+    FORGET_TASK,
+    MAINTENANCE_QUEUE,
+    RETAG_CHUNK_TASK,
+    TAG_QUEUE,
+    TAG_TASK,
+)
 from workers.errors import TransientError
 from workers.logs import photo_fields
 from workers.runtime import WorkerRuntime
@@ -33,7 +40,11 @@ app.conf.update(
     # A worker killed mid-batch (OOM, SIGKILL) leaves its messages to be redelivered.
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=32,
-    task_routes={TAG_TASK: {"queue": TAG_QUEUE}, FORGET_TASK: {"queue": MAINTENANCE_QUEUE}},
+    task_routes={
+        TAG_TASK: {"queue": TAG_QUEUE},
+        FORGET_TASK: {"queue": MAINTENANCE_QUEUE},
+        RETAG_CHUNK_TASK: {"queue": MAINTENANCE_QUEUE},
+    },
     task_default_queue=TAG_QUEUE,
     task_soft_time_limit=100,
     task_time_limit=120,
@@ -149,3 +160,23 @@ def forget(self: Task, **kwargs: Any) -> str:
             )
         raise self.retry(exc=outcome, countdown=backoff_s(min(retries, limit)))
     return outcome
+
+
+@app.task(name=RETAG_CHUNK_TASK, bind=True, max_retries=None)
+def retag_chunk(self: Task, job_id: int, chunk: int) -> str:
+    """One chunk of a fleet re-tag or scene re-file (workers/retag_fleet.py); idempotent."""
+    from workers.retag_fleet import run_chunk
+
+    rt = runtime()
+    try:
+        conn = rt.db.get()
+        result = run_chunk(conn, int(job_id), int(chunk), worker=self.request.hostname or "")
+    except (TransientError, psycopg2.Error) as exc:
+        rt.db.drop()  # a lost connection is opened afresh on the retry
+        retries = self.request.retries
+        log.warning("job %s chunk %s: retry %d: %s", job_id, chunk, retries + 1, exc)
+        countdown = backoff_s(min(retries, _retry_policy["max_retries"]))
+        raise self.retry(exc=exc, countdown=countdown) from exc
+    if result.outcome == "paused":  # checked again later; `sightline jobs resume` restarts it
+        raise self.retry(countdown=10)
+    return result.outcome

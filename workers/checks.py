@@ -76,8 +76,14 @@ def check_object_store(endpoint_url: str | None, *, timeout_s: float = 10.0) -> 
         raise StartupError(f"object store {where}: {_first_line(exc)}") from None
 
 
-def check_all(settings: Any, database_url: str, broker_url: str) -> None:
-    """Broker, database, object store, in that order; raises StartupError at the first fault."""
+def check_all(
+    settings: Any, database_url: str, broker_url: str, *, object_store: bool = True
+) -> None:
+    """Broker, database, object store, in that order; raises StartupError at the first fault.
+
+    ``object_store=False``: a maintenance-only worker (deletes, re-tag chunks) never reads
+    photos, so the object store is not its concern."""
     check_broker(broker_url, settings.broker_options, timeout_s=min(settings.db_timeout_s, 10))
     check_database(database_url, timeout_s=settings.db_timeout_s)
-    check_object_store(settings.s3_endpoint_url, timeout_s=min(settings.s3_timeout_s, 10))
+    if object_store:
+        check_object_store(settings.s3_endpoint_url, timeout_s=min(settings.s3_timeout_s, 10))

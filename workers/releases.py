@@ -3,7 +3,8 @@ and load the live ones for matching (kept for a while, so a batch costs no query
 
 Lifecycle: imported -> retagging -> ready -> active -> retired. The worker matches new
 photos against active, retagging and ready releases, so a release being re-tagged misses
-no upload; album functions read only the active one.
+no upload. One release per model version can be active (model generations): album functions
+read each photo's matches from the active release of that photo's model version.
 """
 
 from __future__ import annotations
@@ -57,11 +58,17 @@ def stored_models(cur: Any) -> dict[str, int]:
     return out
 
 
-def check_compatible(cur: Any, model_version: str, dim: int) -> None:
-    """Refuse a release whose model version or width fits none of the stored embeddings."""
+def check_compatible(cur: Any, model_version: str, dim: int, *, new_model: bool = False) -> None:
+    """Refuse a release whose model version or width fits none of the stored embeddings.
+
+    ``new_model``: the release is for weights about to be deployed (a model switch), so no
+    stored photo has its model version yet; one that some photos have is still checked.
+    """
     stored = stored_models(cur)
     if not stored:
         return  # nothing stored yet: the worker checks new photos' model version itself
+    if new_model and model_version not in stored:
+        return
     if model_version not in stored:
         raise ReleaseRefused(
             f"release embeddings come from model {model_version!r} but the stored photos come "
@@ -97,7 +104,7 @@ def check_provenance(cur: Any, release: Release) -> None:
         raise ReleaseRefused(str(exc)) from None
 
 
-def import_release(conn: Any, release: Release) -> str:
+def import_release(conn: Any, release: Release, *, new_model: bool = False) -> str:
     """Load a release in one transaction; returns 'imported' or 'unchanged' (same content)."""
     digest = release.content_hash()
     with conn, conn.cursor() as cur:
@@ -113,7 +120,7 @@ def import_release(conn: Any, release: Release) -> str:
                 f"release {release.version} is already imported with other content: "
                 "give the new release its own version"
             )
-        check_compatible(cur, release.model_version, release.embedding_dim)
+        check_compatible(cur, release.model_version, release.embedding_dim, new_model=new_model)
         check_provenance(cur, release)
         manifest = {**release.manifest(), "content_sha256": digest}
         cur.execute(
@@ -187,32 +194,42 @@ def import_release(conn: Any, release: Release) -> str:
 
 
 def activate(conn: Any, version: str) -> str | None:
-    """Make ``version`` the active release in one transaction; returns the one it replaced.
+    """Make ``version`` the active release of its model in one transaction; returns the one
+    it replaced (the same model's previous active release), or None.
 
     Only a release whose re-tag completed ('ready') can become active: albums never show
     a half-matched release. Concurrent activations serialise on the releases' row locks.
     """
     with conn, conn.cursor() as cur:
-        cur.execute("SELECT version, status FROM releases ORDER BY version FOR UPDATE")
-        states = dict(cur.fetchall())
-        if version not in states:
-            raise ReleaseRefused(f"no release {version!r} is imported")
-        if states[version] == "active":
-            return None
-        if states[version] != "ready":
-            raise ReleaseRefused(
-                f"release {version} is {states[version]}, not ready: "
-                f"run `sightline retag --release {version}` first"
-            )
-        previous = next((v for v, s in states.items() if s == "active"), None)
-        cur.execute(
-            "UPDATE releases SET status = 'retired' WHERE status = 'active' AND version <> %s",
-            (version,),
+        return activate_in(cur, version)
+
+
+def activate_in(cur: Any, version: str) -> str | None:
+    """``activate`` inside the caller's transaction (a fleet re-tag activates in the same
+    transaction that closes its job). Releases of other model versions stay active: during
+    a model switch each photo is read through the active release of its own model."""
+    cur.execute("SELECT version, status, model_version FROM releases ORDER BY version FOR UPDATE")
+    rows = {v: (s, m) for v, s, m in cur.fetchall()}
+    if version not in rows:
+        raise ReleaseRefused(f"no release {version!r} is imported")
+    status, model = rows[version]
+    if status == "active":
+        return None
+    if status != "ready":
+        raise ReleaseRefused(
+            f"release {version} is {status}, not ready: "
+            f"run `sightline retag --release {version}` first"
         )
-        cur.execute(
-            "UPDATE releases SET status = 'active', activated_at = now() WHERE version = %s",
-            (version,),
-        )
+    previous = next((v for v, (s, m) in rows.items() if s == "active" and m == model), None)
+    cur.execute(
+        "UPDATE releases SET status = 'retired' WHERE status = 'active' AND version <> %s "
+        "AND model_version = %s",
+        (version, model),
+    )
+    cur.execute(
+        "UPDATE releases SET status = 'active', activated_at = now() WHERE version = %s",
+        (version,),
+    )
     return previous
 
 

@@ -15,6 +15,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--batch-size", type=int, default=20_000)
     p.add_argument("--per-row-sample", type=int, default=2_000, help="photos timed per row")
+    p.add_argument(
+        "--workers",
+        help="fleet mode: worker process counts to time on the same table, e.g. 1,2 "
+        "(one BLAS thread each; needs CELERY_BROKER_URL); see benches/retag_fleet.py",
+    )
+    p.add_argument("--chunk-size", type=int, default=10_000, help="photos per task (--workers)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
@@ -87,6 +93,10 @@ def _per_row(conn, release, sample: int) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.workers:
+        from sightline.benches.retag_fleet import run_fleet
+
+        return run_fleet(args)
     import numpy as np
 
     from sightline.benches._synthetic import random_release

@@ -19,6 +19,7 @@ BENCH_MODULES: tuple[str, ...] = (
     "soak",
     "albums",
     "backfill",
+    "model_switch",
 )
 
 

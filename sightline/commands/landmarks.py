@@ -53,6 +53,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     rsub = r.add_subparsers(dest="release_command", metavar="ACTION", required=True)
     imp = rsub.add_parser("import", help="load a release file (refused on model mismatch)")
     imp.add_argument("file")
+    imp.add_argument(
+        "--new-model",
+        action="store_true",
+        help="a release for new weights no stored photo has yet (the start of a model switch)",
+    )
     imp.add_argument("--json", action="store_true")
     imp.set_defaults(func=release_import)
     act = rsub.add_parser("activate", help="switch the albums to a ready release atomically")
@@ -62,6 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls = rsub.add_parser("list", help="releases and their status")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=release_list)
+    from sightline.commands import release_ops
+
+    release_ops.register(rsub)
 
     m = sub.add_parser("match", help="match embeddings against a release file")
     m.add_argument("--release", required=True)
@@ -275,7 +283,7 @@ def release_import(args: argparse.Namespace) -> int:
     release = _load_release(args.file)
     conn, _server = _connect()
     try:
-        result = import_release(conn, release)
+        result = import_release(conn, release, new_model=args.new_model)
     except ReleaseRefused as exc:
         raise CliError(f"release {release.version} refused: {exc}") from None
     finally:

@@ -1,5 +1,8 @@
 """`sightline retag`: re-match stored embeddings against a release, or re-file scene albums
-under a new scene map, without the network."""
+under a new scene map, without the network.
+
+By default the work goes to the fleet: a job row, photo-id chunks, one task per chunk on the
+maintenance queue (workers/retag_fleet.py); `--local` runs it in this process instead."""
 
 from __future__ import annotations
 
@@ -21,7 +24,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         help="K: scene albums per photo at most (default SIGHTLINE_ALBUMS_PER_PHOTO or 3)",
     )
-    p.add_argument("--batch-size", type=int, default=20_000)
+    p.add_argument("--batch-size", type=int, default=20_000, help="photos per batch (--local)")
+    p.add_argument(
+        "--local",
+        action="store_true",
+        help="run in this process (resumable by its cursor) instead of on the fleet",
+    )
+    p.add_argument(
+        "--chunk-size", type=int, default=10_000, help="photos per fleet task (not --local)"
+    )
+    p.add_argument(
+        "--wait", action="store_true", help="follow the fleet job until it ends (not --local)"
+    )
     p.add_argument(
         "--no-activate",
         action="store_true",
@@ -46,6 +60,8 @@ def retag(args: argparse.Namespace) -> int:
         raise CliError("--batch-size must be at least 1")
     if args.max_albums is not None and args.max_albums < 1:
         raise CliError("--max-albums must be at least 1")
+    if args.chunk_size < 1:
+        raise CliError("--chunk-size must be at least 1")
     s = Settings.from_env()
     k = args.max_albums or s.albums_per_photo
     scene_map = None
@@ -62,6 +78,10 @@ def retag(args: argparse.Namespace) -> int:
             detail = str(exc).removeprefix("scene map ")
             raise CliError(f"scene map {args.scene_map}: {detail}") from None
     url, _server = database_url(s)
+    if not args.local:
+        from sightline.commands.retag_fleet import run_fleet
+
+        return run_fleet(args, s, url, scene_map)
     conn = connect(url, timeout_s=max(s.db_timeout_s, 300))
     out: dict = {}
     try:

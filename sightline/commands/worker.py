@@ -8,7 +8,7 @@ import os
 import socket
 from typing import Any
 
-from handlers.contract import QUEUES
+from handlers.contract import QUEUES, TAG_QUEUE
 from sightline.cli import CliError
 
 log = logging.getLogger("sightline.worker")
@@ -38,7 +38,7 @@ def _millis(raw: str) -> float:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("worker", help="start a tagging worker")
-    p.add_argument("--queues", default=",".join(QUEUES), help="comma-separated queues")
+    p.add_argument("-Q", "--queues", default=",".join(QUEUES), help="comma-separated queues")
     p.add_argument(
         "--concurrency",
         type=_count,
@@ -70,11 +70,13 @@ def run_worker(args: argparse.Namespace) -> int:
     if settings.log_format == "json":
         configure_json_logging(args.loglevel)
     url, _server = database_url(settings)
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
+    tagging = TAG_QUEUE in queues  # only the tag queue reads photos and needs the network
     try:
-        check_all(settings, url, settings.broker_url)
+        check_all(settings, url, settings.broker_url, object_store=tagging)
     except StartupError as exc:
         raise CliError(str(exc)) from None
-    log.info("startup checks passed: broker, database, object store")
+    log.info("startup checks passed: broker, database%s", ", object store" if tagging else "")
     metrics = WorkerMetrics()
     if settings.metrics_port:
         try:
@@ -82,16 +84,18 @@ def run_worker(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise CliError(f"cannot serve metrics on port {settings.metrics_port}: {exc}") from exc
     runtime = WorkerRuntime(settings, url, metrics=metrics)
-    runtime.model.load()  # refuse to start without weights, before taking any task
-    # before any task: which heads are real, and the CPU bf16 choice
-    log.info("%s", runtime.model.describe())
-    conn = connect(url, timeout_s=settings.db_timeout_s)
-    try:
-        source = f"worker {args.hostname or socket.gethostname()}"
-        version = runtime.install_scene_map(conn, source)
-    finally:
-        conn.close()
-    log.info("filing photos by scene map %d", version)
+    if tagging:
+        runtime.model.load()  # refuse to start without weights, before taking any task
+        # before any task: which heads are real, and the CPU bf16 choice
+        log.info("%s", runtime.model.describe())
+        conn = connect(url, timeout_s=settings.db_timeout_s)
+        try:
+            source = f"worker {args.hostname or socket.gethostname()}"
+            version = runtime.install_scene_map(conn, source)
+        finally:
+            conn.close()
+        log.info("filing photos by scene map %d", version)
+    # else: maintenance only (deletes, re-tag chunks) needs no network: CPU workers suffice
     wait_ms = settings.batch_wait_ms if args.batch_wait_ms is None else args.batch_wait_ms
     options = settings.transport_options(wait_ms)
     if "visibility_timeout" in options:
@@ -106,6 +110,9 @@ def run_worker(args: argparse.Namespace) -> int:
         retry_base_s=settings.retry_base_s,
         batch_time_limit_s=settings.batch_time_limit_s,
     )
+    if not tagging:
+        # A re-tag chunk takes seconds: reserve one at a time, so idle workers get the rest.
+        app.conf.worker_prefetch_multiplier = 1
     # JSON mode: no banner, so that every line the process writes is a JSON log line.
     argv = ["--quiet"] if settings.log_format == "json" else []
     argv += [
@@ -119,14 +126,14 @@ def run_worker(args: argparse.Namespace) -> int:
     ]
     if args.hostname:
         argv.append(f"--hostname={args.hostname}")
-    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
     heartbeat = Heartbeat(
         url,
         args.hostname or f"sightline@{socket.gethostname()}:{os.getpid()}",
         queues,
         lambda: {
             "model_version": runtime.model.meta.model_version if runtime.model.meta else None,
-            "scene_map_version": runtime.scene_maps.version,
+            # A maintenance-only worker loads no model, so it files no photo by any map.
+            "scene_map_version": runtime.scene_maps.version if tagging else None,
             "releases": [r.version for r in runtime.releases.current()],
         },
     )

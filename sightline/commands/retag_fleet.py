@@ -1,0 +1,108 @@
+"""`sightline retag` on the fleet: plan the job's chunks, publish one task per pending chunk
+on the maintenance queue, and (with --wait) follow the job row until it ends."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from sightline.cli import CliError
+
+
+def publish_chunks(broker_url: str, job_id: int, chunks: list[int]) -> int:
+    """Send one ``sightline.retag_chunk`` task per chunk; returns how many were sent."""
+    from celery import Celery
+
+    from handlers.contract import MAINTENANCE_QUEUE, RETAG_CHUNK_TASK
+
+    app = Celery("sightline-retag", broker=broker_url, set_as_current=False)
+    app.conf.broker_connection_retry_on_startup = True
+    with app.producer_or_acquire() as producer:
+        for chunk in chunks:
+            app.send_task(
+                RETAG_CHUNK_TASK,
+                kwargs={"job_id": job_id, "chunk": chunk},
+                queue=MAINTENANCE_QUEUE,
+                producer=producer,
+            )
+    return len(chunks)
+
+
+def follow(conn: Any, job_id: int, *, progress: bool, poll_s: float = 0.5) -> Any:
+    """Poll the job row until it is final (or paused); returns the job."""
+    from tqdm import tqdm
+
+    from workers import jobs
+
+    with conn, conn.cursor() as cur:
+        job = jobs.get(cur, job_id)
+    with tqdm(total=job.total, unit="photo", desc=f"job {job_id}", disable=not progress) as bar:
+        while True:
+            bar.n = job.done
+            bar.refresh()
+            if job.state in jobs.FINAL or job.state == "paused":
+                return job
+            time.sleep(poll_s)
+            with conn, conn.cursor() as cur:
+                job = jobs.get(cur, job_id)
+
+
+def run_fleet(args: argparse.Namespace, settings: Any, url: str, scene_map: Any, k: int = 3) -> int:
+    from workers import jobs
+    from workers.db import connect
+    from workers.releases import ReleaseRefused
+    from workers.retag_fleet import plan_remap, plan_retag
+    from workers.scenemaps import install
+
+    if not settings.broker_url:
+        raise CliError(
+            "CELERY_BROKER_URL is not set: the fleet re-tag publishes to the maintenance "
+            "queue (or run it in this process with --local)"
+        )
+    conn = connect(url, timeout_s=max(settings.db_timeout_s, 300))
+    out: dict[str, Any] = {}
+    try:
+        plans = []
+        if args.release:
+            plans.append(
+                plan_retag(
+                    conn, args.release, chunk_size=args.chunk_size,
+                    make_active=not args.no_activate,
+                )
+            )  # fmt: skip
+        version = None
+        if scene_map is not None:
+            # In force first, then the re-file: workers file new photos by it from now on
+            # (their writes check the version in force), the chunks do the photos before.
+            version = install(conn, scene_map, f"retag --scene-map {args.scene_map}")
+            plans.append(plan_remap(conn, scene_map, chunk_size=args.chunk_size, k=k))
+        for plan in plans:
+            sent = publish_chunks(settings.broker_url, plan.job_id, plan.pending)
+            if not plan.resumed:  # counted in photos, like listed and done; once per job
+                with conn, conn.cursor() as cur:
+                    jobs.add(cur, plan.job_id, published=plan.photos)
+            out[plan.kind] = {**plan.to_json(), "published": sent}
+            if plan.kind == "remap":
+                out[plan.kind].update(version=version, max_albums=k)
+        if args.wait:
+            for plan in plans:
+                job = follow(conn, plan.job_id, progress=not args.no_progress)
+                out[plan.kind].update(state=job.state, done=job.done, error=job.error)
+    except ReleaseRefused as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        conn.close()
+    if args.json:
+        print(json.dumps(out))
+    else:
+        for kind, o in out.items():
+            verb = "resumed" if o["resumed"] else "started"
+            print(
+                f"{kind} job {o['job']} {verb}: {o['chunks']} chunks, {o['published']} tasks "
+                f"published for {o['photos']} photos"
+                + (f"; {o['state']}" if "state" in o else f"; see: sightline jobs show {o['job']}")
+            )
+    failed = [o for o in out.values() if o.get("state") in ("failed", "cancelled")]
+    return 1 if failed else 0
