@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Run the landmark branch on local photos and write their embeddings as E.npy: "
             "(N, D) float32 unit vectors, one row per photo that decoded, in input order. "
             "A photo that cannot be read or decoded is skipped with one line on stderr "
-            "(exit status 2); --names says which photo each row is."
+            "(exit status 2); when none decodes, nothing is written. --names says which "
+            "photo each row is."
         ),
     )
     e.add_argument("photos", nargs="*")
