@@ -159,6 +159,8 @@ def load_checkpoint(path: str | Path) -> tuple[SightlineNet, CheckpointMeta]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
+        if not looks_like_checkpoint(path):
+            raise ValueError(NOT_A_CHECKPOINT)
         if path.suffix == ".safetensors":
             with safe_open(str(path), framework="pt") as f:
                 header = (f.metadata() or {}).get(_META_KEY)
@@ -197,6 +199,8 @@ def read_meta(path: str | Path) -> CheckpointMeta:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
+        if not looks_like_checkpoint(path):
+            raise ValueError(NOT_A_CHECKPOINT)
         if path.suffix == ".safetensors":
             with safe_open(str(path), framework="pt") as f:
                 header = (f.metadata() or {}).get(_META_KEY)
@@ -259,6 +263,20 @@ def load_or_untrained(
     if allow_untrained:
         return untrained(arch=arch, categories=load_categories(), transform=default_transform(arch))
     raise NoWeights("no weights, and running an untrained network is not allowed")
+
+
+NOT_A_CHECKPOINT = "not a safetensors or torch checkpoint"
+
+
+def looks_like_checkpoint(path: str | Path) -> bool:
+    """Whether the file starts like a safetensors file (an 8-byte header length, then ``{``)
+    or a torch file (a zip archive, or a legacy pickle's protocol byte 0x80).
+
+    Sniffed first so a text file gets a plain reason rather than a loader's internal error.
+    """
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return head[:4] == b"PK\x03\x04" or head[:1] == b"\x80" or head[8:9] == b"{"
 
 
 def file_sha256(path: Path) -> str:

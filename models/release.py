@@ -260,7 +260,9 @@ def load_release(path: str | Path) -> Release:
     except FileNotFoundError:
         raise ReleaseError(f"no release file at {path}") from None
     except (OSError, ValueError, KeyError) as exc:
-        raise ReleaseError(f"{path} is not a sightline release file: {exc}") from None
+        # numpy's text for a non-archive advises allow_pickle, which a release never needs.
+        reason = "not an .npz archive" if "allow_pickle" in str(exc) else str(exc)
+        raise ReleaseError(f"{path}: not a sightline release file ({reason})") from None
     if manifest.get("format") != FORMAT:
         raise ReleaseError(f"{path} is not a sightline release file")
     if manifest.get("format_version") != FORMAT_VERSION:

@@ -26,10 +26,12 @@ import torch
 from torch import Tensor
 
 from models.checkpoint import (
+    NOT_A_CHECKPOINT,
     UNTRAINED,
     CheckpointMeta,
     HeadProvenance,
     file_sha256,
+    looks_like_checkpoint,
     save_checkpoint,
 )
 from models.network import ARCHS, SightlineNet, sightline_net
@@ -60,6 +62,8 @@ def read_source(path: str | Path) -> tuple[dict[str, Tensor], str | None]:
     path = Path(path)
     if not path.is_file():
         raise WeightsImportError(f"weights file not found: {path}")
+    if not looks_like_checkpoint(path):
+        raise WeightsImportError(f"{path}: {NOT_A_CHECKPOINT}")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

@@ -58,8 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--failed-kind",
         choices=("transient", "decode", "all"),
-        default="all",
-        help="transient: parked after retries; decode: unreadable photos",
+        default=None,
+        help="with --failed: transient: parked after retries; decode: unreadable photos "
+        "(default all)",
     )
     p.add_argument(
         "--model-version",
@@ -101,7 +102,7 @@ def _params(args: argparse.Namespace, model_version: str | None) -> dict[str, An
     if args.inventory:
         params["inventory"] = args.inventory
     if args.selection == "failed":
-        params["failed_kind"] = args.failed_kind
+        params["failed_kind"] = args.failed_kind or "all"
     if args.selection == "stale-model":
         params["model_version"] = model_version
     return params
@@ -140,6 +141,8 @@ def _resumable(cur: Any, params: dict[str, Any]) -> int | None:
 
 
 def backfill(args: argparse.Namespace) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
     from handlers.config import HandlerConfig
     from handlers.contract import TAG_QUEUE
     from handlers.publish import CeleryPublisher
@@ -158,8 +161,10 @@ def backfill(args: argparse.Namespace) -> int:
         raise CliError(
             f"--{args.selection} reads the photos table: give s3://BUCKET, not --inventory"
         )
-    if args.page_size < 1 or (args.max_queue is not None and args.max_queue < 0):
-        raise CliError("--page-size must be 1 or more and --max-queue 0 or more")
+    if args.page_size < 1 or (args.max_queue is not None and args.max_queue < 1):
+        raise CliError("--page-size and --max-queue must be 1 or more")
+    if args.failed_kind is not None and args.selection != "failed":
+        raise CliError("--failed-kind goes with --failed")
     if args.rate is not None and args.rate <= 0:
         raise CliError("--rate must be more than 0 tasks/s")
     bucket, prefix = sources.parse_source(args.source) if args.source else ("", "")
@@ -170,14 +175,19 @@ def backfill(args: argparse.Namespace) -> int:
         config = HandlerConfig.from_env()
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    s3 = s3_client(settings.s3_endpoint_url, settings.s3_timeout_s)
+    try:  # the input before the broker: a missing manifest says so first
+        manifest = sources.read_manifest(s3, args.inventory) if args.inventory else None
+    except sources.SourceError as exc:
+        raise CliError(str(exc)) from None
+    except (BotoCoreError, ClientError) as exc:
+        raise CliError(f"cannot read {args.inventory}: {exc}") from None
     if not config.broker_url:
         raise CliError("CELERY_BROKER_URL is not set (e.g. redis://127.0.0.1:6379/0)")
     model_version = None
     if args.selection == "stale-model":
         model_version = args.model_version or current_model_version(settings)
     params = _params(args, model_version)
-    s3 = s3_client(settings.s3_endpoint_url, settings.s3_timeout_s)
-    manifest = sources.read_manifest(s3, args.inventory) if args.inventory else None
 
     url, _server = database_url(settings)
     conn = connect(url, timeout_s=settings.db_timeout_s, register=False)
@@ -236,8 +246,14 @@ def backfill(args: argparse.Namespace) -> int:
         runner.run(pages)
         if args.wait:
             _wait(cursor, job_id, bar)
-    except sources.SourceError as exc:
-        raise CliError(str(exc)) from None
+    except (sources.SourceError, BotoCoreError, ClientError) as exc:
+        # No credentials, no endpoint, no bucket: the job fails with the reason, so a later
+        # backfill starts afresh rather than silently resuming it.
+        where = args.inventory or args.source
+        error = str(exc) if isinstance(exc, sources.SourceError) else f"cannot list {where}: {exc}"
+        with contextlib.suppress(jobs.JobError), cursor() as cur:
+            jobs.move(cur, job_id, "failed", error=error)
+        raise CliError(f"{error} (job {job_id} failed)") from None
     except PublishFailed as exc:
         raise CliError(str(exc)) from None
     finally:

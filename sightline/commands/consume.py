@@ -11,6 +11,8 @@ import sys
 from sightline.cli import CliError
 
 _AWS_QUEUE = re.compile(r"^https://sqs[.-]([a-z0-9-]+)\.amazonaws\.com")
+# http(s)://HOST[:PORT]/ACCOUNT/NAME: AWS's form, and a local endpoint's (moto, ElasticMQ).
+_QUEUE_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/[A-Za-z0-9_-]+/[A-Za-z0-9_.-]+$")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,7 +51,17 @@ def region_of(queue_url: str) -> str | None:
     return m.group(1) if m else None
 
 
+def check_queue_url(queue_url: str) -> None:
+    """CliError unless ``queue_url`` has a queue URL's shape: http(s)://HOST/ACCOUNT/NAME."""
+    if not _QUEUE_URL.match(queue_url):
+        raise CliError(
+            "--queue must be an SQS queue URL "
+            f"(https://sqs.REGION.amazonaws.com/ACCOUNT/NAME), got {queue_url!r}"
+        )
+
+
 def consume_sqs(args: argparse.Namespace) -> int:
+    check_queue_url(args.queue)  # before any broker or AWS step
     logging.basicConfig(
         level=os.environ.get("SIGHTLINE_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -34,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Run the landmark branch on local photos and write their embeddings as E.npy: "
             "(N, D) float32 unit vectors, one row per photo that decoded, in input order. "
             "A photo that cannot be read or decoded is skipped with one line on stderr "
-            "(exit status 2); --names says which photo each row is."
+            "(exit status 2); when none decodes, nothing is written. --names says which "
+            "photo each row is."
         ),
     )
     e.add_argument("photos", nargs="*")
@@ -176,6 +178,21 @@ def _photo_paths(args: argparse.Namespace) -> list[str]:
     return paths
 
 
+def _check_writable(flag: str, out: str | None) -> None:
+    """CliError unless OUT's folder exists and can be written (an existing OUT is replaced)."""
+    from sightline.cli import CliError
+
+    if not out:
+        return
+    folder = Path(out).parent
+    if Path(out).is_dir():
+        raise CliError(f"{flag} {out} is a directory")
+    if not folder.is_dir():
+        raise CliError(f"{flag} {out}: no folder {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CliError(f"{flag} {out}: folder {folder} is not writable")
+
+
 def embed_photos(args: argparse.Namespace) -> int:
     """E.npy (N, D) float32 unit vectors of the photos that decoded, in input order; names.txt
     the path of each row. Reads each photo as the worker does (decode, model transform)."""
@@ -187,6 +204,8 @@ def embed_photos(args: argparse.Namespace) -> int:
     from workers.settings import Settings
 
     paths = _photo_paths(args)
+    for flag, out in (("--out", args.out), ("--names", args.names)):
+        _check_writable(flag, out)  # before the model runs, not after
     s = Settings.from_env()
     model = SceneLandmarkModel.from_settings(s)
     model.load()
@@ -213,8 +232,10 @@ def embed_photos(args: argparse.Namespace) -> int:
     for f in failed:
         print(f"sightline: {f['photo']}: skipped: {f['error']}", file=sys.stderr)
     dim = int(model.meta.embedding_dim)
-    out = np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), dtype=np.float32)
-    np.save(args.out, out)
+    if not rows:  # an empty E.npy would pass for a result downstream
+        print(f"sightline: no photo embedded; {args.out} not written", file=sys.stderr)
+        return 2
+    np.save(args.out, np.stack(rows).astype(np.float32))
     if args.names:
         Path(args.names).write_text("".join(f"{n}\n" for n in names), encoding="utf-8")
     summary = {

@@ -56,14 +56,19 @@ def run_fleet(args: argparse.Namespace, settings: Any, url: str, scene_map: Any,
     from workers.retag_fleet import plan_remap, plan_retag
     from workers.scenemaps import install
 
-    if not settings.broker_url:
-        raise CliError(
-            "CELERY_BROKER_URL is not set: the fleet re-tag publishes to the maintenance "
-            "queue (or run it in this process with --local)"
-        )
     conn = connect(url, timeout_s=max(settings.db_timeout_s, 300))
     out: dict[str, Any] = {}
     try:
+        if args.release:  # the input first: a missing release says so before the broker
+            with conn, conn.cursor() as cur:
+                cur.execute("SELECT 1 FROM releases WHERE version = %s", (args.release,))
+                if cur.fetchone() is None:
+                    raise ReleaseRefused(f"no release {args.release!r} is imported")
+        if not settings.broker_url:
+            raise CliError(
+                "CELERY_BROKER_URL is not set: the fleet re-tag publishes to the maintenance "
+                "queue (or run it in this process with --local)"
+            )
         plans = []
         if args.release:
             plans.append(
