@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
@@ -153,8 +154,6 @@ def load_corrections(path: str, release: Any) -> tuple[Any, Any, Any, dict[str, 
     not-a-landmark (a hidden match is a false positive). Other models' photos, photos with
     no embedding and landmarks the release lacks are skipped and counted.
     """
-    import json
-
     import numpy as np
 
     from models.landmark_eval import NONE
@@ -186,7 +185,7 @@ def load_corrections(path: str, release: Any) -> tuple[Any, Any, Any, dict[str, 
             counts["other_model"] += 1
             continue
         try:
-            emb = np.asarray(json.loads(r["embedding"]), dtype=np.float32)
+            emb = _embedding(r["embedding"])
         except (TypeError, ValueError):
             counts["no_embedding"] += 1
             continue
@@ -216,6 +215,18 @@ def load_corrections(path: str, release: Any) -> tuple[Any, Any, Any, dict[str, 
     from models.centroids import l2_normalise
 
     return l2_normalise(e) if len(e) else e, truth, gps, counts
+
+
+def _embedding(value: Any) -> Any:
+    """An exported embedding as a float32 vector: a JSON array (`--json`), or its text
+    (`--csv`, and exports that wrote pgvector text); ValueError or TypeError for none."""
+    import numpy as np
+
+    if isinstance(value, str):
+        value = json.loads(value)  # a JSONDecodeError is a ValueError
+    if not isinstance(value, list):
+        raise TypeError(f"embedding is {type(value).__name__}, not a list")
+    return np.asarray(value, dtype=np.float32)
 
 
 def _coord(row: dict[str, Any], key: str) -> float:
