@@ -100,7 +100,10 @@ def test_embed_writes_nothing_when_no_photo_embedded(capsys, monkeypatch, notes,
     monkeypatch.setenv("SIGHTLINE_ARCH", "tiny")
     out, names = tmp_path / "e.npy", tmp_path / "names.txt"
     code, err = _run(capsys, "embed", str(notes), "--out", str(out), "--names", str(names))
-    assert code == 2 and err[-1] == f"sightline: no photo embedded; {out} not written"
+    assert code == 2 and [line for line in err if not line.startswith("WARNING: ")] == [
+        f"sightline: error: {notes}: not an image (format not recognised); "
+        f"no photo embedded; {out} not written"
+    ]
     assert not out.exists() and not names.exists()
 
 

@@ -401,7 +401,10 @@ def calibrate(args: argparse.Namespace) -> int:
         e, truth = np.concatenate([e, ce]), np.concatenate([truth, ct])
         gps = np.concatenate([own_gps, cg])
     if not len(e):
-        raise CliError("no photo to calibrate on: the corrections hold none of this release's")
+        raise CliError(
+            f"no photo to calibrate on: corrections {args.corrections} hold no landmark "
+            f"correction of a photo of release {release.version}'s model"
+        )
     try:
         cal = fit(release.index(), e, truth, gps, target_fpr=args.target_fpr)
     except ValueError as exc:
