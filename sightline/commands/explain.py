@@ -15,7 +15,7 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain", help="class activation maps of a photo, as PNGs")
-    p.add_argument("photo", type=Path)
+    p.add_argument("photo", type=Path, help="a local photo file")
     p.add_argument("--out", required=True, type=Path, help="scene CAM PNG")
     p.add_argument("--landmark-out", type=Path, help="landmark map PNG (default <out>.landmark)")
     p.add_argument("--centroids", type=Path, help="(K, D) float .npy of landmark centroids")

@@ -12,8 +12,10 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="format, size, orientation, time and GPS of a photo")
-    p.add_argument("photo")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("photo", help="a local photo file")
+    p.add_argument(
+        "--json", action="store_true", help='one JSON object on stdout (an error: {"error": ...})'
+    )
     p.add_argument(
         "--save-input",
         metavar="FILE.png",
@@ -22,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=inspect_photo)
     t = sub.add_parser("tag", help="tag local photos (no S3, broker or database)")
-    t.add_argument("photos", nargs="+")
+    t.add_argument("photos", nargs="+", metavar="PHOTO", help="local photo files")
     t.add_argument("--json", action="store_true", help="one JSON object per photo, per line")
     t.add_argument(
         "--release", help="a landmark release file (.npz) to match against, as the worker does"
@@ -39,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "photo each row is."
         ),
     )
-    e.add_argument("photos", nargs="*")
+    e.add_argument("photos", nargs="*", metavar="PHOTO", help="local photo files")
     e.add_argument("--from", dest="from_file", help="a file of photo paths, one a line; - stdin")
     e.add_argument("--out", required=True, help="E.npy to write")
     e.add_argument("--names", help="names.txt to write: the photo path of each row, one a line")

@@ -12,16 +12,18 @@ from sightline.cli import CliError
 def register(rsub: argparse._SubParsersAction) -> None:
     """Add ``diff`` and ``retire`` under ``sightline release``."""
     d = rsub.add_parser("diff", help="photos gained and lost per landmark from OLD to NEW")
-    d.add_argument("old")
-    d.add_argument("new")
+    d.add_argument("old", help="release version matched from (e.g. the active one)")
+    d.add_argument("new", help="release version matched to (re-tagged: ready or active)")
     d.add_argument("--top", type=int, default=10, help="landmarks listed (most changed first)")
-    d.add_argument("--json", action="store_true")
+    d.add_argument(
+        "--json", action="store_true", help="print totals and top landmarks as one JSON object"
+    )
     d.set_defaults(func=release_diff)
     r = rsub.add_parser(
         "retire", help="retire an old model's active release once none of its photos is left"
     )
-    r.add_argument("version")
-    r.add_argument("--json", action="store_true")
+    r.add_argument("version", help="the old model's active release")
+    r.add_argument("--json", action="store_true", help="print the result as one JSON object")
     r.set_defaults(func=release_retire)
 
 
