@@ -160,3 +160,18 @@ def test_backfill_fails_its_job_on_an_aws_error(
     )
     assert good.returncode == 0, good.stderr
     assert json.loads(good.stdout)["id"] != first.id
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["release", "activate", "nosuch"], ["release", "retire", "nosuch"],
+     ["release", "diff", "nosuch", "other"]],
+    ids=["activate", "retire", "diff"],
+)  # fmt: skip
+def test_release_commands_refuse_an_unknown_version_in_one_line(
+    capsys, monkeypatch, db_url, argv
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    code, err = _run(capsys, *argv)
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("sightline: error: ") and "nosuch" in err[0], err

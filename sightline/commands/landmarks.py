@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sightline.cli import CliError
@@ -292,6 +294,21 @@ def _connect():
     return connect(url, timeout_s=max(s.db_timeout_s, 300)), server
 
 
+@contextmanager
+def release_db() -> Iterator[Any]:
+    """A database connection for a release command, closed after; a ReleaseRefused raised
+    inside becomes a one-line CliError with its reason."""
+    from workers.releases import ReleaseRefused
+
+    conn, _server = _connect()
+    try:
+        yield conn
+    except ReleaseRefused as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        conn.close()
+
+
 def release_import(args: argparse.Namespace) -> int:
     from workers.releases import ReleaseRefused, import_release
 
@@ -320,15 +337,10 @@ def release_import(args: argparse.Namespace) -> int:
 
 
 def release_activate(args: argparse.Namespace) -> int:
-    from workers.releases import ReleaseRefused, activate
+    from workers.releases import activate
 
-    conn, _server = _connect()
-    try:
+    with release_db() as conn:
         previous = activate(conn, args.version)
-    except ReleaseRefused as exc:
-        raise CliError(str(exc)) from None
-    finally:
-        conn.close()
     _print(
         args,
         {"active": args.version, "replaced": previous},

@@ -27,26 +27,14 @@ def register(rsub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=release_retire)
 
 
-def _connect():
-    from sightline.commands.landmarks import _connect as connect
-
-    return connect()
-
-
 def release_diff(args: argparse.Namespace) -> int:
+    from sightline.commands.landmarks import release_db
     from workers.generations import release_diff as diff
-    from workers.releases import ReleaseRefused
 
     if args.top < 0:
         raise CliError("--top must be 0 or more")
-    conn, _server = _connect()
-    try:
-        with conn, conn.cursor() as cur:
-            out = diff(cur, args.old, args.new, top=args.top)
-    except ReleaseRefused as exc:
-        raise CliError(str(exc)) from None
-    finally:
-        conn.close()
+    with release_db() as conn, conn, conn.cursor() as cur:
+        out = diff(cur, args.old, args.new, top=args.top)
     if args.json:
         print(json.dumps(out))
         return 0
@@ -65,16 +53,11 @@ def release_diff(args: argparse.Namespace) -> int:
 
 
 def release_retire(args: argparse.Namespace) -> int:
+    from sightline.commands.landmarks import release_db
     from workers.generations import retire
-    from workers.releases import ReleaseRefused
 
-    conn, _server = _connect()
-    try:
+    with release_db() as conn:
         out = retire(conn, args.version)
-    except ReleaseRefused as exc:
-        raise CliError(str(exc)) from None
-    finally:
-        conn.close()
     if args.json:
         print(json.dumps(out))
     else:
