@@ -203,3 +203,14 @@ def test_embed_names_each_skipped_photo_then_what_was_not_written(
     err = [ln for ln in capsys.readouterr().err.splitlines() if not ln.startswith("WARNING: ")]
     assert code == 2 and np.load(out_path).shape[0] == 1
     assert err == [f"sightline: error: {bad[0]}: skipped: not an image (format not recognised)"]
+
+
+def test_a_photo_error_follows_the_json_log_format(tmp_path, capsys, monkeypatch) -> None:
+    """SIGHTLINE_LOG_FORMAT=json: the one error line is a JSON log line, as main()'s are."""
+    monkeypatch.setenv("SIGHTLINE_LOG_FORMAT", "json")
+    bad = _bad_path("empty", tmp_path)
+    code = main(["inspect", str(bad)])
+    [line] = capsys.readouterr().err.splitlines()
+    record = json.loads(line)
+    assert code == 2 and record["level"] == "ERROR"
+    assert record["message"] == f"sightline: error: {bad}: empty file"

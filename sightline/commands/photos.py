@@ -167,7 +167,9 @@ def _warn(note: str) -> None:
 
 def _error(photo: str, reason: str) -> None:
     """One photo's error, in the CLI's one-line form (sightline/cli.py), naming the photo."""
-    print(f"sightline: error: {photo}: {reason}", file=sys.stderr)
+    from sightline.cli import report_error
+
+    report_error(f"{photo}: {reason}")
 
 
 def _photo_paths(args: argparse.Namespace) -> list[str]:
@@ -248,7 +250,9 @@ def embed_photos(args: argparse.Namespace) -> int:
         _error(f["photo"], f"skipped: {f['error']}")
     dim = int(model.meta.embedding_dim)
     if not rows:  # an empty E.npy would pass for a result downstream
-        print(f"sightline: error: {nothing}", file=sys.stderr)
+        from sightline.cli import report_error
+
+        report_error(nothing)
         return 2
     np.save(args.out, np.stack(rows).astype(np.float32))
     if args.names:
