@@ -15,7 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("db", help="database schema and the embedded Postgres")
     dsub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     up = dsub.add_parser("upgrade", help="apply pending migrations (idempotent, locked)")
-    up.add_argument("--json", action="store_true")
+    up.add_argument(
+        "--json", action="store_true", help='print {"applied": [...], "current": [...]} as JSON'
+    )
     up.set_defaults(func=upgrade)
     sv = dsub.add_parser(
         "serve",

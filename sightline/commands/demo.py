@@ -21,7 +21,7 @@ TERMINAL = ("tagged", "failed", "gone", "deleted", "ignored")
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the whole pipeline on embedded defaults")
-    p.add_argument("--owner", default="demo")
+    p.add_argument("--owner", default="demo", help="owner of the demo photos (default: demo)")
     p.add_argument("--timeout", type=float, default=600, help="seconds to wait for the worker")
     p.set_defaults(func=run_demo)
 
