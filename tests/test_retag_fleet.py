@@ -248,3 +248,23 @@ def test_fleet_and_local_json_share_one_schema(db_url, redis_url, monkeypatch, c
     assert done["matches"] == local["release"]["matches"] == len(_matches(conn, "A")) > 0
     assert done["error"] is None and done["seconds"] > 0
     conn.close()
+
+
+def test_a_chunk_that_raises_fails_the_job_instead_of_leaving_it_running(db_url) -> None:
+    """A chunk that cannot run for a reason other than the database (here a job whose
+    params lost the map) fails its job in one line: before, the task ended with the chunk
+    pending and the job 'running' for ever, so `retag --wait` and the bench never ended."""
+    conn = connect(db_url)
+    plan = plan_remap(conn, SceneMap.load(), chunk_size=10)
+    with conn, conn.cursor() as cur:
+        cur.execute("UPDATE jobs SET params = params - 'albums_by_class' WHERE id = %s",
+                    (plan.job_id,))  # fmt: skip
+    outcome = run_chunk(conn, plan.job_id, plan.pending[0])
+    job = _job(conn, plan.job_id)
+    assert outcome.outcome == "failed" and not outcome.closed
+    assert job.state == "failed"
+    assert job.error == f"chunk {plan.pending[0]}: KeyError: 'albums_by_class'"
+    assert "\n" not in job.error
+    # Redelivered, the chunk finds the job final and does nothing.
+    assert run_chunk(conn, plan.job_id, plan.pending[0]).outcome == "skipped"
+    conn.close()
