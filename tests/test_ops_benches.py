@@ -202,3 +202,33 @@ def test_retag_bench_fill_writes_photos_in_small_transactions(db) -> None:
         assert biggest <= FILL_ROWS_PER_TRANSACTION and transactions >= 3
         cur.execute("SELECT sum(photos) FROM photo_status_counts WHERE status = 'tagged'")
         assert cur.fetchone()[0] == n
+
+
+@pytest.mark.slow
+def test_bench_retag_fleet_reports_both_worker_counts_and_the_limits(pg_server, redis_url) -> None:
+    """bench retag --workers 1,2 re-tags every photo with each worker count (both workers
+    used with two), and prints the rates, the scaling between them and the matrix-product
+    limits, each from what it measured."""
+    out = run_cli(
+        "bench", "retag", "--workers", "1,2", "--photos", "3000", "--centroids", "300",
+        "--dim", "64", "--chunk-size", "300", "--batch-size", "1000", "--json",
+        env={"DATABASE_URL": pg_server.get_uri(), "CELERY_BROKER_URL": redis_url},
+        timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert set(r["photos_per_s_by_workers"]) == {"1", "2"}
+    for n in ("1", "2"):
+        run = r["runs"][n]
+        assert run["photos"] == 3000 and run["chunks"] == 11
+        assert run["photos_per_s"] == pytest.approx(run["photos"] / run["seconds"], rel=0.02)
+        assert r["photos_per_s_by_workers"][n] == run["photos_per_s"]
+    assert r["runs"]["2"]["workers_used"] == 2
+    rates = r["photos_per_s_by_workers"]
+    assert r["scaling"] == pytest.approx(rates["2"] / rates["1"], abs=0.01)
+    u = r["unrestricted_process"]
+    assert u["photos_per_s"] > 0 and u["matmul_limit_photos_per_s"] > 0
+    assert u["share_of_limit"] == pytest.approx(
+        u["photos_per_s"] / u["matmul_limit_photos_per_s"], abs=0.01
+    )
+    assert r["matmul_limit_one_thread_photos_per_s"] > 0
