@@ -234,6 +234,12 @@ def test_fleet_and_local_json_share_one_schema(db_url, redis_url, monkeypatch, c
                     (fleet["scene_map"]["job"],))  # fmt: skip
         assert cur.fetchone()[0] == "2"
     job, n = fleet["release"]["job"], fleet["release"]["chunks"]
+    args = build_parser().parse_args(["retag", "--release", "A", "--no-progress"])
+    assert args.func(args) == 0  # the text names the part as --local's does
+    assert capsys.readouterr().out.splitlines() == [
+        f"release A: job {job} resumed: {n} chunks, {n} tasks published for "
+        f"{fleet['release']['photos']} photos; see: sightline jobs show {job}"
+    ]
     for chunk in range(n - 1):  # the published chunks, run here
         run_chunk(conn, job, chunk)
     # `retag` again resumes the live job; --wait follows it while the last chunk is written.
