@@ -7,6 +7,12 @@ at once (as N worker batch threads would). On one connection, in the same run, t
 number of photos also go through the previous path (``sightline_write_photos``, one
 sub-transaction per photo) for ``previous_rows_per_s_per_connection`` and the ``ratio``. Then
 the stored size per photo and how fast the embeddings read back (what a re-tag reads).
+
+The warm-up writes its photos twice (the second pass warms the COPY path), which leaves one
+dead version of each warm row and its tags; the photo tables are VACUUMed after it, as
+autovacuum does in a running library, so the measured writes reuse that space and
+``bytes_per_photo`` is what live photos take (``bytes_per_photo_by_relation`` says where:
+each table's heap and TOAST, each index, summed over partitions).
 """
 
 from __future__ import annotations
@@ -81,6 +87,17 @@ def relation_sizes(cur: Any, tables: tuple[str, ...]) -> dict[str, int]:
             )
             out[f"{table} {name}"] = int(cur.fetchone()[0])
     return out
+
+
+def _vacuum(url: str) -> None:
+    """VACUUM the photo tables, as autovacuum does in a running library."""
+    from workers.db import connect
+
+    conn = connect(url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("VACUUM " + ", ".join(_TABLES))
+    conn.close()
 
 
 def _items(n: int, prefix: str, dim: int, classes: int, seed: int) -> list[dict[str, Any]]:
@@ -177,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
         warm = _items(args.photos, "warm", args.dim, args.classes, seed=0)
         _write_all(url, warm, args.batch_size, 1, "function")
         _write_all(url, warm, args.batch_size, 1, "copy")  # rewrites: warms the COPY path
+        _vacuum(url)
         total = len(warm)
         per_path = {}
         for path in ("function", "copy"):
