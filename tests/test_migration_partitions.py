@@ -222,6 +222,12 @@ def test_writes_after_the_partition_migration(filled_0016, monkeypatch) -> None:
         cur.execute("SELECT owner, id FROM photos WHERE key = %s", (moved["key"],))
         assert cur.fetchall() == [("zoe", pid)]
         assert [r["album"] for r in albums.scene_albums(cur, "zoe")] != []
+        # The COPY path moves an object alike.
+        moved2 = {**fresh[2], "owner": "yann", "sequencer": "FFFFFFFFFFFFFFFF"}
+        [(pid2, outcome2)] = write_photos_copy(cur, [moved2])
+        assert outcome2 == "tagged"
+        cur.execute("SELECT owner, id FROM photos WHERE key = %s", (moved2["key"],))
+        assert cur.fetchall() == [("yann", pid2)]
         # ... and an older event for the old owner is stale, on both paths.
         old = {**fresh[1], "sequencer": "0000000000000001"}
         assert write_photos(cur, [old]) == [(None, "stale")]

@@ -381,19 +381,28 @@ DECLARE
     pdim   integer;
     want   integer;
     pnew   boolean;
+    o      record;
+    moved  boolean;
 BEGIN
     PERFORM sightline_album_defer();
     FOR p IN SELECT value FROM jsonb_array_elements(batch) LOOP
         BEGIN
             pid := NULL;
             -- changed: the object under another owner (the key's owner changed): gone when
-            -- this event is not older than it; when it is newer, this event is stale.
-            DELETE FROM photos o
-            WHERE o.bucket = p->>'bucket' AND o.key = p->>'key' AND o.owner <> p->>'owner'
-              AND sightline_not_older(p->>'sequencer', (p->>'event_time')::timestamptz,
-                                      o.sequencer, o.event_time);
-            IF EXISTS (SELECT FROM photos o WHERE o.bucket = p->>'bucket'
-                       AND o.key = p->>'key' AND o.owner <> p->>'owner') THEN
+            -- this event is not older than it; when it is newer, this event is stale. One
+            -- index probe per partition, and usually no row.
+            moved := false;
+            FOR o IN SELECT ph.id, ph.owner, ph.sequencer, ph.event_time FROM photos ph
+                     WHERE ph.bucket = p->>'bucket' AND ph.key = p->>'key'
+                       AND ph.owner <> p->>'owner' LOOP
+                IF sightline_not_older(p->>'sequencer', (p->>'event_time')::timestamptz,
+                                       o.sequencer, o.event_time) THEN
+                    DELETE FROM photos ph WHERE ph.id = o.id AND ph.owner = o.owner;
+                ELSE
+                    moved := true;  -- a newer event stored it under its other owner
+                END IF;
+            END LOOP;
+            IF moved THEN
                 idx := i; photo_id := NULL; outcome := 'stale';
                 RETURN NEXT;
                 i := i + 1;
@@ -503,8 +512,8 @@ $$;
 -- sightline_write_staged: latest definition from 0013_jobs.sql. Changed as
 -- sightline_write_photos above: conflict target (bucket, key, owner); each round first
 -- deletes the round's objects stored under another owner when its event is not older, and
--- leaves out (stale) those still stored under another owner; scene rows carry the owner;
--- the rewrite's deletes go by (owner, photo id).
+-- leaves out (stale, occ 0) those stored under another owner by a newer event; scene rows
+-- carry the owner; the rewrite's deletes go by (owner, photo id).
 CREATE OR REPLACE FUNCTION sightline_write_staged()
 RETURNS TABLE (idx integer, photo_id bigint, outcome text)
 LANGUAGE plpgsql AS $$
@@ -512,6 +521,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     rounds integer;
     bad    record;
+    o      record;
 BEGIN
     PERFORM sightline_album_defer();
     CREATE TEMP TABLE IF NOT EXISTS sightline_written (
@@ -524,10 +534,24 @@ BEGIN
     WHERE s.idx = r.idx AND r.n > 1;
     SELECT max(occ) INTO rounds FROM sightline_stage;
     FOR r IN 1..coalesce(rounds, 0) LOOP
-        -- changed: objects whose owner changed (see sightline_write_photos).
-        DELETE FROM photos o USING sightline_stage p
-        WHERE p.occ = r AND o.bucket = p.bucket AND o.key = p.key AND o.owner <> p.owner
-          AND sightline_not_older(p.sequencer, p.event_time, o.sequencer, o.event_time);
+        -- changed: objects whose owner changed (see sightline_write_photos): the stored row
+        -- goes when this event is not older, else the item sits out every round ('stale').
+        -- OFFSET 0 keeps the lookup a probe of (bucket, key) per item, never a join over
+        -- every photo.
+        FOR o IN SELECT p.idx, x.id, x.owner,
+                        sightline_not_older(p.sequencer, p.event_time, x.sequencer,
+                                            x.event_time) AS not_older
+                 FROM sightline_stage p CROSS JOIN LATERAL (
+                     SELECT ph.id, ph.owner, ph.sequencer, ph.event_time FROM photos ph
+                     WHERE ph.bucket = p.bucket AND ph.key = p.key AND ph.owner <> p.owner
+                     OFFSET 0) x
+                 WHERE p.occ = r LOOP
+            IF o.not_older THEN
+                DELETE FROM photos ph WHERE ph.id = o.id AND ph.owner = o.owner;
+            ELSE
+                UPDATE sightline_stage t SET occ = 0 WHERE t.idx = o.idx;
+            END IF;
+        END LOOP;
         WITH up AS (
             INSERT INTO photos AS ph (
                 owner, bucket, key, version_id, etag, size, sequencer, event_time, status,
@@ -540,8 +564,6 @@ BEGIN
                    p.model_version, p.model_trained, p.scene_trained, p.embedding_trained,
                    p.embedding::halfvec, p.scene_probs::halfvec, p.indoor
             FROM sightline_stage p WHERE p.occ = r
-              AND NOT EXISTS (SELECT FROM photos o WHERE o.bucket = p.bucket  -- changed
-                              AND o.key = p.key AND o.owner <> p.owner)
             ORDER BY p.bucket, p.key  -- one lock order for every batch
             ON CONFLICT (bucket, key, owner) DO UPDATE SET  -- changed: owner in the key
                 version_id = EXCLUDED.version_id,
