@@ -124,8 +124,8 @@ def test_albums_sort_by_when_taken_then_camera_clock_then_upload_then_processing
             ),
         }
         cur.execute(
-            "INSERT INTO photo_albums (photo_id, rank, album, score) "
-            "SELECT id, 1, 'same', 0.5 FROM photos"
+            "INSERT INTO photo_albums (photo_id, rank, album, score, owner) "
+            "SELECT id, 1, 'same', 0.5, owner FROM photos"
         )
         seen, after = [], None
         while page := albums.album_photos(cur, "alice", "scene", "same", after=after, limit=1):

@@ -29,6 +29,7 @@ from models.landmarks import LandmarkIndex
 from models.scenes import SceneMap, load_categories
 from workers import jobs, pgcopy
 from workers.releases import ReleaseRefused, activate_in, as_array, load_index
+from workers.retag import MATCHES_INSERT, MATCHES_TEMPLATE
 
 log = logging.getLogger("sightline.retag")
 
@@ -361,11 +362,12 @@ def _rematch(cur: Any, version: str, after: int, last: int) -> tuple[int, int]:
         ids = index.landmark_ids
         execute_values(
             cur,
-            "INSERT INTO landmark_matches (release, photo_id, landmark_id, score) VALUES %s",
+            MATCHES_INSERT,
             [
                 (version, int(rows.ids[p]), ids[j], float(s))
                 for p, j, s in zip(m.photo.tolist(), m.landmark.tolist(), m.score.tolist())
             ],
+            template=MATCHES_TEMPLATE,
             page_size=5000,
         )
     cur.execute("SELECT sightline_album_flush()")

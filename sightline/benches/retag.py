@@ -108,8 +108,8 @@ def _per_row(conn, release, sample: int) -> float:
             for lid, score in cur.fetchall():
                 if score >= th.general:
                     cur.execute(
-                        "INSERT INTO landmark_matches VALUES (%s, %s, %s, %s) "
-                        "ON CONFLICT DO NOTHING",
+                        "INSERT INTO landmark_matches (release, photo_id, landmark_id, score,"
+                        " owner) VALUES (%s, %s, %s, %s, 'bench') ON CONFLICT DO NOTHING",
                         (release.version, pid, lid, score),
                     )
         conn.rollback()  # the baseline's writes are not kept
