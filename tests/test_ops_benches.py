@@ -208,8 +208,8 @@ def test_retag_bench_fill_writes_photos_in_small_transactions(db) -> None:
 def test_bench_retag_fleet_reports_both_worker_counts_and_the_limits(pg_server, redis_url) -> None:
     """bench retag --workers 1,2 re-tags every photo with each worker count (both workers
     used with two: 31 short chunks, so that a second worker still joining when the first
-    takes its chunks gets some), and prints the rates, the scaling between them and the matrix-product
-    limits, each from what it measured."""
+    takes its chunks gets some), and prints the rates, the scaling between them and the
+    matrix-product limits, each from what it measured."""
     out = run_cli(
         "bench", "retag", "--workers", "1,2", "--photos", "3000", "--centroids", "300",
         "--dim", "64", "--chunk-size", "100", "--batch-size", "1000", "--json",
