@@ -278,11 +278,19 @@ def _noop_rate(url: str, endpoint: str, batch: int, photos: int) -> dict[str, An
     version = rt.model.meta.model_version
     conn = connect(url, register=False)
     with conn, conn.cursor() as cur:
+        # tagged by this model and its heads (per-head provenance, as a worker writes it)
         cur.execute(
-            "INSERT INTO photos (owner, bucket, key, etag, status, model_version, event_time) "
+            "INSERT INTO photos (owner, bucket, key, etag, status, model_version, "
+            "model_trained, scene_trained, embedding_trained, event_time) "
             "SELECT 'u' || (i %% 100), 'noop', 'users/u' || (i %% 100) || '/' || i || '.jpg', "
-            "md5(i::text), 'tagged', %s, now() FROM generate_series(1, %s) AS i",
-            (version, photos),
+            "md5(i::text), 'tagged', %s, %s, %s, %s, now() FROM generate_series(1, %s) AS i",
+            (
+                version,
+                rt.model.meta.trained,
+                rt.model.meta.scene_head.trained,
+                rt.model.meta.embedding_head.trained,
+                photos,
+            ),
         )
         job_id = jobs.create(cur, "backfill", {"bench": "noop"})
         cur.execute("SELECT owner, key, etag FROM photos WHERE bucket = 'noop' ORDER BY id")
