@@ -45,7 +45,11 @@ def default_transport_options(broker_url: str, timeout_s: float) -> dict[str, An
 
 
 class CeleryPublisher:
-    """Publishes tasks with ``send_task`` (by name; the handler never imports the tasks)."""
+    """Publishes tasks with ``send_task`` (by name; the handler never imports the tasks).
+
+    ``bulk``: on Redis, build the same messages without ``send_task``'s per-call overhead and
+    push a batch in one pipeline (see the module docstring); a backfill's road.
+    """
 
     def __init__(
         self,

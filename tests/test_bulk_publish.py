@@ -93,6 +93,20 @@ def test_template_and_full_build_agree(redis_url: str) -> None:
         publisher.close()
 
 
+def test_bulk_batch_to_a_dead_broker_fails_every_task(monkeypatch) -> None:
+    """Nothing answers on the port: every task of the batch comes back with the error (its
+    source retries them all), nothing raises."""
+    from sightline.embedded import free_port
+
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)  # Celery prefers it to broker=
+    publisher = CeleryPublisher(f"redis://127.0.0.1:{free_port()}/0", bulk=True, timeout_s=1)
+    try:
+        errors = publisher.publish([(TAG_TASK, t) for t in _tasks()])
+    finally:
+        publisher.close()
+    assert len(errors) == 3 and all(isinstance(e, Exception) for e in errors)
+
+
 @pytest.mark.slow
 def test_worker_runs_bulk_tasks_as_send_tasks(
     db, db_url, redis_url, moto_endpoint, tmp_path
