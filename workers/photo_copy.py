@@ -223,6 +223,6 @@ def write_photos_copy(cur: Any, items: list[dict[str, Any]]) -> list[tuple[int |
             raise
         cur.execute("ROLLBACK TO SAVEPOINT sightline_staged")
         return write_photos(cur, items)
-    cur.execute("RELEASE SAVEPOINT sightline_staged")
+    # No RELEASE: the savepoint ends with the caller's transaction, a round trip saved.
     by_idx = {i: (pid, outcome) for i, pid, outcome in got}
     return [by_idx[i] for i in range(len(items))]
