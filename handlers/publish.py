@@ -77,6 +77,10 @@ class CeleryPublisher:
 
             app = Celery("sightline-handler", broker=self.broker_url, set_as_current=False)
             app.conf.update(
+                # Celery prefers CELERY_BROKER_URL from the environment to broker=: name the
+                # broker where it looks first, so the URL given here is the one used.
+                broker_write_url=self.broker_url,
+                broker_read_url=self.broker_url,
                 task_serializer="json",
                 accept_content=["json"],
                 broker_transport_options=self.transport_options,

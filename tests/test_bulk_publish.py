@@ -93,12 +93,27 @@ def test_template_and_full_build_agree(redis_url: str) -> None:
         publisher.close()
 
 
-def test_bulk_batch_to_a_dead_broker_fails_every_task(monkeypatch) -> None:
+@pytest.mark.parametrize("bulk", [False, True])
+def test_the_given_broker_wins_over_the_environment(redis_url, monkeypatch, bulk) -> None:
+    """CELERY_BROKER_URL names another broker (Celery would prefer it to ``broker=``): the
+    publisher still delivers to the URL it was given."""
+    from sightline.embedded import free_port
+
+    monkeypatch.setenv("CELERY_BROKER_URL", f"redis://127.0.0.1:{free_port()}/0")
+    queue = f"bulk-{uuid.uuid4().hex[:8]}"
+    publisher = CeleryPublisher(redis_url, queues={TAG_TASK: queue}, bulk=bulk, timeout_s=1)
+    try:
+        assert publisher.publish([(TAG_TASK, t) for t in _tasks()]) == [None] * 3
+    finally:
+        publisher.close()
+    assert len(_pushed(redis.Redis.from_url(redis_url), queue)) == 3
+
+
+def test_bulk_batch_to_a_dead_broker_fails_every_task() -> None:
     """Nothing answers on the port: every task of the batch comes back with the error (its
     source retries them all), nothing raises."""
     from sightline.embedded import free_port
 
-    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)  # Celery prefers it to broker=
     publisher = CeleryPublisher(f"redis://127.0.0.1:{free_port()}/0", bulk=True, timeout_s=1)
     try:
         errors = publisher.publish([(TAG_TASK, t) for t in _tasks()])
