@@ -8,7 +8,9 @@ machine with nothing else installed (no celery, boto3, psycopg2 or exifread). Pr
 - each rate x FLOPs per image (FlopCounterMode; 27.2 GFLOP for WRN-50-2 at 224 px) divided
   by the bf16 matrix-product rate measured in the same run;
 - 12 MP JPEG decodes/s to the network's input crop with DCT drafts on every CPU core, and
-  how many decode processes one GPU worker needs to keep its GPU busy.
+  how many decode processes one GPU worker needs to keep its GPU busy;
+- the same decode to the crop on the device itself (``torchvision.io.decode_jpeg`` on a
+  list of photos, nvJPEG on CUDA; resize and crop there too), batch by batch.
 
 Weights are random (seeded): speed does not depend on them. On a machine without CUDA it
 runs on the CPU (``--device cpu``), e.g. with ``--arch tiny`` to prove it works.
@@ -84,6 +86,36 @@ def decode_rate(
         return done / (time.perf_counter() - t0), one
 
 
+def device_decode_rate(
+    photos: list[bytes], t: InputTransform, device: torch.device, *, batch: int, rounds: int
+) -> float:
+    """Decodes/s of whole JPEGs to the ``t.crop`` square on ``device``: one
+    ``torchvision.io.decode_jpeg`` call per batch of ``batch`` photos (nvJPEG on CUDA, which
+    has no DCT draft: every pixel is decoded), then an antialiased bilinear resize of the
+    shorter side to ``t.resize`` and a centre crop, as ``decode_crop`` does on the CPU."""
+    from torchvision.io import decode_jpeg
+    from torchvision.transforms.v2 import functional as TF
+
+    data = [torch.frombuffer(bytearray(p), dtype=torch.uint8) for p in photos]
+    items = [data[i % len(data)] for i in range(batch)]
+
+    def once() -> None:
+        imgs = decode_jpeg(items, device=device)
+        for img in imgs:
+            img = TF.resize(img, [t.resize], antialias=True)
+            TF.center_crop(img, [t.crop, t.crop])
+
+    once()  # first call: nvJPEG handles and buffers
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        once()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return rounds * batch / (time.perf_counter() - t0)
+
+
 def model_rates(
     net: torch.nn.Module,
     crop: int,
@@ -138,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--height", type=int, default=3000)
     p.add_argument("--decodes", type=int, default=8, help="decodes per process")
     p.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--device-decode-batch", type=int, default=32,
+                   help="photos per decode_jpeg call on the device (0: skip)")  # fmt: skip
     p.add_argument("--peak-seconds", type=float, default=2.0)
     p.add_argument("--budget-s", type=float, default=240, help="skip model runs started after this")
     p.add_argument("--json", action="store_true")
@@ -167,6 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     photos = [synthetic_jpeg(args.width, args.height, seed=i) for i in range(args.photos)]
     all_cores, one = decode_rate(photos, t, processes=args.processes, per_process=args.decodes)
     best = max(r["images_per_s"] for r in rows_done)
+    on_device = (
+        device_decode_rate(photos, t, device, batch=args.device_decode_batch, rounds=args.rounds)
+        if args.device_decode_batch > 0
+        else None
+    )
     result = {
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -186,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
             "decodes_per_s_one_process": round(one, 2),
             "processes_to_feed_best_rate": math.ceil(best / one),
             "decode_keeps_up": all_cores >= best,
+            "device_decodes_per_s": None if on_device is None else round(on_device, 1),
+            "device_decode_batch": args.device_decode_batch,
+            "device_decode_keeps_up": None if on_device is None else on_device >= best,
         },
         "elapsed_s": round(time.perf_counter() - t_start, 1),
     }

@@ -7,6 +7,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -152,32 +153,15 @@ def save_checkpoint(model: SightlineNet, meta: CheckpointMeta, path: str | Path)
 
 
 def load_checkpoint(path: str | Path) -> tuple[SightlineNet, CheckpointMeta]:
-    """Load a ``.safetensors`` file, or a ``.pt``/``.pth`` dict of {state_dict, meta}."""
+    """Load a ``.safetensors`` file, or a ``.pt``/``.pth`` dict of {state_dict, meta}.
+
+    Raises CheckpointError (one line naming the file) for a missing file, a directory, a
+    foreign or corrupt file, one without sightline metadata, or weights that do not fit the
+    arch the metadata names.
+    """
     path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        if not looks_like_checkpoint(path):
-            raise ValueError(NOT_A_CHECKPOINT)
-        if path.suffix == ".safetensors":
-            with safe_open(str(path), framework="pt") as f:
-                header = (f.metadata() or {}).get(_META_KEY)
-                if header is None:
-                    raise CheckpointError(f"{path}: no sightline metadata in checkpoint")
-                meta = CheckpointMeta.from_json(header)
-                state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-        else:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-            if not isinstance(blob, dict) or "state_dict" not in blob or "meta" not in blob:
-                raise CheckpointError(f"{path}: expected a dict with 'state_dict' and 'meta'")
-            meta = CheckpointMeta.from_json(blob["meta"])
-            state = blob["state_dict"]
-    except CheckpointError:
-        raise
-    except Exception as exc:  # corrupt or foreign file: one clear line, never a traceback
-        raise CheckpointError(f"{path}: cannot read checkpoint ({exc})") from exc
+    header, state = _read_checkpoint(path, tensors=True)
+    meta = _parse_meta(path, header)
     model = build_from_meta(meta)
     try:
         model.load_state_dict(state, strict=True)
@@ -194,6 +178,17 @@ def read_meta(path: str | Path) -> CheckpointMeta:
     Raises CheckpointError for a missing file, a directory, or one without sightline metadata.
     """
     path = Path(path)
+    header, _ = _read_checkpoint(path, tensors=False)
+    return replace(_parse_meta(path, header), sha256=file_sha256(path))
+
+
+def _read_checkpoint(path: Path, *, tensors: bool) -> tuple[Any, dict[str, Any] | None]:
+    """(the sightline metadata as stored: JSON text, a dict, or None when a ``.safetensors``
+    header has none; the tensors by name when ``tensors`` and there is metadata, else None).
+
+    A ``.pt``/``.pth`` file loads with ``weights_only=True``. Raises CheckpointError, one
+    line: a missing file, a directory, a foreign or corrupt file.
+    """
     if path.is_dir():
         raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
     if not path.is_file():
@@ -204,22 +199,27 @@ def read_meta(path: str | Path) -> CheckpointMeta:
         if path.suffix == ".safetensors":
             with safe_open(str(path), framework="pt") as f:
                 header = (f.metadata() or {}).get(_META_KEY)
-        else:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-            if not isinstance(blob, dict) or "state_dict" not in blob or "meta" not in blob:
-                raise CheckpointError(f"{path}: expected a dict with 'state_dict' and 'meta'")
-            header = blob["meta"]
+                wanted = tensors and header is not None
+                state = {k: f.get_tensor(k) for k in f.keys()} if wanted else None  # noqa: SIM118
+            return header, state
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(blob, dict) or "state_dict" not in blob or "meta" not in blob:
+            raise CheckpointError(f"{path}: expected a dict with 'state_dict' and 'meta'")
+        return blob["meta"], (blob["state_dict"] if tensors else None)
     except CheckpointError:
         raise
-    except Exception as exc:  # a foreign or corrupt file: one clear line
+    except Exception as exc:  # a foreign or corrupt file: one clear line, never a traceback
         raise CheckpointError(f"{path}: cannot read checkpoint ({exc})") from exc
+
+
+def _parse_meta(path: Path, header: Any) -> CheckpointMeta:
+    """The CheckpointMeta of ``header`` (see _read_checkpoint); CheckpointError when none."""
     if header is None:
         raise CheckpointError(f"{path}: no sightline metadata in checkpoint")
     try:
-        meta = CheckpointMeta.from_json(header)
+        return CheckpointMeta.from_json(header)
     except Exception as exc:
         raise CheckpointError(f"{path}: unreadable sightline metadata ({exc})") from exc
-    return replace(meta, sha256=file_sha256(path))
 
 
 def untrained(

@@ -259,9 +259,11 @@ def load_release(path: str | Path) -> Release:
             localized = {locale: data[key] for key in data.files if (locale := locale_of(key))}
     except FileNotFoundError:
         raise ReleaseError(f"no release file at {path}") from None
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, EOFError) as exc:
         # numpy's text for a non-archive advises allow_pickle, which a release never needs.
         reason = "not an .npz archive" if "allow_pickle" in str(exc) else str(exc)
+        reason = "empty file" if isinstance(exc, EOFError) else reason
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else reason
         raise ReleaseError(f"{path}: not a sightline release file ({reason})") from None
     if manifest.get("format") != FORMAT:
         raise ReleaseError(f"{path} is not a sightline release file")

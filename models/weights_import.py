@@ -26,18 +26,17 @@ import torch
 from torch import Tensor
 
 from models.checkpoint import (
-    NOT_A_CHECKPOINT,
     UNTRAINED,
     CheckpointMeta,
     HeadProvenance,
     file_sha256,
-    looks_like_checkpoint,
     save_checkpoint,
 )
 from models.network import ARCHS, SightlineNet, sightline_net
 from models.scenes import load_categories
 from models.training.pretrained import PretrainedError, load_resnet_weights
 from models.transforms import InputTransform
+from models.weights_file import WeightsFileError, read_weights_file
 
 SOURCES = ("csail-places365", "torchvision")
 # The archs a torchvision-layout ResNet file can be: tried in this order when not given.
@@ -58,40 +57,11 @@ class ImportResult:
 
 def read_source(path: str | Path) -> tuple[dict[str, Tensor], str | None]:
     """(tensors by torchvision name, the arch the file names or None) from a CSAIL-layout
-    checkpoint or a plain state dict; raises WeightsImportError."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsImportError(f"weights file not found: {path}")
-    if not looks_like_checkpoint(path):
-        raise WeightsImportError(f"{path}: {NOT_A_CHECKPOINT}")
+    checkpoint or a plain state dict (models/weights_file.py); raises WeightsImportError."""
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            blob: object = load_file(str(path))
-        else:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a foreign or corrupt file: one clear line
-        # torch's own text suggests weights_only=False, which would run the file's code.
-        raise WeightsImportError(
-            f"{path}: not a weights file that loads without running code "
-            f"({type(exc).__name__}); a whole pickled model (CSAIL's whole_*.pth.tar) is "
-            "refused: use the state-dict file (*_places365.pth.tar)"
-        ) from exc
-    file_arch = None
-    if isinstance(blob, dict) and isinstance(blob.get("state_dict"), dict):
-        arch = blob.get("arch")
-        file_arch = arch if isinstance(arch, str) else None
-        blob = blob["state_dict"]
-    if not isinstance(blob, dict) or not blob:
-        raise WeightsImportError(f"{path}: expected a state dict of tensors")
-    state: dict[str, Tensor] = {}
-    for key, value in blob.items():
-        if not isinstance(value, Tensor):
-            raise WeightsImportError(f"{path}: entry {key!r} is not a tensor")
-        # DataParallel checkpoints (CSAIL's) prefix every name with "module.".
-        state[str(key).removeprefix("module.")] = value
-    return state, file_arch
+        return read_weights_file(path)
+    except WeightsFileError as exc:
+        raise WeightsImportError(str(exc)) from exc
 
 
 def _fits(arch: str, state: dict[str, Tensor]) -> bool:

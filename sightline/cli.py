@@ -84,6 +84,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2 if kind in known else 1
 
 
+def report_error(message: str) -> None:
+    """``sightline: error: MESSAGE`` on stderr, as main() prints a CliError: for a command
+    that goes on after an error (one bad photo of many) or ends without raising."""
+    _say(f"sightline: error: {message}")
+
+
 def _say(line: str) -> None:
     """An error line on stderr; a JSON line when SIGHTLINE_LOG_FORMAT=json."""
     if (os.environ.get("SIGHTLINE_LOG_FORMAT") or "").strip().lower() == "json":

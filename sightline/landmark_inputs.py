@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,14 @@ def load_array(path: str | None, what: str, ndim: int, *, integer: bool = False)
         a = np.load(Path(path), allow_pickle=False)
     except FileNotFoundError:
         raise CliError(f"{what}: no such file {path}") from None
-    except (OSError, ValueError) as exc:
-        raise CliError(f"{what}: {path} is not a .npy array ({exc})") from None
+    except OSError as exc:  # a folder, no permission
+        raise CliError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
+    except EOFError:
+        raise CliError(f"{what}: {path} is empty, not a .npy array") from None
+    except ValueError as exc:
+        # numpy's text for a foreign file advises allow_pickle, which an array never needs.
+        reason = "" if "allow_pickle" in str(exc) else f" ({exc})"
+        raise CliError(f"{what}: {path} is not a .npy array{reason}") from None
     if a.ndim != ndim:
         raise CliError(f"{what}: {path} has shape {a.shape}, expected {ndim} dimensions")
     if integer and a.dtype.kind not in "iu":
@@ -153,8 +160,6 @@ def load_corrections(path: str, release: Any) -> tuple[Any, Any, Any, dict[str, 
     not-a-landmark (a hidden match is a false positive). Other models' photos, photos with
     no embedding and landmarks the release lacks are skipped and counted.
     """
-    import json
-
     import numpy as np
 
     from models.landmark_eval import NONE
@@ -166,12 +171,17 @@ def load_corrections(path: str, release: Any) -> tuple[Any, Any, Any, dict[str, 
     try:
         if text.lstrip().startswith("{"):
             rows = [json.loads(ln) for ln in text.splitlines() if ln.strip()]
+            if not all(isinstance(r, dict) for r in rows):
+                raise CliError(f"corrections: {path} is not JSON lines of one object each")
+            columns = set(rows[0])
         else:
-            rows = list(csv.DictReader(text.splitlines()))
+            reader = csv.DictReader(text.splitlines())
+            rows = list(reader)
+            columns = set(reader.fieldnames or ())  # a CSV export has its header, rows or not
     except json.JSONDecodeError as exc:
         raise CliError(f"corrections: {path} is not JSON lines: {exc}") from None
     need = {"photo_id", "kind", "label", "verdict", "model_version", "embedding"}
-    if rows and not need <= set(rows[0]):
+    if text.strip() and not need <= columns:
         raise CliError(f"corrections: {path} needs the columns of `sightline corrections export`")
     pos = {str(x): i for i, x in enumerate(release.landmark_ids)}
     counts = dict.fromkeys(
@@ -186,7 +196,7 @@ def load_corrections(path: str, release: Any) -> tuple[Any, Any, Any, dict[str, 
             counts["other_model"] += 1
             continue
         try:
-            emb = np.asarray(json.loads(r["embedding"]), dtype=np.float32)
+            emb = _embedding(r["embedding"])
         except (TypeError, ValueError):
             counts["no_embedding"] += 1
             continue
@@ -216,6 +226,18 @@ def load_corrections(path: str, release: Any) -> tuple[Any, Any, Any, dict[str, 
     from models.centroids import l2_normalise
 
     return l2_normalise(e) if len(e) else e, truth, gps, counts
+
+
+def _embedding(value: Any) -> Any:
+    """An exported embedding as a float32 vector: a JSON array (`--json`), or its text
+    (`--csv`, and exports that wrote pgvector text); ValueError or TypeError for none."""
+    import numpy as np
+
+    if isinstance(value, str):
+        value = json.loads(value)  # a JSONDecodeError is a ValueError
+    if not isinstance(value, list):
+        raise TypeError(f"embedding is {type(value).__name__}, not a list")
+    return np.asarray(value, dtype=np.float32)
 
 
 def _coord(row: dict[str, Any], key: str) -> float:

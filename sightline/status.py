@@ -151,6 +151,10 @@ def database_report(cur: Any, *, failures: int = 10) -> dict[str, Any]:
         "tagged_by": tagged_heads(cur),
         "failure_reasons": failure_reasons(cur),
         "last_failures": last_failures(cur, failures),
-        "active_release": next((r for r in rel if r["status"] == "active"), None),
+        # One active release per model version (two during a model switch), by model.
+        "active_releases": sorted(
+            (r for r in rel if r["status"] == "active"),
+            key=lambda r: (r["model_version"], r["version"]),
+        ),
         "other_releases": [r for r in rel if r["status"] != "active"],
     }

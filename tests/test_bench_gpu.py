@@ -34,7 +34,8 @@ def test_bench_gpu_runs_on_cpu_without_the_worker_stack() -> None:
     rates with peak shares, and decode rates with the processes needed."""
     argv = ["--device", "cpu", "--arch", "tiny", "--batch-sizes", "2,4", "--rounds", "1",
             "--no-compile", "--photos", "2", "--width", "800", "--height", "600",
-            "--decodes", "2", "--processes", "2", "--peak-seconds", "0.2", "--json"]  # fmt: skip
+            "--decodes", "2", "--processes", "2", "--peak-seconds", "0.2", "--json",
+            "--device-decode-batch", "3"]  # fmt: skip
     out = subprocess.run(
         [sys.executable, "-c", _RUN.format(forbidden=FORBIDDEN, argv=argv)],
         cwd=ROOT,
@@ -50,3 +51,4 @@ def test_bench_gpu_runs_on_cpu_without_the_worker_stack() -> None:
     assert result["gflop_per_image"] > 0 and result["bf16_matmul_peak_gflops"] > 0
     decode = result["decode"]
     assert decode["decodes_per_s_all_processes"] > 0 and decode["processes_to_feed_best_rate"] >= 1
+    assert decode["device_decodes_per_s"] > 0 and decode["device_decode_batch"] == 3

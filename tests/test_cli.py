@@ -212,7 +212,6 @@ def test_tag_matches_landmarks_of_a_release_file(tmp_path) -> None:
     assert far_out["landmarks"] == []
 
 
-
 @pytest.mark.slow
 def test_embed_output_feeds_centroids_build(tmp_path) -> None:
     """`embed` writes (N, D) float32 rows equal to the model's own embeddings of the photos
@@ -235,8 +234,9 @@ def test_embed_output_feeds_centroids_build(tmp_path) -> None:
     )  # fmt: skip
     assert out.returncode == 2
     summary = json.loads(out.stdout)
+    broken = tmp_path / "broken.jpg"
     assert [line for line in out.stderr.splitlines() if "skipped" in line] == [
-        f"sightline: {tmp_path / 'broken.jpg'}: skipped: not an image (format not recognised)"
+        f"sightline: error: {broken}: skipped: not an image (format not recognised)"
     ]
     e = np.load(tmp_path / "E.npy")
     assert e.dtype == np.float32 and e.shape == (3, summary["dim"])

@@ -100,7 +100,10 @@ def test_embed_writes_nothing_when_no_photo_embedded(capsys, monkeypatch, notes,
     monkeypatch.setenv("SIGHTLINE_ARCH", "tiny")
     out, names = tmp_path / "e.npy", tmp_path / "names.txt"
     code, err = _run(capsys, "embed", str(notes), "--out", str(out), "--names", str(names))
-    assert code == 2 and err[-1] == f"sightline: no photo embedded; {out} not written"
+    assert code == 2 and [line for line in err if not line.startswith("WARNING: ")] == [
+        f"sightline: error: {notes}: not an image (format not recognised); "
+        f"no photo embedded; {out} not written"
+    ]
     assert not out.exists() and not names.exists()
 
 
@@ -157,3 +160,18 @@ def test_backfill_fails_its_job_on_an_aws_error(
     )
     assert good.returncode == 0, good.stderr
     assert json.loads(good.stdout)["id"] != first.id
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["release", "activate", "nosuch"], ["release", "retire", "nosuch"],
+     ["release", "diff", "nosuch", "other"]],
+    ids=["activate", "retire", "diff"],
+)  # fmt: skip
+def test_release_commands_refuse_an_unknown_version_in_one_line(
+    capsys, monkeypatch, db_url, argv
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    code, err = _run(capsys, *argv)
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("sightline: error: ") and "nosuch" in err[0], err

@@ -3,6 +3,9 @@ album SQL honours it, and no re-map, re-tag with a new release or model switch u
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import uuid
 from collections.abc import Iterator
 
@@ -13,9 +16,10 @@ import pytest
 
 from models.centroids import build_centroids
 from models.landmarks import Thresholds
-from models.release import make_release
+from models.release import make_release, save_release
 from models.scenes import SceneMap
 from sightline import albums
+from sightline.cli import main
 from tests.synthetic_landmarks import make_world, photos, references
 from workers.releases import import_release
 from workers.retag import retag_release, retag_scenes
@@ -299,3 +303,74 @@ def test_reader_role_reads_locale_overloads_but_cannot_correct(db, library, pg_s
     finally:
         conn.close()
         gen.close()
+
+
+def _cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_export_carries_the_filing_scores_and_numeric_embeddings_back_into_calibrate(
+    db, db_url, library, writer, capsys, monkeypatch, tmp_path
+) -> None:
+    """`corrections export`: a hide (scene or landmark) carries the score that filed the
+    photo in that album, an add none; the embedding is a JSON array of numbers (the photo's
+    stored vector). `calibrate --corrections` reads the JSON and the CSV export (and an
+    older export with pgvector text) to the same photos and thresholds."""
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    a = library["alice"]
+    with db, db.cursor() as cur:
+        forest = {
+            p["photo_id"]: p["score"] for p in albums.album_photos(cur, "alice", "scene", "forest")
+        }
+        marks = {
+            p["photo_id"]: p["score"] for p in albums.album_photos(cur, "alice", "landmark", "0")
+        }
+    assert set(forest) == set(marks) == set(a)
+    with writer.cursor() as cur:
+        cur.execute("SELECT * FROM hide_from_album('alice', %s, 'scene', 'forest')", (a[0],))
+        cur.execute("SELECT * FROM hide_from_album('alice', %s, 'landmark', '0')", (a[1],))
+        cur.execute("SELECT * FROM add_to_album('alice', %s, 'landmark', '1')", (a[2],))
+        cur.execute("SELECT * FROM add_to_album('alice', %s, 'scene', 'sea & beach')", (a[3],))
+
+    code, text, err = _cli(capsys, "corrections", "export", "--json")
+    assert code == 0 and err == ""
+    rows = {(r["photo_id"], r["kind"], r["verdict"]): r for r in map(json.loads, text.splitlines())}
+    assert sorted(rows) == sorted(
+        [(a[0], "scene", "hide"), (a[1], "landmark", "hide"), (a[2], "landmark", "add"),
+         (a[3], "scene", "add")]
+    )  # fmt: skip
+    assert rows[a[0], "scene", "hide"]["score"] == forest[a[0]]
+    assert rows[a[1], "landmark", "hide"]["score"] == marks[a[1]]
+    assert rows[a[2], "landmark", "add"]["score"] is None
+    assert rows[a[3], "scene", "add"]["score"] is None
+    for (pid, _, _), r in rows.items():
+        emb = r["embedding"]
+        assert isinstance(emb, list) and all(isinstance(x, float) for x in emb)
+        want = library["emb"][a.index(pid)]
+        np.testing.assert_allclose(emb, want, atol=2e-3)  # stored as halfvec
+    (tmp_path / "c.jsonl").write_text(text)
+    code, text_csv, err = _cli(capsys, "corrections", "export", "--csv")
+    assert code == 0 and err == ""
+    (tmp_path / "c.csv").write_text(text_csv)
+    by_csv = {int(r["photo_id"]): r for r in csv.DictReader(io.StringIO(text_csv))}
+    for (pid, _, _), r in rows.items():
+        assert json.loads(by_csv[pid]["embedding"]) == r["embedding"]
+    old = [{**r, "embedding": str(r["embedding"]).replace(" ", "")} for r in rows.values()]
+    (tmp_path / "old.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+
+    save_release(_release("A", MODEL, *library["world"]), tmp_path / "A.npz")
+    results = []
+    for name in ("c.jsonl", "c.csv", "old.jsonl"):
+        code, out, err = _cli(
+            capsys, "calibrate", "--release", str(tmp_path / "A.npz"), "--corrections",
+            str(tmp_path / name), "--target-fpr", "0.1", "--out", str(tmp_path / f"{name}.npz"),
+            "--json",
+        )  # fmt: skip
+        assert code == 0, err
+        results.append(json.loads(out))
+    used = results[0]["corrections"]
+    assert (used["rows"], used["hidden"], used["added"], used["no_embedding"]) == (2, 1, 1, 0)
+    assert all(r["corrections"] == used for r in results)
+    assert all(r["thresholds"] == results[0]["thresholds"] for r in results)

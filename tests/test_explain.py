@@ -167,7 +167,7 @@ def test_explain_with_trained_weights_and_centroids_names_the_best_centroid(
     [
         ("photo", {"SIGHTLINE_WEIGHTS": "", "SIGHTLINE_ALLOW_UNTRAINED": ""}, "no weights"),
         ("garbage", UNTRAINED, "not an image"),
-        ("missing", UNTRAINED, "no such file"),
+        ("missing", UNTRAINED, "cannot read: No such file or directory"),
     ],
 )
 def test_explain_refuses_bad_input_with_one_line(tmp_path: Path, setup, env, message):

@@ -116,7 +116,7 @@ def test_bad_manifest_is_a_one_line_error(tmp_path) -> None:
         env={"CELERY_BROKER_URL": "memory://", "DATABASE_URL": "postgresql:///x"},
     )
     assert out.returncode == 2
-    assert out.stderr.startswith("sightline: error: not an S3 Inventory manifest.json")
+    assert out.stderr.startswith(f"sightline: error: {bad}: not an S3 Inventory manifest.json")
     assert len(out.stderr.splitlines()) == 1
 
 

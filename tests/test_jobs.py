@@ -40,7 +40,7 @@ def test_state_moves(db) -> None:
             jobs.move(cur, job_id, "done")  # a paused job is resumed or cancelled, not finished
         assert jobs.move(cur, job_id, "running").state == "running"
         done = jobs.move(cur, job_id, "done")
-        assert done.finished_at is not None and done.eta_s() == 0.0
+        assert done.finished_at is not None and done.eta_s() is None  # not running: no ETA
         with pytest.raises(jobs.JobError, match="is done; it cannot become running"):
             jobs.move(cur, job_id, "running")
         with pytest.raises(jobs.JobError, match="no job"):
@@ -72,3 +72,25 @@ def test_jobs_command(db, db_url) -> None:
                                   "it cannot become running")  # fmt: skip
     out = run_cli("jobs", "show", "999999", env=env)
     assert out.returncode == 2 and out.stderr.strip() == "sightline: error: no job 999999"
+
+
+def test_jobs_list_shows_no_eta_for_a_job_that_is_not_running(db) -> None:
+    """`jobs list`/`show` print '-' as the ETA of a paused, done or cancelled job (not
+    0m00s), 'unknown' for a running one without an outcome yet, else the time left."""
+    from sightline.commands.jobs import _detail, _line
+
+    with db, db.cursor() as cur:
+        job_id = jobs.create(cur, "retag", {"release": "r"}, total=100)
+        fresh = jobs.get(cur, job_id)
+        jobs.add(cur, job_id, published=100, done=50)
+        cur.execute("UPDATE jobs SET started_at = updated_at - interval '100 seconds' "
+                    "WHERE id = %s", (job_id,))  # fmt: skip
+        running = jobs.get(cur, job_id)
+        paused = jobs.move(cur, job_id, "paused")
+        cancelled = jobs.move(cur, job_id, "cancelled")
+    assert _line(fresh).split()[-1] == "unknown"
+    assert _line(running).split()[-1] == "1m40s"  # 50 left at 0.5/s
+    for job in (paused, cancelled):
+        assert job.eta_s() is None
+        assert _line(job).split()[-1] == "-"
+        assert "  eta        -" in _detail(job).splitlines()

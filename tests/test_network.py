@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, untrained
+from models.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    read_meta,
+    save_checkpoint,
+    untrained,
+)
 from models.network import sightline_net
 from models.scenes import load_categories
 
@@ -90,3 +96,42 @@ def test_pickled_objects_are_never_loaded(tmp_path) -> None:
     torch.save({"state_dict": {}, "meta": _Evil()}, path)
     with pytest.raises(CheckpointError, match="cannot read checkpoint"):
         load_checkpoint(path)
+
+
+def _bad_checkpoints(tmp_path) -> dict[str, tuple[object, str]]:
+    """Files that are not serving checkpoints, each with (a regex of) its one-line reason."""
+    from safetensors.torch import save_file
+
+    (tmp_path / "folder.safetensors").mkdir()
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "bare.safetensors"))  # no sightline header
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "odd.safetensors"), metadata={
+        "sightline": "{not json"})  # fmt: skip
+    torch.save({"weights": {}}, tmp_path / "plain.pt")
+    torch.save({"state_dict": {}, "meta": "[1, 2]"}, tmp_path / "listmeta.pt")
+    (tmp_path / "notes.pt").write_text("shopping: milk, eggs\n")
+    return {
+        "missing": (tmp_path / "none.pt", "checkpoint not found"),
+        "directory": (tmp_path / "folder.safetensors", "is a directory, not a checkpoint file"),
+        "text": (tmp_path / "notes.pt", r"cannot read checkpoint \(not a safetensors"),
+        "no metadata": (tmp_path / "bare.safetensors", "no sightline metadata"),
+        "bad metadata": (tmp_path / "odd.safetensors", "unreadable sightline metadata"),
+        "not our layout": (tmp_path / "plain.pt", "expected a dict with 'state_dict' and 'meta'"),
+        "meta not an object": (tmp_path / "listmeta.pt", "unreadable sightline metadata"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing", "directory", "text", "no metadata", "bad metadata", "not our layout",
+     "meta not an object"],
+)  # fmt: skip
+def test_load_checkpoint_and_read_meta_refuse_a_bad_file_alike(tmp_path, case: str) -> None:
+    """The serving loader and the metadata reader read files one way: the same one-line
+    reason, naming the file, for each file that is not a checkpoint."""
+    path, reason = _bad_checkpoints(tmp_path)[case]
+    with pytest.raises(CheckpointError, match=reason) as loaded:
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match=reason) as read:
+        read_meta(path)
+    assert str(loaded.value) == str(read.value) and "\n" not in str(read.value)
+    assert str(path) in str(read.value)

@@ -158,3 +158,77 @@ def test_bench_backfill_reports_every_rate(pg_server, redis_url) -> None:
     import redis
 
     assert redis.Redis.from_url(redis_url).keys("sightline-bench-*") == []
+
+
+@pytest.mark.parametrize("bench", ["model-switch", "retag"])
+def test_bench_options_have_help(bench) -> None:
+    """Every option of these benches says what it sets in --help."""
+    import argparse
+
+    from sightline.cli import build_parser
+
+    def choices(parser: argparse.ArgumentParser) -> dict:
+        return next(
+            a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)
+        )
+
+    sub = choices(choices(build_parser())["bench"])[bench]
+    options = [a for a in sub._actions if a.option_strings and a.dest != "help"]
+    assert options
+    assert [a.option_strings[0] for a in options if not a.help] == []
+
+
+def test_retag_bench_fill_writes_photos_in_small_transactions(db) -> None:
+    """The retag benches' fill (200,000 photos by default) stays linear: no transaction
+    writes more than FILL_ROWS_PER_TRANSACTION photos (one big one is quadratic in the
+    status-count trigger), every photo is stored once and the status counters agree."""
+    import numpy as np
+
+    from sightline.benches._synthetic import random_release
+    from sightline.benches.retag import FILL_ROWS_PER_TRANSACTION, _fill
+    from workers.releases import import_release
+
+    rng = np.random.default_rng(0)
+    release = random_release(rng, centroids=20, dim=8)
+    import_release(db, release)
+    n = 2 * FILL_ROWS_PER_TRANSACTION + 7
+    _fill(db, rng, release, n)
+    with db, db.cursor() as cur:
+        cur.execute("SELECT count(*), count(DISTINCT id), min(id), max(id) FROM photos")
+        assert cur.fetchone() == (n, n, 1, n)
+        cur.execute("SELECT max(c), count(*) FROM (SELECT count(*) AS c FROM photos "
+                    "GROUP BY xmin::text) t")  # fmt: skip
+        biggest, transactions = cur.fetchone()
+        assert biggest <= FILL_ROWS_PER_TRANSACTION and transactions >= 3
+        cur.execute("SELECT sum(photos) FROM photo_status_counts WHERE status = 'tagged'")
+        assert cur.fetchone()[0] == n
+
+
+@pytest.mark.slow
+def test_bench_retag_fleet_reports_both_worker_counts_and_the_limits(pg_server, redis_url) -> None:
+    """bench retag --workers 1,2 re-tags every photo with each worker count (both workers
+    used with two), and prints the rates, the scaling between them and the matrix-product
+    limits, each from what it measured."""
+    out = run_cli(
+        "bench", "retag", "--workers", "1,2", "--photos", "3000", "--centroids", "300",
+        "--dim", "64", "--chunk-size", "300", "--batch-size", "1000", "--json",
+        env={"DATABASE_URL": pg_server.get_uri(), "CELERY_BROKER_URL": redis_url},
+        timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert set(r["photos_per_s_by_workers"]) == {"1", "2"}
+    for n in ("1", "2"):
+        run = r["runs"][n]
+        assert run["photos"] == 3000 and run["chunks"] == 11
+        assert run["photos_per_s"] == pytest.approx(run["photos"] / run["seconds"], rel=0.02)
+        assert r["photos_per_s_by_workers"][n] == run["photos_per_s"]
+    assert r["runs"]["2"]["workers_used"] == 2
+    rates = r["photos_per_s_by_workers"]
+    assert r["scaling"] == pytest.approx(rates["2"] / rates["1"], abs=0.01)
+    u = r["unrestricted_process"]
+    assert u["photos_per_s"] > 0 and u["matmul_limit_photos_per_s"] > 0
+    assert u["share_of_limit"] == pytest.approx(
+        u["photos_per_s"] / u["matmul_limit_photos_per_s"], abs=0.01
+    )
+    assert r["matmul_limit_one_thread_photos_per_s"] > 0

@@ -125,7 +125,7 @@ def test_chunk_worker_killed_then_resumed(db_url, redis_url, tmp_path) -> None:
     env = worker_env(db_url, redis_url, "http://127.0.0.1:9")
     r = run_cli("retag", "--release", "A", "--chunk-size", "1000", "--json", env=env)
     assert r.returncode == 0, r.stderr
-    job_id = int(__import__("json").loads(r.stdout)["retag"]["job"])
+    job_id = int(__import__("json").loads(r.stdout)["release"]["job"])
     worker = start_worker(env, "-Q", "maintenance", "--concurrency", "1", log=tmp_path / "w1.log")
 
     def chunks_done() -> int:
@@ -193,4 +193,84 @@ def test_pause_and_cancel_reach_the_chunks(db_url) -> None:
     r = run_cli("retag", "--release", "A", env={"DATABASE_URL": db_url, "CELERY_BROKER_URL": ""})
     assert r.returncode == 2 and "--local" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+    conn.close()
+
+
+def test_fleet_and_local_json_share_one_schema(db_url, redis_url, monkeypatch, capsys) -> None:
+    """`retag --json` prints the parts "release" and "scene_map" with the same keys on the
+    fleet and with --local; the fleet's job ends done with the local run's matches, and
+    --max-albums reaches the fleet's job."""
+    import json
+
+    from sightline.cli import build_parser
+    from sightline.commands.retag import RELEASE_KEYS, SCENE_MAP_KEYS
+
+    conn = connect(db_url)
+    _setup(conn, 200, versions=("A", "B"))
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("CELERY_BROKER_URL", redis_url)
+    scene_map = ROOT / "models" / "data" / "scene_map.csv"
+
+    def retag(*argv: str) -> dict:
+        args = build_parser().parse_args(["retag", *argv, "--json", "--no-progress"])
+        assert args.func(args) == 0
+        return json.loads(capsys.readouterr().out)
+
+    local = retag("--local", "--release", "B", "--scene-map", str(scene_map), "--max-albums", "2")
+    fleet = retag("--release", "A", "--scene-map", str(scene_map), "--max-albums", "2",
+                  "--chunk-size", "70")  # fmt: skip
+    for out in (local, fleet):
+        assert list(out) == ["release", "scene_map"]
+        assert tuple(out["release"]) == RELEASE_KEYS
+        assert tuple(out["scene_map"]) == SCENE_MAP_KEYS
+    assert (local["release"]["mode"], fleet["release"]["mode"]) == ("local", "fleet")
+    assert local["release"]["state"] == "done" and local["release"]["job"] is None
+    assert fleet["release"]["state"] == "running" and fleet["release"]["status"] == "retagging"
+    assert fleet["release"]["photos"] == local["release"]["photos"]
+    assert fleet["release"]["chunks"] == fleet["release"]["pending"] >= 3
+    assert fleet["scene_map"]["max_albums"] == local["scene_map"]["max_albums"] == 2
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT params->>'max_albums' FROM jobs WHERE id = %s",
+                    (fleet["scene_map"]["job"],))  # fmt: skip
+        assert cur.fetchone()[0] == "2"
+    job, n = fleet["release"]["job"], fleet["release"]["chunks"]
+    args = build_parser().parse_args(["retag", "--release", "A", "--no-progress"])
+    assert args.func(args) == 0  # the text names the part as --local's does
+    assert capsys.readouterr().out.splitlines() == [
+        f"release A: job {job} resumed: {n} chunks, {n} tasks published for "
+        f"{fleet['release']['photos']} photos; see: sightline jobs show {job}"
+    ]
+    for chunk in range(n - 1):  # the published chunks, run here
+        run_chunk(conn, job, chunk)
+    # `retag` again resumes the live job; --wait follows it while the last chunk is written.
+    other = connect(db_url)
+    last = threading.Timer(1.0, run_chunk, args=(other, job, n - 1))
+    last.start()
+    done = retag("--release", "A", "--wait")["release"]
+    last.join()
+    other.close()
+    assert done["job"] == job and done["resumed"] and done["pending"] == 1
+    assert (done["state"], done["status"], done["done"]) == ("done", "active", done["photos"])
+    assert done["matches"] == local["release"]["matches"] == len(_matches(conn, "A")) > 0
+    assert done["error"] is None and done["seconds"] > 0
+    conn.close()
+
+
+def test_a_chunk_that_raises_fails_the_job_instead_of_leaving_it_running(db_url) -> None:
+    """A chunk that cannot run for a reason other than the database (here a job whose
+    params lost the map) fails its job in one line: before, the task ended with the chunk
+    pending and the job 'running' for ever, so `retag --wait` and the bench never ended."""
+    conn = connect(db_url)
+    plan = plan_remap(conn, SceneMap.load(), chunk_size=10)
+    with conn, conn.cursor() as cur:
+        cur.execute("UPDATE jobs SET params = params - 'albums_by_class' WHERE id = %s",
+                    (plan.job_id,))  # fmt: skip
+    outcome = run_chunk(conn, plan.job_id, plan.pending[0])
+    job = _job(conn, plan.job_id)
+    assert outcome.outcome == "failed" and not outcome.closed
+    assert job.state == "failed"
+    assert job.error == f"chunk {plan.pending[0]}: KeyError: 'albums_by_class'"
+    assert "\n" not in job.error
+    # Redelivered, the chunk finds the job final and does nothing.
+    assert run_chunk(conn, plan.job_id, plan.pending[0]).outcome == "skipped"
     conn.close()

@@ -112,7 +112,7 @@ def test_running_worker_and_refile_never_disagree(db, db_url, redis_url, moto_en
         )  # fmt: skip
         during.join()
         assert out.returncode == 0, out.stderr
-        remap = json.loads(out.stdout)["remap"]
+        remap = json.loads(out.stdout)["scene_map"]
         assert (remap["version"], remap["state"]) == (2, "done")
         send(keys[12:])
         wait_for(lambda: tagged() == len(keys), timeout=120, what=f"all photos ({tmp_path})")

@@ -86,7 +86,7 @@ def test_status_json_reports_photos_failures_release_and_redis_queues(db, db_url
         ("corrupt or truncated image", 1),
         ("gave up after retries", 1),
     ]
-    active = report["active_release"]
+    [active] = report["active_releases"]
     assert (active["version"], active["landmarks"], active["centroids"]) == ("r1", 2, 3)
     assert [(r["version"], r["status"]) for r in report["other_releases"]] == [("r2", "retagging")]
     queues = report["queues"]
@@ -267,3 +267,60 @@ def test_status_says_which_heads_are_real(db, db_url, redis_url, tmp_path):
     assert any(ln.startswith("  scene head            real (imported from") for ln in text)
     assert any("UNTRAINED" in ln and "landmark matching off" in ln for ln in text)
     assert "  tagged by m2: 1 (scene head real, embedding head UNTRAINED)" in text
+
+
+def test_status_shows_every_active_release_with_its_model(db) -> None:
+    """During a model switch one release per model version is active: the report lists both
+    (by model) and the text has one 'active release' line each, naming its model; with none
+    active it says none."""
+    from sightline.commands.status import _text
+    from sightline.queues import queue_depths
+    from sightline.status import database_report
+
+    _seed(db)
+    with db, db.cursor() as cur:
+        cur.execute(
+            "INSERT INTO releases (version, embedding_dim, model_version, thresholds, status, "
+            "activated_at) VALUES ('r0', 3, 'm0', '{}', 'active', now()), "
+            "('rx', 3, 'm0', '{}', 'retired', NULL)"
+        )
+        cur.execute("INSERT INTO landmarks (release, landmark_id, name) VALUES ('r0', 'a', 'A')")
+
+    def report() -> dict:
+        with db, db.cursor() as cur:
+            r = database_report(cur, failures=0)
+        r["queues"] = queue_depths(None, ["tag"]).to_json()
+        r["model"] = {"weights": None, "untrained_allowed": True}
+        return r
+
+    r = report()
+    assert [(a["version"], a["model_version"]) for a in r["active_releases"]] == [
+        ("r0", "m0"),
+        ("r1", "m1"),
+    ]
+    lines = [line for line in _text(r).splitlines() if line.startswith("active release")]
+    assert len(lines) == 2
+    assert lines[0].startswith("active release  r0 (model m0, 1 landmarks, 0 centroids")
+    assert lines[1].startswith("active release  r1 (model m1, 2 landmarks, 3 centroids")
+    with db, db.cursor() as cur:
+        cur.execute("UPDATE releases SET status = 'retired' WHERE status = 'active'")
+    r = report()
+    assert r["active_releases"] == []
+    assert "active release  none" in _text(r).splitlines()
+
+
+def test_demo_names_every_active_release() -> None:
+    """The demo's landmark section names each active release with its model (two during a
+    switch), says when none is active and when matching is off."""
+    from sightline.commands.demo import landmark_lines
+
+    two = [("r0", "m0"), ("r1", "m1")]
+    mark = {"country": "France", "city": "Paris", "name": "Eiffel Tower", "photos": 2}
+    assert landmark_lines(two, [mark]) == [
+        "  active releases: r0 (model m0), r1 (model m1)",
+        "  France / Paris / Eiffel Tower: 2 photo(s)",
+    ]
+    assert landmark_lines(two[:1], [])[0] == "  active release: r0 (model m0)"
+    assert "no landmark found" in landmark_lines(two[:1], [])[1]
+    assert "no active landmark release" in landmark_lines([], [])[0]
+    assert "matching is off" in landmark_lines(two, [mark], matching_off=True)[0]

@@ -209,8 +209,10 @@ def test_landmark_albums_group_by_country_and_city_under_the_active_release(db, 
         _release(cur, "r1", "active", results[0].model_version)
         _release(cur, "r2", "imported", results[0].model_version)
         cur.execute(
-            "INSERT INTO landmark_matches VALUES ('r1', %s, 'eiffel', 0.9), ('r1', %s, 'eiffel', "
-            "0.8), ('r1', %s, 'louvre', 0.7), ('r2', %s, 'louvre', 0.9)",
+            # The owner goes with each row: it routes the row to its partition (0017).
+            "INSERT INTO landmark_matches (release, photo_id, landmark_id, score, owner) VALUES "
+            "('r1', %s, 'eiffel', 0.9, 'alice'), ('r1', %s, 'eiffel', 0.8, 'alice'), "
+            "('r1', %s, 'louvre', 0.7, 'alice'), ('r2', %s, 'louvre', 0.9, 'alice')",
             (ids[0], ids[1], ids[2], ids[0]),
         )
         rows = albums.landmark_albums(cur, "alice")

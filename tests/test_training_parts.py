@@ -17,6 +17,8 @@ from models.training.augment import PastePeople
 from models.training.data import DataError
 from models.training.losses import CenterLoss, masked_cross_entropy
 from models.training.metrics import ErrorMeter
+from models.training.pretrained import read_state_dict
+from models.weights_import import WeightsImportError, read_source
 
 
 def _spread(x: torch.Tensor, labels: torch.Tensor, cls: int) -> float:
@@ -152,8 +154,54 @@ def test_weights_of_another_arch_are_refused_clearly(tmp_path: Path):
     with pytest.raises(PretrainedError, match=r"does not fit this arch|no such tensor"):
         load_pretrained(sightline_net(arch="resnet50", embedding_dim=8), path)
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(PretrainedError, match="cannot read weights"):
+    with pytest.raises(PretrainedError, match="not a safetensors or torch checkpoint"):
         load_pretrained(sightline_net(arch="tiny", embedding_dim=8), tmp_path / "junk.pth")
+
+
+def _bad_weights(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """Files neither loader may take, each with (a regex of) its one-line reason."""
+    (tmp_path / "folder.pth").mkdir()
+    (tmp_path / "notes.pth").write_text("shopping: milk, eggs\n")
+    (tmp_path / "empty.pth").write_bytes(b"")
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "whole_model.pth.tar")  # a pickled module
+    torch.save({"conv1.weight": torch.zeros(1), "epoch": 3}, tmp_path / "mixed.pth")
+    torch.save({}, tmp_path / "nothing.pth")
+    return {
+        "missing": (tmp_path / "missing.pth", "weights file not found"),
+        "directory": (tmp_path / "folder.pth", "is a directory, not a weights file"),
+        "text": (tmp_path / "notes.pth", "not a safetensors or torch checkpoint"),
+        "empty": (tmp_path / "empty.pth", "not a safetensors or torch checkpoint"),
+        "whole model": (tmp_path / "whole_model.pth.tar", "loads without running code"),
+        "not all tensors": (tmp_path / "mixed.pth", "entry 'epoch' is not a tensor"),
+        "no tensors": (tmp_path / "nothing.pth", "expected a state dict of tensors"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing", "directory", "text", "empty", "whole model", "not all tensors", "no tensors"],
+)
+def test_train_and_weights_import_refuse_a_bad_weights_file_alike(tmp_path: Path, case: str):
+    """`train --pretrained` and `weights import` read weights files with one loader: each bad
+    file is refused by both with the same one-line reason naming the file."""
+    path, reason = _bad_weights(tmp_path)[case]
+    with pytest.raises(PretrainedError, match=reason) as trained:
+        load_pretrained(sightline_net(arch="tiny", embedding_dim=8), path)
+    with pytest.raises(WeightsImportError, match=reason) as imported:
+        read_source(path)
+    assert str(trained.value) == str(imported.value)
+    assert str(path) in str(trained.value) and "\n" not in str(trained.value)
+
+
+def test_both_loaders_read_a_csail_file_to_the_same_tensors(tmp_path: Path):
+    """The shared loader drops DataParallel's "module." prefix and reports the file's arch."""
+    src = resnet.ResNet(resnet.BasicBlock, [1, 1, 1, 1], num_classes=365).state_dict()
+    blob = {"arch": "resnet18", "state_dict": {f"module.{k}": v for k, v in src.items()}}
+    path = _save(blob, tmp_path / "resnet18_places365.pth.tar")
+    state, arch = read_source(path)
+    assert arch == "resnet18" and sorted(state) == sorted(src)
+    assert all(torch.equal(state[k], v) for k, v in src.items())
+    assert sorted(read_state_dict(path)) == sorted(src)
 
 
 @pytest.mark.slow

@@ -58,9 +58,11 @@ class Job:
         return self.finished / seconds if self.finished and seconds > 0 else None
 
     def eta_s(self) -> float | None:
-        """Seconds left at the rate so far, against ``total`` or else what was published."""
-        if self.state in FINAL:
-            return 0.0
+        """Seconds left at the rate so far, against ``total`` or else what was published;
+        None when unknown (no outcome yet) and for a job that is not running (paused, done,
+        failed or cancelled: nothing is left to wait for, or nothing moves it)."""
+        if self.state != "running":
+            return None
         rate = self.rate_per_s()
         target = self.total if self.total is not None else self.published
         if not rate or target is None:

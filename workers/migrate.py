@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import psycopg2
 
@@ -30,16 +31,34 @@ def available() -> list[Migration]:
     return [Migration(f.name.removesuffix(".sql"), f.read_text()) for f in files]
 
 
-def upgrade(url: str) -> list[str]:
+# 0017 hash-partitions the photo tables by owner into this many partitions unless told.
+DEFAULT_PHOTO_PARTITIONS = 8
+
+
+def upgrade(url: str, *, partitions: int | None = None) -> list[str]:
     """Apply the migrations not yet recorded; returns the versions applied now.
 
     Runs in one transaction under an advisory lock, so two processes upgrading at once
     apply each migration exactly once. A changed, already applied file is refused.
+
+    ``partitions``: how many hash partitions (by owner) migration 0017 gives each photo
+    table, 1..1024 (None: the setting ``sightline.photo_partitions`` of the database or
+    role, else DEFAULT_PHOTO_PARTITIONS, the default written in 0017). The count is recorded in
+    ``schema_parameters``; asking for another count once 0017 has run raises DatabaseError
+    (re-partitioning is a data move, not a migration).
     """
+    if partitions is not None and not 1 <= partitions <= 1024:
+        raise DatabaseError(f"partitions must be 1 to 1024, not {partitions}")
     conn = connect(url, register=False, timeout_s=300)
     try:
         with conn, conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+            if partitions is not None:
+                # Read by 0017 (else a database or role setting of the same name, else 8).
+                cur.execute(
+                    "SELECT set_config('sightline.photo_partitions', %s, true)", (str(partitions),)
+                )
+                _check_partitions(cur, partitions)
             cur.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
                 " version text PRIMARY KEY, checksum text NOT NULL,"
@@ -69,6 +88,35 @@ def upgrade(url: str) -> list[str]:
                 )
                 applied.append(m.version)
             return applied
+    finally:
+        conn.close()
+
+
+def _check_partitions(cur: Any, partitions: int) -> None:
+    """Refuse a partition count other than the one 0017 recorded, once it has run."""
+    cur.execute("SELECT to_regclass('schema_parameters') IS NOT NULL")
+    if not cur.fetchone()[0]:
+        return
+    cur.execute("SELECT value FROM schema_parameters WHERE name = 'photo_partitions'")
+    row = cur.fetchone()
+    if row is not None and int(row[0]) != partitions:
+        raise DatabaseError(
+            f"the photo tables already have {row[0]} partitions by owner (set when migration "
+            f"0017 ran), not {partitions}: the count cannot change by upgrading"
+        )
+
+
+def photo_partitions(url: str) -> int | None:
+    """The photo tables' partition count recorded by 0017, or None before it ran."""
+    conn = connect(url, register=False)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT to_regclass('schema_parameters') IS NOT NULL")
+            if not cur.fetchone()[0]:
+                return None
+            cur.execute("SELECT value FROM schema_parameters WHERE name = 'photo_partitions'")
+            row = cur.fetchone()
+            return int(row[0]) if row else None
     finally:
         conn.close()
 

@@ -22,6 +22,16 @@ from models.scenes import SceneMap
 from workers import pgcopy
 from workers.releases import ReleaseRefused, activate, as_array, load_index
 
+# A re-tag's matches, (release, photo id, landmark id, score) per row through execute_values,
+# each with its photo's owner: the partition key (0017) must be known when the row is routed.
+MATCHES_INSERT = (
+    "INSERT INTO landmark_matches (release, photo_id, landmark_id, score, owner) "
+    "SELECT v.release, v.photo_id, v.landmark_id, v.score, p.owner "
+    "FROM (VALUES %s) AS v(release, photo_id, landmark_id, score) "
+    "JOIN photos p ON p.id = v.photo_id"
+)
+MATCHES_TEMPLATE = "(%s, %s::bigint, %s, %s::real)"
+
 _RESUMABLE = ("retagging",)
 _STARTABLE = ("imported", "ready", "retired", "active")
 
@@ -122,11 +132,12 @@ def _batch(
             ids = index.landmark_ids
             execute_values(
                 cur,
-                "INSERT INTO landmark_matches (release, photo_id, landmark_id, score) VALUES %s",
+                MATCHES_INSERT,
                 [
                     (version, int(rows.ids[p]), ids[j], float(s))
                     for p, j, s in zip(m.photo.tolist(), m.landmark.tolist(), m.score.tolist())
                 ],
+                template=MATCHES_TEMPLATE,
                 page_size=5000,
             )
         cur.execute("SELECT sightline_album_flush()")

@@ -29,6 +29,7 @@ from models.landmarks import LandmarkIndex
 from models.scenes import SceneMap, load_categories
 from workers import jobs, pgcopy
 from workers.releases import ReleaseRefused, activate_in, as_array, load_index
+from workers.retag import MATCHES_INSERT, MATCHES_TEMPLATE
 
 log = logging.getLogger("sightline.retag")
 
@@ -252,8 +253,9 @@ def run_chunk(conn: Any, job_id: int, chunk: int, *, worker: str = "") -> ChunkO
     """Run one chunk of a fleet job, then close the job if it was the last; idempotent.
 
     Raises psycopg2 errors for database faults (the caller retries the task); a chunk that
-    cannot be done (a release deleted, probabilities of the wrong width) fails the job with
-    the reason in one line instead.
+    cannot be done (a release deleted, probabilities of the wrong width, a job's params it
+    cannot read, the task's time limit) fails the job with the reason in one line instead:
+    a chunk left pending by a task that just ended would hold the job 'running' for ever.
     """
     for attempt in range(_RETRIES):
         try:
@@ -263,16 +265,30 @@ def run_chunk(conn: Any, job_id: int, chunk: int, *, worker: str = "") -> ChunkO
             if attempt == _RETRIES - 1:
                 raise
             log.info("job %s chunk %s conflicted (%s): running it again", job_id, chunk, exc)
+        except psycopg2.Error:
+            raise  # the database: the task retries it
         except ReleaseRefused as exc:
-            with conn, conn.cursor() as cur:
-                if jobs.state_of(cur, job_id) in ("running", "paused"):
-                    jobs.move(cur, job_id, "failed", error=f"chunk {chunk}: {exc}")
-            log.error("job %s chunk %s failed: %s", job_id, chunk, exc)
+            _fail(conn, job_id, chunk, str(exc))
+            return ChunkOutcome("failed")
+        except Exception as exc:  # a bug or a time limit: the job says so, never hangs
+            log.exception("job %s chunk %s raised", job_id, chunk)
+            _fail(conn, job_id, chunk, f"{type(exc).__name__}: {exc}".strip().rstrip(":"))
             return ChunkOutcome("failed")
     if outcome.outcome in ("done", "skipped"):
         closed = close_if_complete(conn, job_id, worker=worker)
         return ChunkOutcome(outcome.outcome, outcome.photos, outcome.matches, closed)
     return outcome
+
+
+def _fail(conn: Any, job_id: int, chunk: int, reason: str) -> None:
+    """Move a live job to failed with ``chunk N: reason`` (one line)."""
+    if conn.closed:
+        return
+    reason = " ".join(reason.split())
+    with conn, conn.cursor() as cur:
+        if jobs.state_of(cur, job_id) in ("running", "paused"):
+            jobs.move(cur, job_id, "failed", error=f"chunk {chunk}: {reason}")
+    log.error("job %s chunk %s failed: %s", job_id, chunk, reason)
 
 
 def _run(conn: Any, job_id: int, chunk: int, worker: str) -> ChunkOutcome:
@@ -346,11 +362,12 @@ def _rematch(cur: Any, version: str, after: int, last: int) -> tuple[int, int]:
         ids = index.landmark_ids
         execute_values(
             cur,
-            "INSERT INTO landmark_matches (release, photo_id, landmark_id, score) VALUES %s",
+            MATCHES_INSERT,
             [
                 (version, int(rows.ids[p]), ids[j], float(s))
                 for p, j, s in zip(m.photo.tolist(), m.landmark.tolist(), m.score.tolist())
             ],
+            template=MATCHES_TEMPLATE,
             page_size=5000,
         )
     cur.execute("SELECT sightline_album_flush()")

@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
 from models.network import SightlineNet
+from models.weights_file import WeightsFileError, read_weights_file
 
 # torchvision ResNet prefix -> SightlineNet prefixes (trunk is an nn.Sequential).
 _PREFIXES: dict[str, tuple[str, ...]] = {
@@ -39,33 +39,13 @@ class LoadReport:
 
 
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
-    """Tensors by name from a torchvision state-dict file or a CSAIL-layout checkpoint.
-
-    Loads with ``weights_only=True``: no arbitrary objects are unpickled.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise PretrainedError(f"weights file not found: {path}")
+    """Tensors by torchvision name from a torchvision state-dict file or a CSAIL-layout
+    checkpoint (models/weights_file.py: loaded with ``weights_only=True``, no arbitrary
+    objects unpickled); raises PretrainedError."""
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            blob: object = load_file(str(path))
-        else:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a foreign or corrupt file: one clear line
-        raise PretrainedError(f"{path}: cannot read weights ({exc})") from exc
-    if isinstance(blob, dict) and isinstance(blob.get("state_dict"), dict):
-        blob = blob["state_dict"]  # CSAIL: {"epoch", "arch", "state_dict", "best_prec1"}
-    if not isinstance(blob, dict) or not blob:
-        raise PretrainedError(f"{path}: expected a state dict of tensors")
-    state: dict[str, Tensor] = {}
-    for key, value in blob.items():
-        if not isinstance(value, Tensor):
-            raise PretrainedError(f"{path}: entry {key!r} is not a tensor")
-        # DataParallel checkpoints (CSAIL's) prefix every name with "module.".
-        state[key.removeprefix("module.")] = value
-    return state
+        return read_weights_file(path)[0]
+    except WeightsFileError as exc:
+        raise PretrainedError(str(exc)) from exc
 
 
 def load_resnet_weights(net: SightlineNet, state: dict[str, Tensor]) -> LoadReport:

@@ -131,13 +131,17 @@ def read_manifest(s3: Any, where: str) -> Manifest:
     try:
         if where.startswith("s3://"):
             bucket, key = parse_source(where)
-            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-            return Manifest.parse(body.decode("utf-8"))
-        return Manifest.parse(Path(where).read_text("utf-8"))
+            text = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+        else:
+            text = Path(where).read_text("utf-8")
     except OSError as exc:
         raise SourceError(f"cannot read {where}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise SourceError(f"{where} is not UTF-8 JSON") from None
+    try:
+        return Manifest.parse(text)
+    except SourceError as exc:  # which file it was: --inventory may name several in a run
+        raise SourceError(f"{where}: {exc}") from None
 
 
 def _csv_rows(data: bytes, schema: list[str]) -> Iterator[dict[str, str]]:

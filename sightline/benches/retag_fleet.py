@@ -73,17 +73,24 @@ def _as_url(dsn: str) -> str:
     return f"postgresql://{user}@{netloc}/{d.get('dbname', '')}{q}"
 
 
-def _start_workers(n: int, url: str, broker: str, tag: str) -> list[subprocess.Popen]:
+def _start_workers(n: int, url: str, broker: str, tag: str, logs: Path) -> list[subprocess.Popen]:
+    """``n`` one-thread maintenance workers, each logging to ``logs/<tag><i>.log``."""
+    from sightline.stack import worker_process
+
     env = dict(os.environ, **ONE_THREAD, DATABASE_URL=_as_url(url), CELERY_BROKER_URL=broker)
     env["PYTHONPATH"] = str(_ROOT)
     return [
-        subprocess.Popen(
-            [sys.executable, "-m", "sightline", "worker", "-Q", "maintenance",
-             "--concurrency", "1", "--loglevel", "WARNING", "--hostname", f"{tag}{i}@%h"],
-            env=env, cwd=_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        worker_process(env, logs / f"{tag}{i}.log", "-Q", "maintenance", "--concurrency", "1",
+                       "--loglevel", "WARNING", "--hostname", f"{tag}{i}@%h", cwd=_ROOT)
         for i in range(n)
     ]  # fmt: skip
+
+
+def _tails(logs: Path, lines: int = 5) -> str:
+    return " | ".join(
+        f"{log.name}: " + " / ".join(log.read_text(errors="replace").splitlines()[-lines:])
+        for log in sorted(logs.glob("*.log"))
+    )
 
 
 def _wait_ready(broker: str, n: int, timeout_s: float = 180.0) -> None:
@@ -119,30 +126,61 @@ def reset(conn: Any, version: str) -> None:
     conn.autocommit = old
 
 
-def fleet_rate(conn: Any, url: str, broker: str, version: str, workers: int, chunk: int) -> dict:
-    """One fleet re-tag of ``version`` with ``workers`` one-thread worker processes."""
+def fleet_rate(
+    conn: Any,
+    url: str,
+    broker: str,
+    version: str,
+    workers: int,
+    chunk: int,
+    *,
+    timeout_s: float = 1800.0,
+) -> dict:
+    """One fleet re-tag of ``version`` with ``workers`` one-thread worker processes.
+
+    Raises RuntimeError, with the chunks' states and the workers' last log lines, when the
+    job fails, every worker exits, or it is still running after ``timeout_s`` seconds (a
+    stall says what it waits for instead of waiting for ever)."""
+    import tempfile
+
     from sightline.commands.retag_fleet import publish_chunks
     from workers import jobs
     from workers.retag_fleet import plan_retag
 
     reset(conn, version)
-    procs = _start_workers(workers, url, broker, f"bench{workers}w")
-    try:
-        _wait_ready(broker, workers)
-        plan = plan_retag(conn, version, chunk_size=chunk, make_active=False)
-        t0 = time.perf_counter()
-        publish_chunks(broker, plan.job_id, plan.pending)
-        while True:
-            with conn, conn.cursor() as cur:
-                state = jobs.state_of(cur, plan.job_id)
-            if state != "running":
-                break
-            time.sleep(0.2)
-        wall = time.perf_counter() - t0
-    finally:
-        _stop(procs)
-    if state != "done":
-        raise RuntimeError(f"fleet re-tag job {plan.job_id} ended {state}")
+    with tempfile.TemporaryDirectory(prefix="sightline-bench-retag-") as folder:
+        logs = Path(folder)
+        procs = _start_workers(workers, url, broker, f"bench{workers}w", logs)
+        try:
+            _wait_ready(broker, workers)
+            plan = plan_retag(conn, version, chunk_size=chunk, make_active=False)
+            t0 = time.perf_counter()
+            publish_chunks(broker, plan.job_id, plan.pending)
+            while True:
+                with conn, conn.cursor() as cur:
+                    job = jobs.get(cur, plan.job_id)
+                    cur.execute(
+                        "SELECT state, count(*) FROM retag_chunks WHERE job_id = %s GROUP BY 1",
+                        (plan.job_id,),
+                    )
+                    chunks = dict(cur.fetchall())
+                stuck = (
+                    "every worker exited" if all(p.poll() is not None for p in procs)
+                    else f"still running after {timeout_s:.0f} s"
+                    if time.perf_counter() - t0 > timeout_s else None
+                )  # fmt: skip
+                if job.state != "running" or stuck:
+                    break
+                time.sleep(0.2)
+            wall = time.perf_counter() - t0
+        finally:
+            _stop(procs)
+        if job.state != "done":
+            why = stuck or f"ended {job.state}: {job.error}"
+            raise RuntimeError(
+                f"fleet re-tag job {plan.job_id} with {workers} worker(s) {why}; chunks {chunks}; "
+                f"logs: {_tails(logs)}"
+            )
     with conn, conn.cursor() as cur:
         cur.execute(
             "SELECT sum(photos), extract(epoch FROM max(done_at) - min(started_at)), "

@@ -9,6 +9,12 @@ sub-transaction per photo) for ``previous_rows_per_s_per_connection`` and the ``
 the stored size per photo and how fast the embeddings read back (what a re-tag reads).
 ``--stages 16,64,256`` also splits the staged path's time per row into its stages (Python
 encoding, staging, COPY, the upsert, commit) at each batch size.
+
+The warm-up writes its photos twice (the second pass warms the COPY path), which leaves one
+dead version of each warm row and its tags; the photo tables are VACUUMed after it, as
+autovacuum does in a running library, so the measured writes reuse that space and
+``bytes_per_photo`` is what live photos take (``bytes_per_photo_by_relation`` says where:
+each table's heap and TOAST, each index, summed over partitions).
 """
 
 from __future__ import annotations
@@ -37,6 +43,70 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
+
+
+# The tables a photo's write fills (with their indexes and TOAST), summed for bytes_per_photo.
+_TABLES = (
+    "photos",
+    "photo_scenes",
+    "photo_albums",
+    "landmark_matches",
+    "album_summaries",
+    "photo_status_counts",
+)
+
+
+def relation_sizes(cur: Any, tables: tuple[str, ...]) -> dict[str, int]:
+    """Bytes on disk per table ("t (heap)", "t (toast)") and per index ("t index_name").
+
+    A partitioned table has no storage of its own: its partitions are summed under the
+    parent's name, and a partitioned index under the parent index's name. Every fork is
+    counted (main, free space map, visibility map), so the values sum to
+    pg_total_relation_size over every partition.
+    """
+    out: dict[str, int] = {}
+    leaves = (
+        "SELECT coalesce((SELECT array_agg(t.relid) FROM pg_partition_tree(%s::regclass) t"
+        " WHERE t.isleaf), ARRAY[%s::regclass])"
+    )
+    for table in tables:
+        cur.execute(leaves, (table, table))
+        rels = cur.fetchone()[0]
+        cur.execute(
+            "SELECT coalesce(sum(pg_table_size(c.oid)"
+            "  - coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0)), 0),"
+            " coalesce(sum(pg_total_relation_size(nullif(c.reltoastrelid, 0))), 0)"
+            " FROM pg_class c WHERE c.oid = ANY(%s::regclass[])",
+            (rels,),
+        )
+        heap, toast = cur.fetchone()
+        out[f"{table} (heap)"] = int(heap)
+        out[f"{table} (toast)"] = int(toast)
+        cur.execute(
+            "SELECT i.indexrelid::regclass::text FROM pg_index i"
+            " WHERE i.indrelid = %s::regclass ORDER BY 1",
+            (table,),
+        )
+        for (name,) in cur.fetchall():
+            cur.execute(leaves, (name, name))
+            idx = cur.fetchone()[0]
+            cur.execute(
+                "SELECT coalesce(sum(pg_total_relation_size(i)), 0) FROM unnest(%s::regclass[]) i",
+                (idx,),
+            )
+            out[f"{table} {name}"] = int(cur.fetchone()[0])
+    return out
+
+
+def _vacuum(url: str) -> None:
+    """VACUUM the photo tables, as autovacuum does in a running library."""
+    from workers.db import connect
+
+    conn = connect(url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("VACUUM " + ", ".join(_TABLES))
+    conn.close()
 
 
 def _items(n: int, prefix: str, dim: int, classes: int, seed: int) -> list[dict[str, Any]]:
@@ -182,6 +252,7 @@ def run(args: argparse.Namespace) -> int:
         warm = _items(args.photos, "warm", args.dim, args.classes, seed=0)
         _write_all(url, warm, args.batch_size, 1, "function")
         _write_all(url, warm, args.batch_size, 1, "copy")  # rewrites: warms the COPY path
+        _vacuum(url)
         total = len(warm)
         per_path = {}
         for path in ("function", "copy"):
@@ -220,14 +291,9 @@ def run(args: argparse.Namespace) -> int:
             total += len(items)
         conn = connect(url)
         with conn, conn.cursor() as cur:
-            cur.execute(
-                "SELECT sum(pg_total_relation_size(t)) FROM unnest(ARRAY['photos', "
-                "'photo_scenes', 'photo_albums', 'landmark_matches', 'album_summaries', "
-                "'photo_status_counts']::regclass[]) AS t"
-            )
-            size = int(cur.fetchone()[0])
-            cur.execute("SELECT pg_total_relation_size('photos')")
-            photos_size = int(cur.fetchone()[0])
+            breakdown = relation_sizes(cur, _TABLES)
+        size = sum(breakdown.values())
+        photos_size = sum(v for k, v in breakdown.items() if k.split(" ")[0] == "photos")
         # What a re-tag reads: every tagged photo's embedding, in id order, in chunks.
         t0 = time.perf_counter()
         read = 0
@@ -243,6 +309,7 @@ def run(args: argparse.Namespace) -> int:
             "rows_stored": total,
             "bytes_per_photo": round(size / total),
             "photos_table_bytes_per_photo": round(photos_size / total),
+            "bytes_per_photo_by_relation": {k: round(v / total, 1) for k, v in breakdown.items()},
             "embedding_read_rows_per_s": round(read / read_s, 1),
             "embedding_dim": args.dim,
             "scene_classes": args.classes,

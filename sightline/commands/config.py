@@ -10,7 +10,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("config", help="the effective settings (sightline.toml, environment)")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     show = actions.add_parser("show", help="each setting, its source and value, secrets masked")
-    show.add_argument("--json", action="store_true")
+    show.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"file", "settings": [{"name", "value", "source"}], "derived"} as JSON',
+    )
     show.set_defaults(func=config_show)
 
 

@@ -18,14 +18,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     ex.add_argument("--kind", choices=("scene", "landmark"), help="only this kind")
     fmt = ex.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", help="one JSON object a line")
-    fmt.add_argument("--csv", action="store_true", help="CSV with a header row")
+    fmt.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object a line; embedding a JSON array of floats",
+    )
+    fmt.add_argument(
+        "--csv", action="store_true", help="CSV with a header row; embedding a JSON array as text"
+    )
     ex.set_defaults(func=export)
 
 
 def export(args: argparse.Namespace) -> int:
     from sightline.embedded import database_url
-    from workers.corrections import FIELDS, export_corrections
+    from workers.corrections import FIELDS, embedding_text, export_corrections
     from workers.db import connect
     from workers.settings import Settings
 
@@ -44,7 +50,7 @@ def export(args: argparse.Namespace) -> int:
     elif args.csv:
         w = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n")
         w.writeheader()
-        w.writerows(rows)
+        w.writerows({**r, "embedding": embedding_text(r["embedding"])} for r in rows)
     else:
         for r in rows:
             release = f" release {r['release']}" if r["release"] else ""

@@ -15,7 +15,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("db", help="database schema and the embedded Postgres")
     dsub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     up = dsub.add_parser("upgrade", help="apply pending migrations (idempotent, locked)")
-    up.add_argument("--json", action="store_true")
+    up.add_argument(
+        "--json", action="store_true", help='print {"applied": [...], "current": [...]} as JSON'
+    )
+    up.add_argument(
+        "--partitions",
+        type=int,
+        default=None,
+        metavar="N",
+        help="hash partitions by owner for each photo table when migration 0017 runs "
+        "(1-1024, default 8; recorded, cannot change later)",
+    )
     up.set_defaults(func=upgrade)
     sv = dsub.add_parser(
         "serve",
@@ -41,10 +51,23 @@ def upgrade(args: argparse.Namespace) -> int:
     from workers import migrate
     from workers.settings import Settings
 
+    if args.partitions is not None and not 1 <= args.partitions <= 1024:
+        raise CliError(f"--partitions must be 1 to 1024, not {args.partitions}")
     url, _server = database_url(Settings.from_env())
-    done = migrate.upgrade(url)
+    try:
+        done = migrate.upgrade(url, partitions=args.partitions)
+    except migrate.DatabaseError as exc:
+        raise CliError(str(exc)) from None
     if args.json:
-        print(json.dumps({"applied": done, "current": migrate.applied(url)}))
+        print(
+            json.dumps(
+                {
+                    "applied": done,
+                    "current": migrate.applied(url),
+                    "photo_partitions": migrate.photo_partitions(url),
+                }
+            )
+        )
     elif done:
         print(f"applied {len(done)} migration(s): {', '.join(done)}")
     else:

@@ -21,7 +21,7 @@ TERMINAL = ("tagged", "failed", "gone", "deleted", "ignored")
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the whole pipeline on embedded defaults")
-    p.add_argument("--owner", default="demo")
+    p.add_argument("--owner", default="demo", help="owner of the demo photos (default: demo)")
     p.add_argument("--timeout", type=float, default=600, help="seconds to wait for the worker")
     p.set_defaults(func=run_demo)
 
@@ -263,17 +263,37 @@ class _Demo:
                 say(f"  photos in {first!r}: " + ", ".join(r["key"] for r in page))
             say()
             say(f"landmark albums of {owner!r}  [{albums.LANDMARK_ALBUMS}]")
-            cur.execute("SELECT version FROM releases WHERE status = 'active'")
-            active = cur.fetchone()
+            cur.execute(
+                "SELECT version, model_version FROM releases WHERE status = 'active' "
+                "ORDER BY model_version, version"
+            )
+            active = cur.fetchall()
             marks = albums.landmark_albums(cur, owner)
-            if self.settings.weights and "landmark matching is off" in _heads(
+            off = bool(self.settings.weights) and "landmark matching is off" in _heads(
                 self.settings.weights
-            ):
-                say("  landmark matching is off: the checkpoint's embedding head is untrained")
-            elif not active:
-                say("  no active landmark release: no photo is matched to a landmark yet")
-            elif not marks:
-                say(f"  release {active[0]}: no landmark found in these photos")
-            for m in marks:
-                say(f"  {m['country']} / {m['city']} / {m['name']}: {m['photos']} photo(s)")
+            )
+            for line in landmark_lines(active, marks, matching_off=off):
+                say(line)
         conn.close()
+
+
+def landmark_lines(
+    active: list[tuple[str, str]], marks: list[dict], *, matching_off: bool = False
+) -> list[str]:
+    """The demo's landmark-album lines: every active release with its model version (one per
+    model version, so two while a model switch runs), then the albums or why there are none.
+
+    ``active``: (version, model version) pairs; ``marks``: ``landmark_albums`` rows.
+    """
+    if matching_off:
+        return ["  landmark matching is off: the checkpoint's embedding head is untrained"]
+    if not active:
+        return ["  no active landmark release: no photo is matched to a landmark yet"]
+    noun = "release" if len(active) == 1 else "releases"
+    lines = [f"  active {noun}: " + ", ".join(f"{v} (model {m})" for v, m in active)]
+    if not marks:
+        lines.append("  no landmark found in these photos")
+    lines += [
+        f"  {m['country']} / {m['city']} / {m['name']}: {m['photos']} photo(s)" for m in marks
+    ]
+    return lines

@@ -15,7 +15,7 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain", help="class activation maps of a photo, as PNGs")
-    p.add_argument("photo", type=Path)
+    p.add_argument("photo", type=Path, help="a local photo file")
     p.add_argument("--out", required=True, type=Path, help="scene CAM PNG")
     p.add_argument("--landmark-out", type=Path, help="landmark map PNG (default <out>.landmark)")
     p.add_argument("--centroids", type=Path, help="(K, D) float .npy of landmark centroids")
@@ -37,11 +37,13 @@ def _load_photo(path: Path, max_pixels: int):
                 raise CliError(f"{path}: {img.width}x{img.height} pixels exceeds {max_pixels}")
             img = ImageOps.exif_transpose(img) or img
             return img.convert("RGB")
-    except FileNotFoundError:
-        raise CliError(f"{path}: no such file") from None
     except UnidentifiedImageError:
         raise CliError(f"{path}: not an image (format not recognised)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except OSError as exc:
+        if exc.errno is None:  # PIL's own decode errors carry no errno
+            raise CliError(f"{path}: cannot decode image: {exc}") from None
+        raise CliError(f"{path}: cannot read: {exc.strerror}") from None  # as `inspect` says
+    except (SyntaxError, ValueError) as exc:
         raise CliError(f"{path}: cannot decode image: {exc}") from None
 
 
@@ -49,14 +51,12 @@ def _centroids(args: argparse.Namespace, dim: int):
     import numpy as np
 
     from sightline.cli import CliError
+    from sightline.landmark_inputs import load_array
 
     if args.centroids is None:
         return None, None
-    try:
-        c = np.load(args.centroids, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise CliError(f"{args.centroids}: cannot read centroids ({exc})") from None
-    if c.ndim != 2 or c.shape[1] != dim or len(c) == 0:
+    c = load_array(str(args.centroids), "centroids", 2)
+    if c.shape[1] != dim or len(c) == 0:
         raise CliError(f"{args.centroids}: expected a (K, {dim}) array, got {c.shape}")
     names = [f"centroid {i}" for i in range(len(c))]
     if args.centroid_names:

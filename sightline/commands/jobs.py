@@ -86,7 +86,12 @@ def act(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eta(seconds: float | None) -> str:
+def _eta(job: Any) -> str:
+    """The ETA column: ``-`` for a job that is not running, ``unknown`` before its first
+    outcome, else minutes and seconds (hours and minutes past an hour)."""
+    if job.state != "running":
+        return "-"
+    seconds = job.eta_s()
     if seconds is None:
         return "unknown"
     seconds = int(seconds)
@@ -96,7 +101,7 @@ def _eta(seconds: float | None) -> str:
 
 def _line(j: Any) -> str:
     return (f"{j.id:>6}  {j.kind:10} {j.state:10} {j.done:>10,} {j.failed:>8,} {j.skipped:>8,}"
-            f" {j.published:>10,}  {_eta(j.eta_s())}")  # fmt: skip
+            f" {j.published:>10,}  {_eta(j)}")  # fmt: skip
 
 
 def _detail(j: Any) -> str:
@@ -110,7 +115,7 @@ def _detail(j: Any) -> str:
               ("listed", "published", "done", "failed", "skipped")]  # fmt: skip
     lines += [
         f"  rate       {'unknown' if rate is None else f'{rate:,.1f}/s'}",
-        f"  eta        {_eta(j.eta_s())}",
+        f"  eta        {_eta(j)}",
         f"  started    {j.started_at.isoformat()}",
         f"  updated    {j.updated_at.isoformat()}",
     ]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sightline.cli import CliError
@@ -20,7 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--landmarks", required=True, help="CSV: id,name,city,country,lat,lon")
     b.add_argument("--references", help="R.npy, (R, D) reference embeddings")
     b.add_argument("--reference-labels", help="RL.npy, (R,) landmark id per reference")
-    b.add_argument("--min-cluster", type=int, default=50)
+    b.add_argument(
+        "--min-cluster",
+        type=int,
+        default=50,
+        help="photos a view needs to get its own centroid (default: 50); a landmark with no "
+        "such cluster gets one centroid of all its photos",
+    )
     b.add_argument(
         "--linkage-threshold",
         type=float,
@@ -35,63 +43,72 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     b.add_argument("--version", help="release version (default: derived from the content)")
     _threshold_args(b)
-    b.add_argument("--out", required=True)
-    b.add_argument("--json", action="store_true")
+    b.add_argument("--out", required=True, help="the release file to write (.npz)")
+    b.add_argument("--json", action="store_true", help="print the result as one JSON object")
     b.set_defaults(func=build)
 
     cl = sub.add_parser("clean", help="keep photos near their landmark's references")
-    cl.add_argument("--embeddings", required=True)
-    cl.add_argument("--labels", required=True)
-    cl.add_argument("--references", required=True)
-    cl.add_argument("--reference-labels", required=True)
+    cl.add_argument("--embeddings", required=True, help="E.npy, (N, D) float photo embeddings")
+    cl.add_argument("--labels", required=True, help="L.npy, (N,) int landmark id per photo")
+    cl.add_argument("--references", required=True, help="R.npy, (R, D) reference embeddings")
+    cl.add_argument(
+        "--reference-labels", required=True, help="RL.npy, (R,) landmark id per reference"
+    )
     cl.add_argument("--threshold", type=float, required=True, help="max mean cosine distance")
     cl.add_argument("--out", required=True, help="KEEP.npy: (N,) bool")
-    cl.add_argument("--json", action="store_true")
+    cl.add_argument("--json", action="store_true", help="print the counts as one JSON object")
     cl.set_defaults(func=clean)
 
     r = sub.add_parser("release", help="landmark releases in the database")
     rsub = r.add_subparsers(dest="release_command", metavar="ACTION", required=True)
     imp = rsub.add_parser("import", help="load a release file (refused on model mismatch)")
-    imp.add_argument("file")
+    imp.add_argument("file", help="a release file (.npz) from `centroids build` or `calibrate`")
     imp.add_argument(
         "--new-model",
         action="store_true",
         help="a release for new weights no stored photo has yet (the start of a model switch)",
     )
-    imp.add_argument("--json", action="store_true")
+    imp.add_argument("--json", action="store_true", help="print the result as one JSON object")
     imp.set_defaults(func=release_import)
     act = rsub.add_parser("activate", help="switch the albums to a ready release atomically")
-    act.add_argument("version")
-    act.add_argument("--json", action="store_true")
+    act.add_argument("version", help="an imported release, re-tagged (status ready)")
+    act.add_argument("--json", action="store_true", help="print the result as one JSON object")
     act.set_defaults(func=release_activate)
     ls = rsub.add_parser("list", help="releases and their status")
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--json", action="store_true", help="print the releases as a JSON array")
     ls.set_defaults(func=release_list)
     from sightline.commands import release_ops
 
     release_ops.register(rsub)
 
     m = sub.add_parser("match", help="match embeddings against a release file")
-    m.add_argument("--release", required=True)
-    m.add_argument("--embeddings", required=True)
+    m.add_argument("--release", required=True, help="a release file (.npz)")
+    m.add_argument("--embeddings", required=True, help="E.npy, (N, D) float query embeddings")
     m.add_argument("--gps", help="G.npy, (N, 2) lat, lon; NaN for none")
     m.add_argument("--json", action="store_true", help="one JSON line per query")
     m.set_defaults(func=match)
 
     cal = sub.add_parser("calibrate", help="thresholds for a target false-positive rate")
-    cal.add_argument("--release", required=True)
+    cal.add_argument("--release", required=True, help="the release file to tune (.npz)")
     cal.add_argument("--embeddings", help="E.npy, (N, D): a labelled set (with --labels)")
     cal.add_argument("--labels", help="L.npy, (N,) landmark id, -1 for not a landmark")
-    cal.add_argument("--gps")
+    cal.add_argument("--gps", help="G.npy, (N, 2) lat, lon of the labelled set; NaN for none")
     cal.add_argument(
         "--corrections",
         help="`sightline corrections export` output: hidden landmark matches count as false "
         "positives, added landmarks as positives (photos of the release's model only)",
     )
-    cal.add_argument("--target-fpr", type=float, default=0.01)
+    cal.add_argument(
+        "--target-fpr",
+        type=float,
+        default=0.01,
+        help="at most this share of not-a-landmark photos may match (default: 0.01)",
+    )
     cal.add_argument("--version", help="new version (default: VERSION+fprTARGET)")
-    cal.add_argument("--out", required=True)
-    cal.add_argument("--json", action="store_true")
+    cal.add_argument("--out", required=True, help="the tuned release file to write (.npz)")
+    cal.add_argument(
+        "--json", action="store_true", help="print thresholds and metrics as one JSON object"
+    )
     cal.set_defaults(func=calibrate)
 
 
@@ -277,6 +294,21 @@ def _connect():
     return connect(url, timeout_s=max(s.db_timeout_s, 300)), server
 
 
+@contextmanager
+def release_db() -> Iterator[Any]:
+    """A database connection for a release command, closed after; a ReleaseRefused raised
+    inside becomes a one-line CliError with its reason."""
+    from workers.releases import ReleaseRefused
+
+    conn, _server = _connect()
+    try:
+        yield conn
+    except ReleaseRefused as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        conn.close()
+
+
 def release_import(args: argparse.Namespace) -> int:
     from workers.releases import ReleaseRefused, import_release
 
@@ -305,15 +337,10 @@ def release_import(args: argparse.Namespace) -> int:
 
 
 def release_activate(args: argparse.Namespace) -> int:
-    from workers.releases import ReleaseRefused, activate
+    from workers.releases import activate
 
-    conn, _server = _connect()
-    try:
+    with release_db() as conn:
         previous = activate(conn, args.version)
-    except ReleaseRefused as exc:
-        raise CliError(str(exc)) from None
-    finally:
-        conn.close()
     _print(
         args,
         {"active": args.version, "replaced": previous},
@@ -401,7 +428,10 @@ def calibrate(args: argparse.Namespace) -> int:
         e, truth = np.concatenate([e, ce]), np.concatenate([truth, ct])
         gps = np.concatenate([own_gps, cg])
     if not len(e):
-        raise CliError("no photo to calibrate on: the corrections hold none of this release's")
+        raise CliError(
+            f"no photo to calibrate on: corrections {args.corrections} hold no landmark "
+            f"correction of a photo of release {release.version}'s model"
+        )
     try:
         cal = fit(release.index(), e, truth, gps, target_fpr=args.target_fpr)
     except ValueError as exc:

@@ -12,8 +12,10 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="format, size, orientation, time and GPS of a photo")
-    p.add_argument("photo")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("photo", help="a local photo file")
+    p.add_argument(
+        "--json", action="store_true", help='one JSON object on stdout (an error: {"error": ...})'
+    )
     p.add_argument(
         "--save-input",
         metavar="FILE.png",
@@ -22,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=inspect_photo)
     t = sub.add_parser("tag", help="tag local photos (no S3, broker or database)")
-    t.add_argument("photos", nargs="+")
+    t.add_argument("photos", nargs="+", metavar="PHOTO", help="local photo files")
     t.add_argument("--json", action="store_true", help="one JSON object per photo, per line")
     t.add_argument(
         "--release", help="a landmark release file (.npz) to match against, as the worker does"
@@ -39,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "photo each row is."
         ),
     )
-    e.add_argument("photos", nargs="*")
+    e.add_argument("photos", nargs="*", metavar="PHOTO", help="local photo files")
     e.add_argument("--from", dest="from_file", help="a file of photo paths, one a line; - stdin")
     e.add_argument("--out", required=True, help="E.npy to write")
     e.add_argument("--names", help="names.txt to write: the photo path of each row, one a line")
@@ -61,7 +63,7 @@ def inspect_photo(args: argparse.Namespace) -> int:
         data = _read(args.photo)
         photo = decode(data, resize=resize, crop=crop, max_pixels=s.max_pixels)
     except OSError as exc:
-        out: dict = {"error": f"cannot read {args.photo}: {exc.strerror}"}
+        out: dict = {"error": f"cannot read: {exc.strerror}"}
     except PhotoError as exc:
         out = {"error": str(exc)}
     else:
@@ -82,7 +84,7 @@ def inspect_photo(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(out))
     elif "error" in out:
-        print(f"sightline: {args.photo}: {out['error']}", file=sys.stderr)
+        _error(args.photo, out["error"])
     else:
         for k, v in out.items():
             print(f"{k:12} {v}")
@@ -163,6 +165,13 @@ def _warn(note: str) -> None:
     print(f"WARNING: {note}", file=sys.stderr)
 
 
+def _error(photo: str, reason: str) -> None:
+    """One photo's error, in the CLI's one-line form (sightline/cli.py), naming the photo."""
+    from sightline.cli import report_error
+
+    report_error(f"{photo}: {reason}")
+
+
 def _photo_paths(args: argparse.Namespace) -> list[str]:
     from sightline.cli import CliError
 
@@ -172,7 +181,11 @@ def _photo_paths(args: argparse.Namespace) -> list[str]:
             text = sys.stdin.read() if args.from_file == "-" else Path(args.from_file).read_text()
         except OSError as exc:
             raise CliError(f"cannot read {args.from_file}: {exc.strerror}") from None
-        paths += [line.strip() for line in text.splitlines() if line.strip()]
+        listed = [line.strip() for line in text.splitlines() if line.strip()]
+        if not listed and not paths:
+            where = "standard input" if args.from_file == "-" else args.from_file
+            raise CliError(f"--from {where}: no photo paths in it (one a line)")
+        paths += listed
     if not paths:
         raise CliError("no photos given (PHOTO... or --from FILE)")
     return paths
@@ -229,11 +242,17 @@ def embed_photos(args: argparse.Namespace) -> int:
             _probs, embs = model.predict(crops)
             rows.extend(np.asarray(embs, dtype=np.float32))
             names.extend(batch)
+    nothing = f"no photo embedded; {args.out} not written"
+    if not rows and len(failed) == 1:  # one bad photo: one line, its reason and the outcome
+        _error(failed[0]["photo"], f"{failed[0]['error']}; {nothing}")
+        return 2
     for f in failed:
-        print(f"sightline: {f['photo']}: skipped: {f['error']}", file=sys.stderr)
+        _error(f["photo"], f"skipped: {f['error']}")
     dim = int(model.meta.embedding_dim)
     if not rows:  # an empty E.npy would pass for a result downstream
-        print(f"sightline: no photo embedded; {args.out} not written", file=sys.stderr)
+        from sightline.cli import report_error
+
+        report_error(nothing)
         return 2
     np.save(args.out, np.stack(rows).astype(np.float32))
     if args.names:
@@ -259,11 +278,12 @@ def embed_photos(args: argparse.Namespace) -> int:
 
 
 def _print_tagged(path: str, result: dict, as_json: bool) -> int:
-    """Print one photo's tags (or error); returns 2 for an error, else 0."""
+    """Print one photo's tags on stdout, or its error (--json: on stdout as one object, else
+    one line on stderr); returns 2 for an error, else 0."""
     if as_json:
         print(json.dumps({"photo": path, **result}))
     elif "error" in result:
-        print(f"{path}: error: {result['error']}")
+        _error(path, result["error"])
     else:
         top = ", ".join(f"{c['class']} {c['probability']:.3f}" for c in result["scenes"])
         albums = ", ".join(f"{a['album']} {a['score']:.3f}" for a in result["albums"])

@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--older-than", help="tombstone age, e.g. 30d, 720h")
     p.add_argument("--dry-run", action="store_true", help="count, delete nothing")
     p.add_argument("--batch", type=int, default=1000, help="rows per transaction")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the counts as one JSON object")
     p.set_defaults(func=purge)
 
 

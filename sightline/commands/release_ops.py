@@ -12,39 +12,29 @@ from sightline.cli import CliError
 def register(rsub: argparse._SubParsersAction) -> None:
     """Add ``diff`` and ``retire`` under ``sightline release``."""
     d = rsub.add_parser("diff", help="photos gained and lost per landmark from OLD to NEW")
-    d.add_argument("old")
-    d.add_argument("new")
+    d.add_argument("old", help="release version matched from (e.g. the active one)")
+    d.add_argument("new", help="release version matched to (re-tagged: ready or active)")
     d.add_argument("--top", type=int, default=10, help="landmarks listed (most changed first)")
-    d.add_argument("--json", action="store_true")
+    d.add_argument(
+        "--json", action="store_true", help="print totals and top landmarks as one JSON object"
+    )
     d.set_defaults(func=release_diff)
     r = rsub.add_parser(
         "retire", help="retire an old model's active release once none of its photos is left"
     )
-    r.add_argument("version")
-    r.add_argument("--json", action="store_true")
+    r.add_argument("version", help="the old model's active release")
+    r.add_argument("--json", action="store_true", help="print the result as one JSON object")
     r.set_defaults(func=release_retire)
 
 
-def _connect():
-    from sightline.commands.landmarks import _connect as connect
-
-    return connect()
-
-
 def release_diff(args: argparse.Namespace) -> int:
+    from sightline.commands.landmarks import release_db
     from workers.generations import release_diff as diff
-    from workers.releases import ReleaseRefused
 
     if args.top < 0:
         raise CliError("--top must be 0 or more")
-    conn, _server = _connect()
-    try:
-        with conn, conn.cursor() as cur:
-            out = diff(cur, args.old, args.new, top=args.top)
-    except ReleaseRefused as exc:
-        raise CliError(str(exc)) from None
-    finally:
-        conn.close()
+    with release_db() as conn, conn, conn.cursor() as cur:
+        out = diff(cur, args.old, args.new, top=args.top)
     if args.json:
         print(json.dumps(out))
         return 0
@@ -63,16 +53,11 @@ def release_diff(args: argparse.Namespace) -> int:
 
 
 def release_retire(args: argparse.Namespace) -> int:
+    from sightline.commands.landmarks import release_db
     from workers.generations import retire
-    from workers.releases import ReleaseRefused
 
-    conn, _server = _connect()
-    try:
+    with release_db() as conn:
         out = retire(conn, args.version)
-    except ReleaseRefused as exc:
-        raise CliError(str(exc)) from None
-    finally:
-        conn.close()
     if args.json:
         print(json.dumps(out))
     else:

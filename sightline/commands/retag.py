@@ -11,6 +11,52 @@ import json
 
 from sightline.cli import CliError
 
+# `retag --json` prints {"release": {...}, "scene_map": {...}} (each key only for what was
+# asked), the same keys in both modes; a key a mode cannot know is null (docs/landmarks.md).
+RELEASE_KEYS = (
+    "mode",  # "fleet" or "local"
+    "release",  # the release version re-matched
+    "status",  # the release's status when the command returned
+    "replaced",  # the same model's release it replaced on activation, or null
+    "state",  # local "done"; fleet: the job's state (running until --wait follows it)
+    "photos",  # photos of the release's model to re-match
+    "done",  # of those, re-matched so far
+    "matches",  # (photo, landmark) matches written; fleet: null until --wait ends
+    "seconds",  # wall time of the re-match; fleet: the job's, once it ended
+    "photos_per_s",
+    "resumed",  # a killed run (local cursor) or a live job (fleet) was continued
+    "resumed_from",  # local: the photo id it continued after; fleet: null
+    "job",  # fleet: the jobs row; local: null
+    "chunks",  # fleet: the job's chunks, and those still pending (tasks published)
+    "pending",
+    "published",
+    "error",  # a failed job's reason
+)
+SCENE_MAP_KEYS = (
+    "mode",
+    "version",  # the scene map version put in force
+    "max_albums",  # K
+    "thresholds",  # albums with a threshold of their own
+    "state",
+    "photos",  # photos to re-file
+    "done",  # of those, re-filed so far
+    "resumed",
+    "job",
+    "chunks",
+    "pending",
+    "published",
+    "error",
+)
+
+
+def one_schema(keys: tuple[str, ...], **values: object) -> dict:
+    """The JSON object of one part of `retag --json`: every key of ``keys`` in that order,
+    null where not given. Raises KeyError for a value under a key not in ``keys``."""
+    unknown = set(values) - set(keys)
+    if unknown:
+        raise KeyError(f"not in the retag --json schema: {sorted(unknown)}")
+    return {k: values.get(k) for k in keys}
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("retag", help="re-tag stored photos without the network (resumable)")
@@ -81,7 +127,7 @@ def retag(args: argparse.Namespace) -> int:
     if not args.local:
         from sightline.commands.retag_fleet import run_fleet
 
-        return run_fleet(args, s, url, scene_map)
+        return run_fleet(args, s, url, scene_map, k=k)
     conn = connect(url, timeout_s=max(s.db_timeout_s, 300))
     out: dict = {}
     try:
@@ -93,17 +139,38 @@ def retag(args: argparse.Namespace) -> int:
                 progress=not args.no_progress,
                 make_active=not args.no_activate,
             )
-            out["release"] = summary.to_json()
+            r = summary.to_json()
+            out["release"] = one_schema(
+                RELEASE_KEYS,
+                mode="local",
+                release=r["release"],
+                status=r["status"],
+                replaced=r["replaced"],
+                state="done",
+                photos=r["photos"],
+                done=r["photos"],
+                matches=r["matches"],
+                seconds=r["seconds"],
+                photos_per_s=r["photos_per_s"],
+                resumed=r["resumed_from"] > 0,
+                resumed_from=r["resumed_from"],
+            )
         if scene_map is not None:
             # In force first, then the re-file: workers file new photos by it from now on
             # (their writes check the version in force), the re-file does the photos before.
             version = install(conn, scene_map, f"retag --scene-map {args.scene_map}")
-            out["scene_map"] = {
-                "version": version,
-                "photos": retag_scenes(conn, scene_map, progress=not args.no_progress, k=k),
-                "max_albums": k,
-                "thresholds": len(scene_map.thresholds),
-            }
+            photos = retag_scenes(conn, scene_map, progress=not args.no_progress, k=k)
+            out["scene_map"] = one_schema(
+                SCENE_MAP_KEYS,
+                mode="local",
+                version=version,
+                max_albums=k,
+                thresholds=len(scene_map.thresholds),
+                state="done",
+                photos=photos,
+                done=photos,
+                resumed=False,
+            )
     except ReleaseRefused as exc:
         raise CliError(str(exc)) from None
     finally:

@@ -50,6 +50,10 @@ def follow(conn: Any, job_id: int, *, progress: bool, poll_s: float = 0.5) -> An
 
 
 def run_fleet(args: argparse.Namespace, settings: Any, url: str, scene_map: Any, k: int = 3) -> int:
+    """Plan, publish and (with --wait) follow the fleet jobs of `sightline retag`; prints the
+    same --json schema as --local (sightline/commands/retag.py). Returns the exit code: 1
+    when a followed job failed or was cancelled."""
+    from sightline.commands.retag import RELEASE_KEYS, SCENE_MAP_KEYS, one_schema
     from workers import jobs
     from workers.db import connect
     from workers.releases import ReleaseRefused
@@ -83,18 +87,42 @@ def run_fleet(args: argparse.Namespace, settings: Any, url: str, scene_map: Any,
             # (their writes check the version in force), the chunks do the photos before.
             version = install(conn, scene_map, f"retag --scene-map {args.scene_map}")
             plans.append(plan_remap(conn, scene_map, chunk_size=args.chunk_size, k=k))
+        sent: dict[str, int] = {}
         for plan in plans:
-            sent = publish_chunks(settings.broker_url, plan.job_id, plan.pending)
+            sent[plan.kind] = publish_chunks(settings.broker_url, plan.job_id, plan.pending)
             if not plan.resumed:  # counted in photos, like listed and done; once per job
                 with conn, conn.cursor() as cur:
                     jobs.add(cur, plan.job_id, published=plan.photos)
-            out[plan.kind] = {**plan.to_json(), "published": sent}
-            if plan.kind == "remap":
-                out[plan.kind].update(version=version, max_albums=k)
-        if args.wait:
-            for plan in plans:
+        for plan in plans:
+            if args.wait:
                 job = follow(conn, plan.job_id, progress=not args.no_progress)
-                out[plan.kind].update(state=job.state, done=job.done, error=job.error)
+            else:
+                with conn, conn.cursor() as cur:
+                    job = jobs.get(cur, plan.job_id)
+            fleet = {
+                "mode": "fleet",
+                "state": job.state,
+                "photos": plan.photos,
+                "done": job.done,
+                "resumed": plan.resumed,
+                "job": plan.job_id,
+                "chunks": plan.chunks,
+                "pending": len(plan.pending),
+                "published": sent[plan.kind],
+                "error": job.error,
+            }
+            if plan.kind == "retag":
+                out["release"] = one_schema(
+                    RELEASE_KEYS, release=args.release, **fleet, **_release_after(conn, job)
+                )
+            else:
+                out["scene_map"] = one_schema(
+                    SCENE_MAP_KEYS,
+                    version=version,
+                    max_albums=k,
+                    thresholds=len(scene_map.thresholds),
+                    **fleet,
+                )
     except ReleaseRefused as exc:
         raise CliError(str(exc)) from None
     finally:
@@ -102,12 +130,35 @@ def run_fleet(args: argparse.Namespace, settings: Any, url: str, scene_map: Any,
     if args.json:
         print(json.dumps(out))
     else:
-        for kind, o in out.items():
+        for part, o in out.items():
+            name = f"release {o['release']}" if part == "release" else f"scene map {o['version']}"
             verb = "resumed" if o["resumed"] else "started"
             print(
-                f"{kind} job {o['job']} {verb}: {o['chunks']} chunks, {o['published']} tasks "
+                f"{name}: job {o['job']} {verb}: {o['chunks']} chunks, {o['published']} tasks "
                 f"published for {o['photos']} photos"
-                + (f"; {o['state']}" if "state" in o else f"; see: sightline jobs show {o['job']}")
+                + (
+                    f"; {o['state']}"
+                    if o["state"] != "running"
+                    else f"; see: sightline jobs show {o['job']}"
+                )
             )
     failed = [o for o in out.values() if o.get("state") in ("failed", "cancelled")]
     return 1 if failed else 0
+
+
+def _release_after(conn: Any, job: Any) -> dict[str, Any]:
+    """The release's status now and, for a job that ended, its matches, time and the
+    release its activation replaced (the job's checkpoint)."""
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT status FROM releases WHERE version = %s", (job.params["release"],))
+        row = cur.fetchone()
+        got: dict[str, Any] = {"status": row[0] if row else None}
+        if job.state != "done":
+            return got
+        cur.execute("SELECT sum(matches) FROM retag_chunks WHERE job_id = %s", (job.id,))
+        got["matches"] = int(cur.fetchone()[0] or 0)
+    seconds = (job.finished_at - job.started_at).total_seconds() if job.finished_at else None
+    got["seconds"] = round(seconds, 3) if seconds else None
+    got["photos_per_s"] = round(job.done / seconds, 1) if seconds else None
+    got["replaced"] = (job.checkpoint or {}).get("replaced")
+    return got

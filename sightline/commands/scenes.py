@@ -6,6 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 from collections import defaultdict
+from typing import TYPE_CHECKING
+
+from sightline.cli import CliError
+
+if TYPE_CHECKING:
+    from models.scenes import SceneMap
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,12 +24,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=show_scenes)
 
 
+def load_scene_map(map_path: str | None, sift_path: str | None) -> SceneMap:
+    """The scene map at ``map_path`` with the sift list at ``sift_path`` (None: the shipped
+    ones; a sift of 'none' leaves no class out). Raises CliError, one line naming the file:
+    unreadable, or not a scene map / sift list of the Places365 classes."""
+    from models.scenes import SceneMap, SceneMapError, load_sift
+
+    try:
+        excluded = load_sift(sift_path)
+    except (OSError, ValueError, SceneMapError) as exc:
+        raise _refusal("sift list", sift_path, exc) from None
+    try:
+        return SceneMap.load(map_path, excluded=excluded)
+    except (OSError, ValueError, SceneMapError) as exc:
+        raise _refusal("scene map", map_path, exc) from None
+
+
+def _refusal(what: str, path: str | None, exc: Exception) -> CliError:
+    if isinstance(exc, OSError):
+        detail = f"cannot read: {exc.strerror or exc}"
+    elif isinstance(exc, UnicodeDecodeError):
+        detail = "not UTF-8 text"
+    else:  # SceneMapError's text starts "scene map …" or "sift list …" already
+        detail = str(exc).removeprefix(f"{what} ")
+    return CliError(f"{what} {path or '(shipped)'}: {detail}")
+
+
 def show_scenes(args: argparse.Namespace) -> int:
-    from models.scenes import SceneMap, load_sift
     from workers.settings import Settings
 
     s = Settings.from_env()
-    sm = SceneMap.load(args.map or s.scene_map, excluded=load_sift(args.sift or s.sift))
+    sm = load_scene_map(args.map or s.scene_map, args.sift or s.sift)
     described = sm.describe()
     if args.json:
         print(json.dumps(described))

@@ -1,5 +1,6 @@
-"""`sightline status`: photos by status, recent failures, the active release, the scene map in
-force, per queue ready and in-flight counts, the oldest waiting photo, the live workers."""
+"""`sightline status`: photos by status, recent failures, the active releases (one per model
+version: two during a model switch), the scene map in force, per queue ready and in-flight
+counts, the oldest waiting photo, the live workers."""
 
 from __future__ import annotations
 
@@ -114,14 +115,14 @@ def _text(r: dict[str, Any]) -> str:
             f"  tagged by {t['model_version']}: {t['photos']:,} (scene head "
             f"{_yes(t['scene_trained'])}, embedding head {_yes(t['embedding_trained'])})"
         )
-    rel = r["active_release"]
-    if rel:
+    # One line per active release: one per model version, so two while a model switch runs.
+    for rel in r["active_releases"]:
         lines.append(
             f"active release  {rel['version']} (model {rel['model_version']}, "
             f"{rel['landmarks']:,} landmarks, {rel['centroids']:,} centroids, "
             f"activated {rel['activated_at']})"
         )
-    else:
+    if not r["active_releases"]:
         lines.append("active release  none")
     for other in r["other_releases"]:
         lines.append(f"release         {other['version']} ({other['status']})")
@@ -133,10 +134,11 @@ def _text(r: dict[str, Any]) -> str:
     )
     for j in r["jobs"]:
         eta = j["eta_s"]
+        left = "-" if j["state"] != "running" else "unknown" if eta is None else f"{eta:,.0f} s"
         lines.append(
             f"job {j['id']:<6} {j['kind']} {j['state']}: {j['done']:,} done, "
             f"{j['failed']:,} failed, {j['skipped']:,} skipped of {j['published']:,} published"
-            f" (eta {'unknown' if eta is None else f'{eta:,.0f} s'})"
+            f" (eta {left})"
         )
     q = r["queues"]
     lines.append(f"queues on {q['broker'] or 'no broker'} ({q['kind']})")

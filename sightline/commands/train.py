@@ -17,10 +17,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", required=True, type=Path, help="run folder: state, metrics, export")
     s.add_argument("--init", type=Path, help="torchvision ImageNet or CSAIL Places365 weights")
     s.add_argument("--arch", default="wide_resnet50_2", help="wide_resnet50_2, resnet50, tiny")
-    s.add_argument("--epochs", type=int, default=10)
-    s.add_argument("--lr", type=float, default=0.01)
-    s.add_argument("--weight-decay", type=float, default=1e-4)
-    s.add_argument("--embedding-dim", type=int, default=512)
+    s.add_argument("--epochs", type=int, default=10, help="passes over train/ (default: 10)")
+    s.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (default: 0.01)")
+    s.add_argument(
+        "--weight-decay", type=float, default=1e-4, help="SGD weight decay (default: 1e-4)"
+    )
+    s.add_argument(
+        "--embedding-dim", type=int, default=512, help="landmark embedding size (default: 512)"
+    )
     _common(s)
     s.set_defaults(func=train_scene_cmd)
 
@@ -29,10 +33,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--scene", required=True, type=Path, help="scene checkpoint to start from")
     m.add_argument("--out", required=True, type=Path, help="run folder: state, metrics, export")
     m.add_argument("--embedding-dim", type=int, help="default: the checkpoint's")
-    m.add_argument("--epochs-per-stage", type=int, default=2)
-    m.add_argument("--lr-layer4", type=float, default=1e-3)
-    m.add_argument("--lr-embed", type=float, default=1e-2)
-    m.add_argument("--lr-classifier", type=float, default=1e-1)
+    m.add_argument(
+        "--epochs-per-stage",
+        type=int,
+        default=2,
+        help="epochs of each curriculum stage of the manifest (default: 2)",
+    )
+    m.add_argument(
+        "--lr-layer4", type=float, default=1e-3, help="learning rate of layer4 (default: 1e-3)"
+    )
+    m.add_argument(
+        "--lr-embed",
+        type=float,
+        default=1e-2,
+        help="learning rate of the embedding head (default: 1e-2)",
+    )
+    m.add_argument(
+        "--lr-classifier",
+        type=float,
+        default=1e-1,
+        help="learning rate of the landmark classifier (default: 1e-1)",
+    )
     m.add_argument("--lr-center", type=float, default=0.5, help="learning rate of the centers")
     m.add_argument("--center-weight", type=float, default=0.1, help="center loss weight")
     m.add_argument("--people", type=Path, help="folder of RGBA person cut-outs to paste")
@@ -47,13 +68,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="photos per batch (default: 64)")
     p.add_argument("--workers", type=int, default=8, help="data-loading processes")
     p.add_argument("--device", default=None, help="auto, cpu, cuda (default: SIGHTLINE_DEVICE)")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--max-steps", type=int, help="at most this many batches per epoch")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed", type=int, default=0, help="random seed: same seed, same run (default: 0)"
+    )
     p.add_argument("--version", help="version prefix written into the exported checkpoint")
 
 

@@ -18,20 +18,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     imp = wsub.add_parser("import", help="convert CSAIL Places365 or torchvision weights")
     imp.add_argument("file", type=Path, help="e.g. resnet50_places365.pth.tar")
     imp.add_argument(
-        "--from", dest="source", required=True, choices=("csail-places365", "torchvision")
+        "--from",
+        dest="source",
+        required=True,
+        choices=("csail-places365", "torchvision"),
+        help="the file's layout: a CSAIL Places365 checkpoint or a torchvision state dict",
     )
     imp.add_argument("--arch", help="resnet50, wide_resnet50_2, tiny (default: from the shapes)")
     imp.add_argument("--out", required=True, type=Path, help="FILE.safetensors")
-    imp.add_argument("--embedding-dim", type=int, default=512)
+    imp.add_argument(
+        "--embedding-dim",
+        type=int,
+        default=512,
+        help="size of the (untrained) landmark embedding head (default: 512)",
+    )
     imp.add_argument("--resize", type=int, help="override the source's resize (default 256)")
     imp.add_argument("--crop", type=int, help="override the source's centre crop (default 224)")
     imp.add_argument("--version", help="checkpoint version (default: SOURCE-ARCH-HASH8)")
-    imp.add_argument("--json", action="store_true")
+    imp.add_argument("--json", action="store_true", help="print the result as one JSON object")
     imp.set_defaults(func=import_cmd)
 
     show = wsub.add_parser("show", help="arch, classes, transform, heads' provenance, hash")
-    show.add_argument("file", type=Path)
-    show.add_argument("--json", action="store_true")
+    show.add_argument("file", type=Path, help="a serving checkpoint (.safetensors, .pt)")
+    show.add_argument("--json", action="store_true", help="print the metadata as one JSON object")
     show.set_defaults(func=show_cmd)
 
 

@@ -48,8 +48,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pool", default="threads", help="threads (one process owns the model)")
     p.add_argument("--batch-size", type=_count, default=None, help="photos per forward pass")
     p.add_argument("--batch-wait-ms", type=_millis, default=None, help="flush a partial batch")
-    p.add_argument("--loglevel", default="INFO")
-    p.add_argument("--hostname", default=None)
+    p.add_argument(
+        "--loglevel", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default: INFO)"
+    )
+    p.add_argument(
+        "--hostname",
+        default=None,
+        help="Celery node name (default: sightline@HOST:PID); events name the worker by it",
+    )
     p.set_defaults(func=run_worker)
 
 

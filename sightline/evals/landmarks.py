@@ -9,14 +9,14 @@ import json
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("landmarks", help="landmark accuracy, not-a-landmark accuracy, GAP")
     p.add_argument("--release", required=True, help="release file")
-    p.add_argument("--embeddings", required=True)
+    p.add_argument("--embeddings", required=True, help="E.npy, (N, D) float embeddings")
     p.add_argument("--labels", required=True, help="(N,) int landmark id, -1 for none")
-    p.add_argument("--gps")
+    p.add_argument("--gps", help="G.npy, (N, 2) lat, lon; NaN for none")
     p.add_argument(
         "--train-counts",
         help="CSV id,count of training photos (default: the counts the release carries)",
     )
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.set_defaults(func=run)
 
 
