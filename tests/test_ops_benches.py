@@ -207,11 +207,12 @@ def test_retag_bench_fill_writes_photos_in_small_transactions(db) -> None:
 @pytest.mark.slow
 def test_bench_retag_fleet_reports_both_worker_counts_and_the_limits(pg_server, redis_url) -> None:
     """bench retag --workers 1,2 re-tags every photo with each worker count (both workers
-    used with two), and prints the rates, the scaling between them and the matrix-product
+    used with two: 31 short chunks, so that a second worker still joining when the first
+    takes its chunks gets some), and prints the rates, the scaling between them and the matrix-product
     limits, each from what it measured."""
     out = run_cli(
         "bench", "retag", "--workers", "1,2", "--photos", "3000", "--centroids", "300",
-        "--dim", "64", "--chunk-size", "300", "--batch-size", "1000", "--json",
+        "--dim", "64", "--chunk-size", "100", "--batch-size", "1000", "--json",
         env={"DATABASE_URL": pg_server.get_uri(), "CELERY_BROKER_URL": redis_url},
         timeout=600,
     )  # fmt: skip
@@ -220,7 +221,7 @@ def test_bench_retag_fleet_reports_both_worker_counts_and_the_limits(pg_server, 
     assert set(r["photos_per_s_by_workers"]) == {"1", "2"}
     for n in ("1", "2"):
         run = r["runs"][n]
-        assert run["photos"] == 3000 and run["chunks"] == 11
+        assert run["photos"] == 3000 and run["chunks"] == 31
         assert run["photos_per_s"] == pytest.approx(run["photos"] / run["seconds"], rel=0.02)
         assert r["photos_per_s_by_workers"][n] == run["photos_per_s"]
     assert r["runs"]["2"]["workers_used"] == 2
