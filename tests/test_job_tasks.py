@@ -79,6 +79,39 @@ def test_tagged_unchanged_current_photo_is_a_noop_without_fetch(
     assert rt.tag_batch([_task(name, "users/a/1.jpg", etag, None)]) == ["gone"]
 
 
+@pytest.mark.parametrize(
+    ("column", "stored"),
+    [
+        (None, None),  # the photo as this worker tagged it: a no-op
+        ("scene_trained", True),  # tagged by another scene head
+        ("embedding_trained", True),  # tagged by another landmark embedding head
+        ("scene_trained", None),  # tagged before per-head provenance (migration 0010)
+        ("embedding_trained", None),
+    ],
+)
+def test_noop_needs_the_same_heads(bucket, db, db_url, moto_endpoint, column, stored) -> None:
+    """A job task is a no-op only for a photo tagged by this model version *and* the same
+    scene and embedding heads (per-head provenance); any other head, or none recorded,
+    re-tags it (a fetch: the object is there)."""
+    s3, name = bucket
+    etag = _put(s3, name, "users/h/1.jpg")
+    rt = _runtime(db_url, moto_endpoint)  # tiny, untrained: both heads untrained
+    assert rt.tag_batch([_task(name, "users/h/1.jpg", etag, _new_job(db))]) == ["tagged"]
+    with db, db.cursor() as cur:
+        cur.execute("SELECT scene_trained, embedding_trained FROM photos")
+        assert cur.fetchall() == [(False, False)]
+        if column:
+            cur.execute(f"UPDATE photos SET {column} = %s", (stored,))
+    job_id = _new_job(db)
+    expected = "skipped" if column is None else "tagged"
+    assert rt.tag_batch([_task(name, "users/h/1.jpg", etag, job_id)]) == [expected]
+    job = _job(db, job_id)
+    assert (job.done, job.skipped) == ((0, 1) if column is None else (1, 0))
+    with db, db.cursor() as cur:
+        cur.execute("SELECT scene_trained, embedding_trained FROM photos")
+        assert cur.fetchall() == [(False, False)]  # a re-tag records this worker's heads
+
+
 def test_each_photo_counts_once_per_job(bucket, db, db_url, moto_endpoint) -> None:
     """Copies of a job task, in one batch or in later batches, write and count once."""
     s3, name = bucket

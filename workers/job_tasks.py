@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from workers import jobs
@@ -36,43 +37,82 @@ def job_of(task: Mapping[str, Any]) -> int | None:
         return None
 
 
-def job_states(cur: Any, tasks: Sequence[Mapping[str, Any]]) -> dict[int, str]:
-    """The state of every job the batch's tasks belong to: one query, none without jobs."""
-    ids = sorted({j for t in tasks if (j := job_of(t)) is not None})
-    if not ids:
-        return {}
-    cur.execute("SELECT id, state FROM jobs WHERE id = ANY(%s::bigint[])", (ids,))
-    return {int(i): s for i, s in cur.fetchall()}
+@dataclass(frozen=True)
+class Triage:
+    """What one query says about a batch's tasks before anything is fetched."""
+
+    stale: set[int]  # indexes a newer stored event already decided (sequencer guard)
+    noop: set[int]  # indexes of library-job tasks whose photo needs nothing (see triage)
+    states: dict[int, str]  # job id -> state, for the jobs the tasks belong to
 
 
-def unchanged_keys(
-    cur: Any, tasks: Sequence[Mapping[str, Any]], model_version: str
-) -> set[tuple[str, str]]:
-    """(bucket, key) of job tasks whose photo is tagged, unchanged and on ``model_version``:
-    the no-op check, one query and no S3 call.
+def is_noop_candidate(task: Mapping[str, Any]) -> bool:
+    """A task the no-op check may skip: a job's task, without ``force``, with an ETag. An
+    upload's task never is: its newer sequencer must be recorded to order later events."""
+    return job_of(task) is not None and not task.get("force") and bool(task.get("etag"))
 
-    Unchanged: same ETag (both known), and the same version id when both sides have one
-    (ListObjectsV2 gives none). A task with ``force`` is never a no-op; nor is an upload's
-    task, whose newer sequencer must be recorded to order later events.
+
+def triage(
+    cur: Any,
+    tasks: Sequence[Mapping[str, Any]],
+    model_version: str,
+    *,
+    scene_trained: bool,
+    embedding_trained: bool,
+) -> Triage:
+    """The batch's stale tasks, library-job no-ops and job states: one query, no S3 call.
+
+    Stale: the stored row's event is newer than the task's (``sightline_not_older``, each
+    task judged by its own sequencer). No-op: a job task (``is_noop_candidate``) whose photo
+    is tagged, unchanged (same ETag, and the same version id when both sides have one;
+    ListObjectsV2 gives none) and tagged by this worker's model and heads: the same
+    ``model_version`` and the same per-head provenance (``scene_trained``,
+    ``embedding_trained``, migration 0010). A row that predates per-head provenance (NULL)
+    is no proof of the heads that tagged it: never a no-op.
+
+    Each task looks its row up by (bucket, key) on its own (a LATERAL lookup, so the plan is
+    an index probe per task whatever the table's statistics say). Tasks must be storable
+    (workers.pgtext.unstorable): NUL cannot travel in ``text[]``.
     """
-    todo = [t for t in tasks if job_of(t) is not None and not t.get("force") and t.get("etag")]
-    if not todo:
-        return set()
+    if not tasks:
+        return Triage(set(), set(), {})
     cur.execute(
-        "SELECT p.bucket, p.key FROM photos p JOIN unnest(%s::text[], %s::text[], %s::text[], "
-        "%s::text[]) AS t(bucket, key, etag, version_id) "
-        "ON p.bucket = t.bucket AND p.key = t.key "
-        "WHERE p.status = 'tagged' AND p.etag = t.etag AND p.model_version = %s "
-        "AND (t.version_id IS NULL OR p.version_id IS NULL OR p.version_id = t.version_id)",
+        "SELECT t.n - 1, "
+        "coalesce(NOT sightline_not_older(t.seq, t.at, p.sequencer, p.event_time), false), "
+        "coalesce(t.noop AND p.status = 'tagged' AND p.etag = t.etag "
+        "AND p.model_version = %s AND p.scene_trained = %s AND p.embedding_trained = %s "
+        "AND (t.version_id IS NULL OR p.version_id IS NULL OR p.version_id = t.version_id), "
+        "false), t.job, j.state "
+        "FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[], "
+        "%s::text[], %s::bigint[], %s::boolean[]) "
+        "WITH ORDINALITY AS t(bucket, key, seq, at, etag, version_id, job, noop, n) "
+        "LEFT JOIN LATERAL (SELECT p.sequencer, p.event_time, p.status, p.etag, "
+        "p.version_id, p.model_version, p.scene_trained, p.embedding_trained FROM photos p "
+        "WHERE p.bucket = t.bucket AND p.key = t.key LIMIT 1) AS p ON true "
+        "LEFT JOIN jobs j ON j.id = t.job",
         (
-            [t["bucket"] for t in todo],
-            [t["key"] for t in todo],
-            [t["etag"] for t in todo],
-            [t.get("version_id") for t in todo],
             model_version,
+            scene_trained,
+            embedding_trained,
+            [t["bucket"] for t in tasks],
+            [t["key"] for t in tasks],
+            [t.get("sequencer") for t in tasks],
+            [t.get("event_time") for t in tasks],
+            [t.get("etag") for t in tasks],
+            [t.get("version_id") for t in tasks],
+            [job_of(t) for t in tasks],
+            [is_noop_candidate(t) for t in tasks],
         ),
     )
-    return {(b, k) for b, k in cur.fetchall()}
+    out = Triage(set(), set(), {})
+    for n, stale, noop, job, state in cur.fetchall():
+        if stale:
+            out.stale.add(int(n))
+        if noop:
+            out.noop.add(int(n))
+        if job is not None and state is not None:
+            out.states[int(job)] = state
+    return out
 
 
 def claim(cur: Any, tasks: Sequence[Mapping[str, Any]]) -> set[tuple[str, str, int]]:
@@ -124,9 +164,9 @@ def count(cur: Any, finished: Sequence[tuple[Mapping[str, Any], Any]]) -> dict[i
     added: dict[int, Counter] = {}
     for b, k, j in cur.fetchall():
         added.setdefault(int(j), Counter())[COUNTER_OF[outcome_of[(b, k, int(j))]]] += 1
-    for job, deltas in sorted(added.items()):
-        jobs.add(cur, job, **deltas)
-        jobs.finish_if_complete(cur, job)
+    for job, deltas in sorted(added.items()):  # one lock order for concurrent batches
+        if jobs.add(cur, job, **deltas):
+            jobs.finish_if_complete(cur, job)
     return added
 
 

@@ -106,18 +106,26 @@ def list_jobs(cur: Any, *, live_only: bool = False, limit: int = 50) -> list[Job
     return [Job(*row) for row in cur.fetchall()]
 
 
-def add(cur: Any, job_id: int, **deltas: int) -> None:
+def add(cur: Any, job_id: int, **deltas: int) -> bool:
     """Add to the job's counters (``listed``, ``published``, ``done``, ``failed``, ``skipped``)
-    in one statement; the caller's transaction makes it atomic with the writes it counts."""
+    in one statement; the caller's transaction makes it atomic with the writes it counts.
+
+    True when the job, as these counts leave it, may finish (running, its source exhausted,
+    every published task with an outcome): worth a ``finish_if_complete``, which decides.
+    """
     unknown = set(deltas) - set(COUNTERS)
     if unknown:
         raise ValueError(f"unknown job counters: {sorted(unknown)}")
     deltas = {k: int(v) for k, v in deltas.items() if v}
     if not deltas:
-        return
+        return False
     sets = ", ".join(f"{k} = {k} + %({k})s" for k in deltas)
-    cur.execute(f"UPDATE jobs SET {sets}, updated_at = now() WHERE id = %(id)s",
+    cur.execute(f"UPDATE jobs SET {sets}, updated_at = now() WHERE id = %(id)s "
+                "RETURNING state = 'running' AND checkpoint @> '{\"complete\": true}' "
+                "AND done + failed + skipped >= published",
                 {**deltas, "id": job_id})  # fmt: skip
+    row = cur.fetchone()
+    return bool(row and row[0])
 
 
 def save_checkpoint(cur: Any, job_id: int, checkpoint: Any, **deltas: int) -> None:

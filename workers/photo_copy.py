@@ -93,9 +93,26 @@ def _time(v: Any, *, aware: bool) -> bytes:
     return struct.pack(">iq", 8, micros)
 
 
+def _packer(fmt: str) -> Any:
+    """A compiled struct for ``fmt`` (one per array length seen: a handful)."""
+    packer = _PACKERS.get(fmt)
+    if packer is None:
+        packer = _PACKERS[fmt] = struct.Struct(fmt)
+    return packer.pack
+
+
+_PACKERS: dict[str, struct.Struct] = {}
+# Up to this many floats, a list packs faster by struct than through numpy.
+_SMALL = 32
+
+
 def _vector(v: Any) -> bytes:
     if v is None:
         return _NULL
+    if isinstance(v, list):
+        # what the worker's items hold: struct packs a list of numbers at C speed (a value
+        # float32 cannot hold raises struct.error: EncodeError, the per-photo path decides)
+        return _packer(f">ihh{len(v)}f")(4 + 4 * len(v), len(v), 0, *v)
     a = np.asarray(v, dtype=">f4").ravel()
     body = struct.pack(">hh", a.size, 0) + a.tobytes()
     return struct.pack(">i", len(body)) + body
@@ -104,6 +121,12 @@ def _vector(v: Any) -> bytes:
 def _real_array(v: Any) -> bytes:
     if v is None:
         return _NULL
+    if isinstance(v, list) and 0 < len(v) <= _SMALL:
+        # top-5 scenes, album scores, matches: a few floats, each as (length 4, value)
+        n = len(v)
+        pairs = [4] * (2 * n)
+        pairs[1::2] = v
+        return _packer(f">iiiiii{'if' * n}")(20 + 8 * n, 1, 0, _FLOAT4_OID, n, 1, *pairs)
     a = np.asarray(v, dtype=np.float32).ravel()
     if not a.size:
         body = struct.pack(">iii", 0, 0, _FLOAT4_OID)
@@ -200,6 +223,6 @@ def write_photos_copy(cur: Any, items: list[dict[str, Any]]) -> list[tuple[int |
             raise
         cur.execute("ROLLBACK TO SAVEPOINT sightline_staged")
         return write_photos(cur, items)
-    cur.execute("RELEASE SAVEPOINT sightline_staged")
+    # No RELEASE: the savepoint ends with the caller's transaction, a round trip saved.
     by_idx = {i: (pid, outcome) for i, pid, outcome in got}
     return [by_idx[i] for i in range(len(items))]

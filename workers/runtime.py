@@ -29,7 +29,7 @@ from workers.pipeline import Prepared, album_scores, infer, prepare
 from workers.releases import LiveRelease, LiveReleases
 from workers.scenemaps import LiveSceneMap, in_force, install
 from workers.settings import Settings
-from workers.store import stale_tasks, status_item, tagged_item, write_photos
+from workers.store import status_item, superseded_in_batch, tagged_item, write_photos
 from workers.versions import head_current, holds, retarget, stored_state
 
 log = logging.getLogger("sightline.worker")
@@ -261,11 +261,19 @@ class WorkerRuntime:
         a repeated job task) and count those against their jobs; the indexes left to tag."""
         assert self.model.meta is not None
         mine = [tasks[i] for i in storable]
-        # each task judged by its own sequencer: a newer event already decided it
-        stale = {storable[n] for n in stale_tasks(cur, mine)}
-        states = job_tasks.job_states(cur, mine)
-        # Library jobs: a photo tagged, unchanged and on this model is a no-op (no fetch).
-        unchanged = job_tasks.unchanged_keys(cur, mine, self.model.meta.model_version)
+        meta = self.model.meta
+        # one query: each task judged by its own sequencer (a newer event already decided
+        # it); library jobs' no-ops (tagged, unchanged, this model and heads: no fetch)
+        found = job_tasks.triage(
+            cur,
+            mine,
+            meta.model_version,
+            scene_trained=meta.scene_head.trained,
+            embedding_trained=meta.embedding_head.trained,
+        )
+        stale = {storable[n] for n in found.stale | superseded_in_batch(mine)}
+        noop = {storable[n] for n in found.noop}
+        states = found.states
         todo: list[int] = []
         decided: list[int] = []
         cancelled: list[Mapping[str, Any]] = []
@@ -285,7 +293,7 @@ class WorkerRuntime:
             elif i in stale:
                 outcomes[i] = "stale"
                 decided.append(i)
-            elif (t["bucket"], t["key"]) in unchanged:
+            elif i in noop:
                 outcomes[i] = "skipped"
                 decided.append(i)
             else:

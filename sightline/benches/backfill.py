@@ -37,6 +37,9 @@ from pathlib import Path
 from typing import Any
 
 PARTS = ("inventory", "list", "noop", "tagged")
+# Not run by default: the inventory part again with every task through send_task (the road
+# before the bulk one), for a before/after in one run.
+EXTRA_PARTS = ("inventory-send-task",)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,7 +50,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tagged-photos", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=None, help="worker batch (default: setting)")
     p.add_argument("--page-size", type=int, default=1000)
-    p.add_argument("--parts", default=",".join(PARTS), help="comma-separated: " + ", ".join(PARTS))
+    p.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help="comma-separated: " + ", ".join(PARTS + EXTRA_PARTS),
+    )
     p.add_argument("--broker", default=None, help="broker URL (default: CELERY_BROKER_URL)")
     p.add_argument("--s3-endpoint", default=None, help="an S3 endpoint (default: moto server)")
     p.add_argument("--json", action="store_true")
@@ -118,12 +125,14 @@ def _drained(broker_url: str, queue: str):
             client.delete(queue)
 
 
-def _publish_job(conn: Any, pages: Any, broker_url: str, queue: str, job_id: int) -> Any:
+def _publish_job(
+    conn: Any, pages: Any, broker_url: str, queue: str, job_id: int, bulk: bool = True
+) -> Any:
     from handlers.contract import TAG_TASK
     from handlers.publish import CeleryPublisher
     from sightline.backfill.run import Backfill, Pacing
 
-    publisher = CeleryPublisher(broker_url, queues={TAG_TASK: queue})
+    publisher = CeleryPublisher(broker_url, queues={TAG_TASK: queue}, bulk=bulk)
     try:
         return Backfill(conn, job_id, publisher, Pacing(max_queue=None)).run(pages)
     finally:
@@ -138,8 +147,10 @@ def _source_rate(
     args: argparse.Namespace,
     bucket: str,
     manifest_uri: str | None,
+    bulk: bool = True,
 ) -> dict[str, Any]:
-    """Tasks/s from an inventory or a listing through selection, publish and checkpoints."""
+    """Tasks/s from an inventory or a listing through selection, publish and checkpoints;
+    ``bulk``: the backfill's bulk publishing road, else ``send_task`` per task."""
     import contextlib
 
     from handlers.rules import Exclusions, OwnerRule
@@ -157,7 +168,7 @@ def _source_rate(
     with cursor() as cur:
         job_id = jobs.create(cur, "backfill", {"bench": kind})
     queue = f"sightline-bench-{uuid.uuid4().hex[:8]}"
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     if kind == "inventory":
         assert manifest_uri is not None
         manifest = sources.read_manifest(s3, manifest_uri)
@@ -173,13 +184,18 @@ def _source_rate(
         job_id=job_id,
     )
     with _drained(broker_url, queue):
-        out = _publish_job(conn, pages, broker_url, queue, job_id)
+        out = _publish_job(conn, pages, broker_url, queue, job_id, bulk)
     seconds = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
     conn.close()
     return {
         "tasks": out.published,
         "listed": out.listed,
         "seconds": round(seconds, 2),
+        # this process's CPU (reading, selecting, building and publishing the tasks): on a
+        # busy machine tasks per CPU second says more than tasks per wall second
+        "cpu_seconds": round(cpu, 2),
+        "tasks_per_cpu_s": round(out.published / cpu, 1) if cpu else None,
         "pages": out.pages,
     }
 
@@ -267,11 +283,19 @@ def _noop_rate(url: str, endpoint: str, batch: int, photos: int) -> dict[str, An
     version = rt.model.meta.model_version
     conn = connect(url, register=False)
     with conn, conn.cursor() as cur:
+        # tagged by this model and its heads (per-head provenance, as a worker writes it)
         cur.execute(
-            "INSERT INTO photos (owner, bucket, key, etag, status, model_version, event_time) "
+            "INSERT INTO photos (owner, bucket, key, etag, status, model_version, "
+            "model_trained, scene_trained, embedding_trained, event_time) "
             "SELECT 'u' || (i %% 100), 'noop', 'users/u' || (i %% 100) || '/' || i || '.jpg', "
-            "md5(i::text), 'tagged', %s, now() FROM generate_series(1, %s) AS i",
-            (version, photos),
+            "md5(i::text), 'tagged', %s, %s, %s, %s, now() FROM generate_series(1, %s) AS i",
+            (
+                version,
+                rt.model.meta.trained,
+                rt.model.meta.scene_head.trained,
+                rt.model.meta.embedding_head.trained,
+                photos,
+            ),
         )
         job_id = jobs.create(cur, "backfill", {"bench": "noop"})
         cur.execute("SELECT owner, key, etag FROM photos WHERE bucket = 'noop' ORDER BY id")
@@ -397,13 +421,13 @@ def run(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
-    if not parts or set(parts) - set(PARTS):
-        raise CliError(f"--parts takes some of {', '.join(PARTS)}")
+    if not parts or set(parts) - set(PARTS + EXTRA_PARTS):
+        raise CliError(f"--parts takes some of {', '.join(PARTS + EXTRA_PARTS)}")
     sizes = (args.inventory_rows, args.list_keys, args.noop_photos, args.tagged_photos)
     if min(sizes) < 1 or args.page_size < 1 or (args.batch_size or 1) < 1:
         raise CliError("sizes, --page-size and --batch-size must be positive")
     broker_url = args.broker or settings.broker_url
-    if not broker_url and set(parts) & {"inventory", "list", "tagged"}:
+    if not broker_url and set(parts) & {"inventory", "inventory-send-task", "list", "tagged"}:
         raise CliError("no broker: pass --broker or set CELERY_BROKER_URL")
     batch = args.batch_size or settings.batch_size
     result: dict[str, Any] = {
@@ -413,11 +437,17 @@ def run(args: argparse.Namespace) -> int:
     with _moto(args.s3_endpoint) as endpoint, scratch_database() as url:
         s3 = boto3.client("s3", endpoint_url=endpoint, config=Config(max_pool_connections=16))
         result["s3"] = "moto server" if not args.s3_endpoint else endpoint
-        if "inventory" in parts:
+        if {"inventory", "inventory-send-task"} & set(parts):
             manifest = _inventory(s3, args.inventory_rows)
-            r = _source_rate(url, s3, broker_url, "inventory", args, "", manifest)
-            result["inventory"] = r
-            result["inventory_rows_to_tasks_per_s"] = round(r["tasks"] / r["seconds"], 1)
+        for part in ("inventory", "inventory-send-task"):
+            if part not in parts:
+                continue
+            # nothing consumes these tasks: the photos table stays empty for the next part
+            bulk = part == "inventory"
+            r = _source_rate(url, s3, broker_url, "inventory", args, "", manifest, bulk)
+            name = "inventory" if part == "inventory" else "inventory_send_task"
+            result[name] = r
+            result[f"{name}_rows_to_tasks_per_s"] = round(r["tasks"] / r["seconds"], 1)
         if "list" in parts:
             bucket = _bucket_of(s3, args.list_keys)
             r = _source_rate(url, s3, broker_url, "list", args, bucket, None)

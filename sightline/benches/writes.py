@@ -7,6 +7,8 @@ at once (as N worker batch threads would). On one connection, in the same run, t
 number of photos also go through the previous path (``sightline_write_photos``, one
 sub-transaction per photo) for ``previous_rows_per_s_per_connection`` and the ``ratio``. Then
 the stored size per photo and how fast the embeddings read back (what a re-tag reads).
+``--stages 16,64,256`` also splits the staged path's time per row into its stages (Python
+encoding, staging, COPY, the upsert, commit) at each batch size.
 
 The warm-up writes its photos twice (the second pass warms the COPY path), which leaves one
 dead version of each warm row and its tags; the photo tables are VACUUMed after it, as
@@ -32,6 +34,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--connections", default="1,2,4", help="comma-separated connection counts")
     p.add_argument("--dim", type=int, default=512, help="embedding width")
     p.add_argument("--classes", type=int, default=365, help="scene probabilities per photo")
+    p.add_argument(
+        "--stages",
+        default=None,
+        metavar="SIZES",
+        help="also time the staged path's stages (Python encoding, staging, COPY, the "
+        "upsert, commit) per row at these comma-separated batch sizes, e.g. 16,64,256",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
@@ -174,6 +183,49 @@ def _write_all(
     return elapsed, latencies
 
 
+def _stages(url: str, items: list[dict], batch: int) -> dict[str, Any]:
+    """The staged path's stages, as ``workers.photo_copy.write_photos_copy`` runs them, in
+    microseconds per row: ``encode`` (Python: the binary COPY buffer), ``stage`` (the
+    staging table emptied, a savepoint), ``copy``, ``upsert`` (``sightline_write_staged``:
+    photos, their scenes, albums and matches, album summaries) and ``commit``."""
+    import io
+
+    from workers import photo_copy as pc
+    from workers.db import connect
+
+    spent = dict.fromkeys(("encode", "stage", "copy", "upsert", "commit"), 0.0)
+    conn = connect(url)
+    t_all = time.perf_counter()
+    for i in range(0, len(items), batch):
+        chunk = items[i : i + batch]
+        with conn, conn.cursor() as cur:
+            t0 = time.perf_counter()
+            data = pc._SIGNATURE + b"".join(pc.encode_row(k, x) for k, x in enumerate(chunk))
+            data += pc._TRAILER
+            t1 = time.perf_counter()
+            cur.execute(f"{pc.STAGE_DDL}; DELETE FROM sightline_stage; SAVEPOINT sightline_staged")
+            t2 = time.perf_counter()
+            cur.copy_expert(
+                f"COPY sightline_stage ({pc._COLUMNS}) FROM STDIN (FORMAT binary)",
+                io.BytesIO(data),
+            )
+            t3 = time.perf_counter()
+            cur.execute("SELECT idx, photo_id, outcome FROM sightline_write_staged()")
+            if any(o != "tagged" for _, _, o in cur.fetchall()):
+                raise RuntimeError("the staged upsert refused a bench row")
+            t4 = time.perf_counter()
+        t5 = time.perf_counter()
+        for name, seconds in zip(spent, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+            spent[name] += seconds
+    total = time.perf_counter() - t_all
+    conn.close()
+    return {
+        "batch_size": batch,
+        "rows_per_s": round(len(items) / total, 1),
+        "us_per_row": {k: round(v * 1e6 / len(items), 1) for k, v in spent.items()},
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     from sightline.cli import CliError
     from sightline.embedded import database_url
@@ -187,6 +239,12 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--connections takes comma-separated integers, e.g. 1,2,4") from None
     if not counts or min(counts) < 1 or args.photos < 1 or args.batch_size < 1:
         raise CliError("--photos, --batch-size and --connections must be positive")
+    try:
+        stage_sizes = [int(c) for c in (args.stages or "").split(",") if c.strip()]
+    except ValueError:
+        raise CliError("--stages takes comma-separated batch sizes, e.g. 16,64,256") from None
+    if stage_sizes and min(stage_sizes) < 1:
+        raise CliError("--stages takes positive batch sizes")
     base_url, _server = database_url(Settings.from_env())
     result: dict[str, Any] = {"photos": args.photos, "batch_size": args.batch_size, "runs": []}
     with scratch_database(base_url) as url:
@@ -225,6 +283,12 @@ def run(args: argparse.Namespace) -> int:
                     "json_encode_ms_per_photo": round(encode_s * 1000 / len(items), 3),
                 }
             )
+        if stage_sizes:
+            result["stages"] = []
+        for n, size in enumerate(stage_sizes, 1):
+            items = _items(args.photos, f"stages{n}", args.dim, args.classes, seed=100 + n)
+            result["stages"].append(_stages(url, items, size))
+            total += len(items)
         conn = connect(url)
         with conn, conn.cursor() as cur:
             breakdown = relation_sizes(cur, _TABLES)
@@ -255,6 +319,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
     else:
+        for stage in result.pop("stages", []):
+            print(
+                f"staged path, batch {stage['batch_size']:>4}: {stage['rows_per_s']:>9} rows/s; "
+                + ", ".join(f"{k} {v}" for k, v in stage["us_per_row"].items())
+                + " us/row"
+            )
         for run in result.pop("runs"):
             print(
                 f"{run['connections']:>3} connection(s)  {run['rows_per_s']:>9} rows/s  "

@@ -238,7 +238,7 @@ def backfill(args: argparse.Namespace) -> int:
         return queue_depths(config.broker_url, [TAG_QUEUE], options).depths.get(TAG_QUEUE)
 
     pacing = Pacing(max_queue=max_queue, rate=args.rate, depth=depth)
-    publisher = CeleryPublisher(config.broker_url, options)
+    publisher = CeleryPublisher(config.broker_url, options, bulk=True)
     show = sys.stderr.isatty() if args.progress is None else args.progress
     bar = _Bar(job_id) if show else None
     runner = Backfill(conn, job_id, publisher, pacing, on_page=bar.update if bar else None)
