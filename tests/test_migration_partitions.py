@@ -187,6 +187,16 @@ def test_partition_migration_keeps_every_row_answer_and_summary(filled_0016, mon
         landmark_fk = "landmark_matches_release_landmark_id_fkey"  # to a reference table
         assert {(t, k) for t, _, k, _ in keys} >= {(t, "p") for t in TABLES}
         assert [k for k in keys if "owner" not in k[3] and k[1] != landmark_fk] == []
+        # 0019: each tag partition's key references the photos partition of the same bounds.
+        cur.execute(
+            "SELECT c.conrelid::regclass::text, c.confrelid::regclass::text, "
+            "pg_get_expr(a.relpartbound, a.oid) = pg_get_expr(b.relpartbound, b.oid) "
+            "FROM pg_constraint c JOIN pg_class a ON a.oid = c.conrelid "
+            "JOIN pg_class b ON b.oid = c.confrelid "
+            "WHERE c.contype = 'f' AND b.relname LIKE 'photos\\_p%%'"
+        )
+        fks = cur.fetchall()
+        assert len(fks) == 4 * 3 and all(same for _, _, same in fks), fks
         # An owner's album functions read one partition of each table.
         cur.execute(
             "EXPLAIN SELECT * FROM album_membership WHERE owner = 'alice' AND kind = 'scene'"
