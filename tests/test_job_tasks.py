@@ -220,3 +220,28 @@ def test_exclusions_match_globs_and_prefixes(key: str, excluded_by: str | None) 
         )
     else:
         assert action.action == "tag"
+
+
+@pytest.mark.parametrize("write_path", ["copy", "function"])
+def test_a_refused_write_counts_as_failed_and_the_job_ends(
+    bucket, db, db_url, moto_endpoint, write_path
+) -> None:
+    """A photo whose row the database refuses (here a CHECK constraint) fails alone, counts as
+    failed against its job, and the job, its listing complete, ends done."""
+    s3, name = bucket
+    keys = ["users/r/1.jpg", "users/r/poison.jpg", "users/r/2.jpg"]
+    etags = {k: _put(s3, name, k, i) for i, k in enumerate(keys)}
+    with db, db.cursor() as cur:
+        cur.execute(
+            "ALTER TABLE photos ADD CONSTRAINT no_poison CHECK (key <> 'users/r/poison.jpg')"
+        )
+        job_id = jobs.create(cur, "backfill", {"test": True})
+        jobs.save_checkpoint(cur, job_id, {"complete": True}, listed=3, published=3)
+    settings = Settings(
+        allow_untrained=True, arch="tiny", s3_endpoint_url=moto_endpoint, write_path=write_path
+    )
+    rt = WorkerRuntime(settings, db_url)
+    outcomes = rt.tag_batch([_task(name, k, e, job_id) for k, e in etags.items()])
+    assert outcomes == ["tagged", "failed", "tagged"]
+    job = _job(db, job_id)
+    assert (job.state, job.done, job.failed, job.skipped) == ("done", 2, 1, 0)

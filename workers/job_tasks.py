@@ -171,7 +171,26 @@ def count(cur: Any, finished: Sequence[tuple[Mapping[str, Any], Any]]) -> dict[i
 
 
 def count_unmarked(cur: Any, tasks: Sequence[Mapping[str, Any]], counter: str) -> None:
-    """Count tasks that leave no photo row (a cancelled job's skipped tasks) by job."""
+    """Count tasks that leave no photo row (a cancelled job's skipped tasks, a refused write)
+    by job; finishes a job these counts complete."""
     per_job = Counter(j for t in tasks if (j := job_of(t)) is not None)
     for job, n in sorted(per_job.items()):
-        jobs.add(cur, job, **{counter: n})
+        if jobs.add(cur, job, **{counter: n}):
+            jobs.finish_if_complete(cur, job)
+
+
+def count_refused(cur: Any, tasks: Sequence[Mapping[str, Any]]) -> None:
+    """Count as failed the job tasks whose write the database refused and that have no photo
+    row to carry the job's mark (``count`` marks and counts the others), so a job with a
+    refused photo still reaches its end. A redelivered copy of such a task counts again:
+    nothing is stored to tell it from the first."""
+    mine = [t for t in tasks if job_of(t) is not None]
+    if not mine:
+        return
+    cur.execute(
+        "SELECT p.bucket, p.key FROM photos p JOIN unnest(%s::text[], %s::text[]) AS t(bucket, "
+        "key) ON p.bucket = t.bucket AND p.key = t.key",
+        ([t["bucket"] for t in mine], [t["key"] for t in mine]),
+    )
+    present = set(cur.fetchall())
+    count_unmarked(cur, [t for t in mine if (t["bucket"], t["key"]) not in present], "failed")

@@ -248,6 +248,8 @@ class WorkerRuntime:
             written = write(cur, [item for _, item in items])
             self._settle(items, written, outcomes, errors)
             job_tasks.count(cur, [(tasks[i], outcomes[i]) for i in todo])
+            refused = [tasks[i] for i in todo if (errors.get(i) or "").startswith("write refused")]
+            job_tasks.count_refused(cur, refused)
         return self._finish(tasks, outcomes, errors, ms, started)
 
     def _triage(
@@ -441,6 +443,8 @@ class WorkerRuntime:
             with conn, conn.cursor() as cur:
                 ((_, outcome),) = write_photos(cur, [status_item(task, status, reason)])
                 job_tasks.count(cur, [(task, outcome)])
+                if outcome.startswith("error: "):
+                    job_tasks.count_refused(cur, [task])
         except TransientError as exc:
             return exc
         except psycopg2.Error as exc:
