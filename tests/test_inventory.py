@@ -17,7 +17,10 @@ import pytest
 import redis
 
 from sightline.backfill.sources import Manifest, SourceError, inventory_pages, read_manifest
+from sightline.commands.backfill import _PUBLISHER_LOCK
 from tests.support import run_cli, worker_env
+from workers import jobs
+from workers.db import connect
 
 SCHEMA = "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag"
 WHEN = "2024-05-01T10:00:00.000Z"
@@ -154,3 +157,60 @@ def test_inventory_backfill_publishes_upload_tasks(
         "v1",
     )
     assert {t["job_id"] for t in tasks} == set(jobs_seen)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("fmt", "body"),
+    [("CSV", b"\x1f\x8bnot gzip at all"), ("CSV", b"\xff\xfe\x00bad"), ("Parquet", b"a,b\n")],
+)
+def test_corrupt_inventory_file_fails_the_job_in_one_line(
+    moto_endpoint, db, db_url, redis_url, fmt: str, body: bytes
+) -> None:
+    """A data file that is bad gzip, not UTF-8 or not Parquet: one line naming it, exit 2,
+    and the job failed with that reason (not left running to be resumed into the same crash)."""
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint)
+    dest = f"inv-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=dest)
+    s3.put_object(Bucket=dest, Key="data/bad", Body=body)
+    manifest = {"sourceBucket": "src", "destinationBucket": f"arn:aws:s3:::{dest}",
+                "fileFormat": fmt, "fileSchema": SCHEMA,
+                "files": [{"key": "data/bad", "size": len(body), "MD5checksum": "x"}]}  # fmt: skip
+    s3.put_object(Bucket=dest, Key="m/manifest.json", Body=json.dumps(manifest).encode())
+    out = run_cli("backfill", "--inventory", f"s3://{dest}/m/manifest.json",
+                  env=worker_env(db_url, redis_url, moto_endpoint))  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.lower().startswith(
+        f"sightline: error: inventory file data/bad is not readable {fmt.lower()}"
+    )
+    assert len(out.stderr.splitlines()) == 1 and "Traceback" not in out.stderr
+    with db, db.cursor() as cur:
+        cur.execute("SELECT state, error FROM jobs")
+        ((state, error),) = cur.fetchall()
+    assert state == "failed" and "data/bad" in error
+
+
+@pytest.mark.slow
+def test_a_job_has_one_publisher(inventory, db, db_url, redis_url, moto_endpoint) -> None:
+    """While a backfill publishes a job (its session lock held), a second backfill of the same
+    job is refused in one line and publishes nothing; once the first is gone, it resumes."""
+    _, manifests, _ = inventory
+    env = worker_env(db_url, redis_url, moto_endpoint)
+    with db, db.cursor() as cur:
+        params = {"source": None, "selection": "missing", "inventory": manifests["CSV"]}
+        job_id = jobs.create(cur, "backfill", params)
+    holder = connect(db_url)  # stands for the first backfill's connection
+    with holder, holder.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(%s, %s)", (_PUBLISHER_LOCK, job_id))
+        assert cur.fetchone()[0]
+    out = run_cli("backfill", "--inventory", manifests["CSV"], "--resume", str(job_id), env=env)
+    assert out.returncode == 2
+    assert out.stderr == (
+        f"sightline: error: job {job_id} is being published by another backfill; let it "
+        f"finish, or stop it with `sightline jobs pause|cancel {job_id}`\n"
+    )
+    assert _queued(redis_url) == []
+    holder.close()  # the first backfill ends (or is killed): its lock goes with it
+    out = run_cli("backfill", "--inventory", manifests["CSV"], "--resume", str(job_id), env=env)
+    assert out.returncode == 0, out.stderr
+    assert len(_queued(redis_url)) == 3

@@ -191,7 +191,7 @@ def _inventory_object(row: dict[str, Any], encoded: bool, bucket: str) -> Listed
         key=key,
         version_id=str(row["VersionId"]) if row.get("VersionId") else None,
         etag=_etag(row.get("ETag")),
-        size=int(size) if size not in (None, "") else None,
+        size=int(size) if str(size).isdigit() else None,  # informational: a bad one is no size
         last_modified=_iso(row.get("LastModifiedDate")),
     )
 
@@ -214,13 +214,22 @@ def inventory_pages(
             rows = _parquet_rows(data)
         skip = first_row if f == first_file else 0
         batch: list[ListedObject] = []
-        for n, row in enumerate(rows, start=1):
-            if n <= skip:
-                continue
-            obj = _inventory_object(row, manifest.file_format == "CSV", manifest.source_bucket)
-            if obj is not None:
-                batch.append(obj)
-            if (n - skip) % page_size == 0:
-                yield Page(batch, {"file": f, "row": n})
-                batch = []
+        n = 0
+        try:
+            for n, row in enumerate(rows, start=1):
+                if n <= skip:
+                    continue
+                obj = _inventory_object(row, manifest.file_format == "CSV", manifest.source_bucket)
+                if obj is not None:
+                    batch.append(obj)
+                if (n - skip) % page_size == 0:
+                    yield Page(batch, {"file": f, "row": n})
+                    batch = []
+        except (ValueError, OSError, EOFError, csv.Error) as exc:
+            # a corrupt data file (bad gzip, not UTF-8, not Parquet: pyarrow's errors are
+            # ValueError/OSError) fails the job with its name, not with a traceback
+            raise SourceError(
+                f"inventory file {key} is not readable {manifest.file_format} "
+                f"(after row {n}): {exc}"
+            ) from None
         yield Page(batch, {"file": f + 1, "row": 0})  # possibly empty: it moves to the next file

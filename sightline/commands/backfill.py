@@ -199,18 +199,32 @@ def backfill(args: argparse.Namespace) -> int:
 
     with cursor() as cur:
         job_id = args.resume or _resumable(cur, params)
-        if job_id is not None:
+        resumed = job_id is not None
+        if resumed:
             job = jobs.get(cur, job_id)
+            if job.kind != "backfill":
+                raise CliError(f"job {job_id} is a {job.kind} job, not a backfill")
             if job.state not in ("running", "paused"):
                 raise CliError(f"job {job_id} is {job.state}; only a live job resumes")
             position = {k: v for k, v in (job.checkpoint or {}).items() if k != "complete"}
             params = job.params
-            print(
-                f"resuming job {job_id} from {json.dumps(position) or 'the start'}", file=sys.stderr
-            )
         else:
             job_id = jobs.create(cur, "backfill", params)
             position = {}
+        # One publisher per job: a second backfill of the same job (same arguments, or
+        # --resume) while the first still runs would publish every page again. A session
+        # lock, taken before this transaction commits a new job, ends with the process,
+        # so a killed backfill's job resumes.
+        cur.execute("SELECT pg_try_advisory_lock(%s, %s)", (_PUBLISHER_LOCK, job_id))
+        if not cur.fetchone()[0]:
+            raise CliError(
+                f"job {job_id} is being published by another backfill; let it finish, or "
+                f"stop it with `sightline jobs pause|cancel {job_id}`"
+            )
+        if resumed:
+            print(
+                f"resuming job {job_id} from {json.dumps(position) or 'the start'}", file=sys.stderr
+            )
 
     owners, exclude = config.owners, config.exclude
     if params["selection"] in ("stale-model", "failed"):
@@ -271,6 +285,10 @@ def backfill(args: argparse.Namespace) -> int:
             f"done {job.done:,}, failed {job.failed:,}, skipped {job.skipped:,}"
         )
     return 0
+
+
+# pg_try_advisory_lock(namespace, job id): the namespace keeps these apart from other locks.
+_PUBLISHER_LOCK = 0x5167
 
 
 def _filtered(pages: Any, bucket: str, prefix: str) -> Any:
