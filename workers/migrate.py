@@ -42,13 +42,13 @@ def upgrade(url: str, *, partitions: int | None = None) -> list[str]:
     apply each migration exactly once. A changed, already applied file is refused.
 
     ``partitions``: how many hash partitions (by owner) migration 0017 gives each photo
-    table, 1..1024 (None: the setting ``sightline.photo_partitions`` of the database or
+    table, 1..128 (None: the setting ``sightline.photo_partitions`` of the database or
     role, else DEFAULT_PHOTO_PARTITIONS, the default written in 0017). The count is recorded in
     ``schema_parameters``; asking for another count once 0017 has run raises DatabaseError
     (re-partitioning is a data move, not a migration).
     """
-    if partitions is not None and not 1 <= partitions <= 1024:
-        raise DatabaseError(f"partitions must be 1 to 1024, not {partitions}")
+    if partitions is not None and not 1 <= partitions <= 128:
+        raise DatabaseError(f"partitions must be 1 to 128, not {partitions}")
     conn = connect(url, register=False, timeout_s=300)
     try:
         with conn, conn.cursor() as cur:

@@ -27,8 +27,8 @@ DO $$
 DECLARE
     raw text := coalesce(nullif(current_setting('sightline.photo_partitions', true), ''), '8');
 BEGIN
-    IF raw !~ '^[0-9]{1,4}$' OR raw::int NOT BETWEEN 1 AND 1024 THEN
-        RAISE EXCEPTION 'sightline.photo_partitions must be a whole number from 1 to 1024, not %',
+    IF raw !~ '^[0-9]{1,4}$' OR raw::int NOT BETWEEN 1 AND 128 THEN
+        RAISE EXCEPTION 'sightline.photo_partitions must be a whole number from 1 to 128, not %',
             raw USING ERRCODE = 'invalid_parameter_value';
     END IF;
     INSERT INTO schema_parameters VALUES ('photo_partitions', raw::int::text);

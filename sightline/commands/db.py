@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="N",
         help="hash partitions by owner for each photo table when migration 0017 runs "
-        "(1-1024, default 8; recorded, cannot change later)",
+        "(1-128, default 8; recorded, cannot change later)",
     )
     up.set_defaults(func=upgrade)
     sv = dsub.add_parser(
@@ -51,8 +51,8 @@ def upgrade(args: argparse.Namespace) -> int:
     from workers import migrate
     from workers.settings import Settings
 
-    if args.partitions is not None and not 1 <= args.partitions <= 1024:
-        raise CliError(f"--partitions must be 1 to 1024, not {args.partitions}")
+    if args.partitions is not None and not 1 <= args.partitions <= 128:
+        raise CliError(f"--partitions must be 1 to 128, not {args.partitions}")
     url, _server = database_url(Settings.from_env())
     try:
         done = migrate.upgrade(url, partitions=args.partitions)
