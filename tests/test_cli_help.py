@@ -9,10 +9,6 @@ import pytest
 
 from sightline.cli import build_parser, main
 
-# Commands whose options were registered, without help, in files other work owned when this
-# test was written; remove an entry once its options all have help.
-NOT_YET = ("sightline retag", "sightline jobs", "sightline status", "sightline bench")
-
 
 def _commands(
     parser: argparse.ArgumentParser, path: tuple[str, ...] = ("sightline",)
@@ -30,14 +26,14 @@ COMMANDS = _commands(build_parser())
 
 
 def test_every_option_has_a_help_string() -> None:
-    """Outside NOT_YET, no option or argument of any command lacks a help string."""
+    """No option or argument of any command lacks a help string."""
     missing = [
         f"{' '.join(path)} {'/'.join(a.option_strings) or a.dest}"
         for path, parser in COMMANDS
         for a in parser._actions
         if not isinstance(a, argparse._HelpAction | argparse._SubParsersAction) and not a.help
     ]
-    assert [m for m in missing if not m.startswith(NOT_YET)] == []
+    assert missing == []
 
 
 @pytest.mark.parametrize("path", [p for p, _ in COMMANDS], ids=[" ".join(p) for p, _ in COMMANDS])

@@ -51,12 +51,14 @@ OLD_STATUS = "SELECT status, count(*) FROM photos GROUP BY status"
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("albums", help="album reads and status at 1M photos; summary write cost")
-    p.add_argument("--photos", type=int, default=1_000_000)
+    p.add_argument(
+        "--photos", type=int, default=1_000_000, help="photos in the library (default 1000000)"
+    )
     p.add_argument("--owner-photos", type=int, default=100_000, help="photos of the one owner")
     p.add_argument("--albums", type=int, default=90, help="scene albums")
     p.add_argument("--repeat", type=int, default=5, help="runs per read; the best is kept")
     p.add_argument("--writes", type=int, default=2000, help="photos per write-cost measurement")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
 

@@ -44,12 +44,34 @@ EXTRA_PARTS = ("inventory-send-task",)
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("backfill", help="backfill source->tasks rates, no-op and tagged rates")
-    p.add_argument("--inventory-rows", type=int, default=1_000_000)
-    p.add_argument("--list-keys", type=int, default=20_000)
-    p.add_argument("--noop-photos", type=int, default=4000)
-    p.add_argument("--tagged-photos", type=int, default=200)
+    p.add_argument(
+        "--inventory-rows",
+        type=int,
+        default=1_000_000,
+        help="rows in the inventory report, objects (default 1000000)",
+    )
+    p.add_argument(
+        "--list-keys", type=int, default=20_000, help="objects in the listed bucket (default 20000)"
+    )
+    p.add_argument(
+        "--noop-photos",
+        type=int,
+        default=4000,
+        help="already-tagged photos sent through the no-op path (default 4000)",
+    )
+    p.add_argument(
+        "--tagged-photos",
+        type=int,
+        default=200,
+        help="photos tagged end to end by one worker (default 200)",
+    )
     p.add_argument("--batch-size", type=int, default=None, help="worker batch (default: setting)")
-    p.add_argument("--page-size", type=int, default=1000)
+    p.add_argument(
+        "--page-size",
+        type=int,
+        default=1000,
+        help="objects per listing or inventory page, each checkpointed (default 1000)",
+    )
     p.add_argument(
         "--parts",
         default=",".join(PARTS),
@@ -57,7 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--broker", default=None, help="broker URL (default: CELERY_BROKER_URL)")
     p.add_argument("--s3-endpoint", default=None, help="an S3 endpoint (default: moto server)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
 

@@ -33,10 +33,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--redis-url",
         default=os.environ.get("SIGHTLINE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        help="Redis broker URL to publish to "
+        "(default: SIGHTLINE_BENCH_REDIS_URL, else redis://127.0.0.1:6379/0)",
     )
     p.add_argument(
         "--amqp-url",
         default=os.environ.get("SIGHTLINE_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//"),
+        help="RabbitMQ URL for the AMQP publish rate, skipped if unreachable "
+        "(default: SIGHTLINE_BENCH_AMQP_URL, else amqp://guest:guest@127.0.0.1:5672//)",
     )
     p.add_argument("--imports", type=int, default=7, help="fresh interpreters for the import")
     p.set_defaults(func=run)

@@ -11,17 +11,34 @@ import time
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("match", help="landmark matching latency (target <= 2 ms per photo)")
-    p.add_argument("--centroids", type=int, default=13_000)
-    p.add_argument("--dim", type=int, default=512)
+    p.add_argument(
+        "--centroids",
+        type=int,
+        default=13_000,
+        help="centroids in the synthetic release (default 13000)",
+    )
+    p.add_argument("--dim", type=int, default=512, help="embedding width (default 512)")
     p.add_argument("--photos", type=int, default=4_000, help="photos matched in memory")
     p.add_argument("--single", type=int, default=300, help="photos matched one at a time")
-    p.add_argument("--pgvector-queries", type=int, default=300)
-    p.add_argument("--no-pgvector", action="store_true")
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--pgvector-queries",
+        type=int,
+        default=300,
+        help="photos matched through Postgres' HNSW index, at most --photos (default 300)",
+    )
+    p.add_argument("--no-pgvector", action="store_true", help="skip the Postgres (pgvector) timing")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     sweep = p.add_argument_group("sweep (--sweep SIZES: time per batch as centroids grow)")
     sweep.add_argument("--sweep", default=None, help="comma-separated centroid counts")
-    sweep.add_argument("--batch-size", type=int, default=16)
-    sweep.add_argument("--repeat", type=int, default=5)
+    sweep.add_argument(
+        "--batch-size", type=int, default=16, help="photos matched per timed batch (default 16)"
+    )
+    sweep.add_argument(
+        "--repeat",
+        type=int,
+        default=5,
+        help="timed batches per size; the median is kept (default 5)",
+    )
     sweep.add_argument("--hnsw", action="store_true", help="also time Postgres exact vs HNSW")
     sweep.add_argument("--queries", type=int, default=50, help="pgvector queries per size")
     p.set_defaults(func=run)

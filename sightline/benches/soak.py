@@ -47,7 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--deleted", type=float, default=0.02, help="share deleted before processing")
     p.add_argument("--repeated", type=float, default=0.02, help="share of events sent twice")
     p.add_argument("--workers", type=int, default=1, help="`sightline worker` processes")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--batch-size", type=int, default=32, help="each worker's photos per batch (default 32)"
+    )
     p.add_argument("--broker-url", default=None, help="Redis database of the soak's own")
     p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the rows")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -30,7 +30,7 @@ from typing import Any
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("writes", help="write path rows/s per connection count; bytes per photo")
     p.add_argument("--photos", type=int, default=2000, help="photos per measurement")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16, help="photos per write batch (default 16)")
     p.add_argument("--connections", default="1,2,4", help="comma-separated connection counts")
     p.add_argument("--dim", type=int, default=512, help="embedding width")
     p.add_argument("--classes", type=int, default=365, help="scene probabilities per photo")
@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also time the staged path's stages (Python encoding, staging, COPY, the "
         "upsert, commit) per row at these comma-separated batch sizes, e.g. 16,64,256",
     )
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
 

@@ -14,8 +14,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     jsub = p.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
     ls = jsub.add_parser("list", help="the newest jobs first")
     ls.add_argument("--live", action="store_true", help="running and paused jobs only")
-    ls.add_argument("--limit", type=int, default=50)
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument(
+        "--limit", type=int, default=50, help="list at most this many jobs (default 50)"
+    )
+    ls.add_argument("--json", action="store_true", help="print the jobs as one JSON list")
     ls.set_defaults(func=list_cmd)
     actions = (
         ("show", "one job with its counts, rate and ETA"),
@@ -25,8 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     for name, doc in actions:
         a = jsub.add_parser(name, help=doc)
-        a.add_argument("id", type=int)
-        a.add_argument("--json", action="store_true")
+        a.add_argument("id", type=int, help="the job's id (see `sightline jobs list`)")
+        a.add_argument("--json", action="store_true", help="print the job as one JSON object")
         a.set_defaults(func=act, action=name)
 
 

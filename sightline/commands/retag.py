@@ -87,8 +87,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="leave the release 'ready' instead of switching the albums to it when complete",
     )
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar on stderr (default: a bar with --local or --wait)",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print the summary as one JSON object at the end"
+    )
     p.set_defaults(func=retag)
 
 

@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "status",
         help="photos by status, failures, release, scene map, queues (ready, in flight), workers",
     )
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument("--failures", type=int, default=10, help="how many recent failures to list")
     p.add_argument("--queues", default=",".join(QUEUES), help="comma-separated queues")
     p.set_defaults(func=status)
