@@ -174,7 +174,9 @@ def test_pause_and_cancel_reach_the_chunks(db_url) -> None:
     refused in one line that names --local."""
     conn = connect(db_url)
     _setup(conn, 100, versions=("A",))
+    before = _status(conn, "A")[0]
     plan = plan_retag(conn, "A", chunk_size=30)
+    assert _status(conn, "A")[0] == "retagging" != before
     first, *rest = plan.pending
     with conn, conn.cursor() as cur:
         jobs.move(cur, plan.job_id, "paused")
@@ -189,7 +191,8 @@ def test_pause_and_cancel_reach_the_chunks(db_url) -> None:
     with conn, conn.cursor() as cur:
         jobs.move(cur, plan.job_id, "cancelled")
     assert {run_chunk(conn, plan.job_id, c).outcome for c in rest} == {"skipped"}
-    assert _status(conn, "A")[0] == "retagging"  # never activated by a cancelled job
+    # never activated by a cancelled job, and given back the status it had before
+    assert _status(conn, "A")[0] == before
     r = run_cli("retag", "--release", "A", env={"DATABASE_URL": db_url, "CELERY_BROKER_URL": ""})
     assert r.returncode == 2 and "--local" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
@@ -273,4 +276,24 @@ def test_a_chunk_that_raises_fails_the_job_instead_of_leaving_it_running(db_url)
     assert "\n" not in job.error
     # Redelivered, the chunk finds the job final and does nothing.
     assert run_chunk(conn, plan.job_id, plan.pending[0]).outcome == "skipped"
+    conn.close()
+
+
+@pytest.mark.slow
+def test_unreachable_broker_is_one_line_and_the_job_resumes(db_url) -> None:
+    """No broker: one line naming it, exit 2, and the job kept; run again with a broker it
+    resumes (the same job) instead of planning a second one."""
+    conn = connect(db_url)
+    _setup(conn, 40, versions=("A",))
+    env = {"DATABASE_URL": db_url, "CELERY_BROKER_URL": "redis://127.0.0.1:9/0"}
+    r = run_cli("retag", "--release", "A", "--chunk-size", "20", env=env)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("sightline: error: cannot publish the re-tag's chunks to redis://")
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT id, state FROM jobs WHERE kind = 'retag'")
+        ((job_id, state),) = cur.fetchall()
+    assert state == "running" and f"job {job_id} is kept" in r.stderr
+    plan = plan_retag(conn, "A", chunk_size=20)
+    assert plan.resumed and plan.job_id == job_id
     conn.close()

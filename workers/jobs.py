@@ -154,6 +154,13 @@ def move(cur: Any, job_id: int, state: str, *, error: str | None = None) -> Job:
         "finished_at = CASE WHEN %s THEN now() END WHERE id = %s AND state = %s",
         (state, error, state in FINAL, job_id, job.state),
     )
+    if cur.rowcount and job.kind == "retag" and state in ("cancelled", "failed"):
+        # A fleet re-tag that will not finish gives its release back the status it had:
+        # left 'retagging', workers would match new uploads against it for ever.
+        cur.execute(
+            "UPDATE releases SET status = %s WHERE version = %s AND status = 'retagging'",
+            (job.params.get("previous_status", "imported"), job.params.get("release")),
+        )
     # rowcount 0: another process moved it first; either way report what it is now
     return get(cur, job_id)
 

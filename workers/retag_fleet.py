@@ -159,7 +159,12 @@ def plan_retag(
             "AND vector_dims(embedding) = %s"
         )
         bounds, total = _bounds(cur, where, (model_version, dim), chunk_size)
-        params = {"release": version, "chunk_size": chunk_size, "activate": make_active}
+        params = {
+            "release": version,
+            "chunk_size": chunk_size,
+            "activate": make_active,
+            "previous_status": status,  # what a cancelled or failed job gives back
+        }
         job_id = jobs.create(cur, "retag", params, total=total)
         chunks = _insert_chunks(cur, job_id, bounds)
         jobs.add(cur, job_id, listed=total)

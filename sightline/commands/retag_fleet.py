@@ -89,7 +89,14 @@ def run_fleet(args: argparse.Namespace, settings: Any, url: str, scene_map: Any,
             plans.append(plan_remap(conn, scene_map, chunk_size=args.chunk_size, k=k))
         sent: dict[str, int] = {}
         for plan in plans:
-            sent[plan.kind] = publish_chunks(settings.broker_url, plan.job_id, plan.pending)
+            try:
+                sent[plan.kind] = publish_chunks(settings.broker_url, plan.job_id, plan.pending)
+            except Exception as exc:  # kombu's OperationalError, the transport's own errors
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise CliError(
+                    f"cannot publish the re-tag's chunks to {settings.broker_url}: {first}; "
+                    f"job {plan.job_id} is kept: run the same command again to resume it"
+                ) from None
             if not plan.resumed:  # counted in photos, like listed and done; once per job
                 with conn, conn.cursor() as cur:
                     jobs.add(cur, plan.job_id, published=plan.photos)
