@@ -68,6 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # never a bare traceback; SIGHTLINE_DEBUG=1 shows it
         if os.environ.get("SIGHTLINE_DEBUG"):
             raise
+        if isinstance(exc, OSError) and exc.filename:
+            # a file the command reads or writes (an --out into a missing folder, say)
+            _say(f"sightline: error: {exc.filename}: {exc.strerror or exc}")
+            return 2
         known = {
             "DatabaseError",
             "CheckpointError",
@@ -80,7 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "SourceError",
         }
         kind = type(exc).__name__
-        _say(f"sightline: error: {exc}" if kind in known else f"sightline: {kind}: {exc}")
+        # one line: a server's error adds HINT and CONTEXT lines, which SIGHTLINE_DEBUG shows
+        text = (str(exc).strip().splitlines() or [""])[0]
+        _say(f"sightline: error: {text}" if kind in known else f"sightline: {kind}: {text}")
         return 2 if kind in known else 1
 
 

@@ -214,3 +214,46 @@ def test_a_photo_error_follows_the_json_log_format(tmp_path, capsys, monkeypatch
     record = json.loads(line)
     assert code == 2 and record["level"] == "ERROR"
     assert record["message"] == f"sightline: error: {bad}: empty file"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        lambda g: ["centroids", "build", "--embeddings", g["E"], "--labels", g["L"],
+                   "--landmarks", g["landmarks"], "--model-version", "m1",
+                   "--out", f"{g['out']}/no/such/folder/r.npz"],
+        lambda g: ["clean", "--embeddings", g["E"], "--labels", g["L"], "--references", g["E"],
+                   "--reference-labels", g["L"], "--threshold", "0.5",
+                   "--out", f"{g['out']}/no/such/folder/k.npy"],
+    ],
+    ids=["centroids build", "clean"],
+)  # fmt: skip
+def test_an_output_into_a_missing_folder_is_one_error_line(argv, good, capsys) -> None:
+    """--out into a folder that does not exist: one line naming the path, exit 2."""
+    assert main(argv(good)) == 2
+    out = capsys.readouterr()
+    assert out.err.splitlines() == [
+        f"sightline: error: {good['out']}/no/such/folder/"
+        f"{'r.npz' if 'build' in argv(good) else 'k.npy'}: No such file or directory"
+    ]
+
+
+def test_clean_writes_exactly_the_named_file_and_square_km_must_be_positive(good, capsys) -> None:
+    """`clean --out keep.bin` writes keep.bin (not keep.bin.npy); --square-km ≤ 0 is refused."""
+    out = f"{good['out']}/keep.bin"
+    argv = ["clean", "--embeddings", good["E"], "--labels", good["L"], "--references",
+            good["E"], "--reference-labels", good["L"], "--threshold", "0.5",
+            "--out", out]  # fmt: skip
+    assert main(argv) == 0
+    assert Path(out).exists() and not Path(out + ".npy").exists()
+    assert np.load(out).dtype == bool
+    capsys.readouterr()
+    for bad in ("-1", "0", "nan"):
+        argv = ["centroids", "build", "--embeddings", good["E"], "--labels", good["L"],
+                "--landmarks", good["landmarks"], "--model-version", "m1", "--square-km", bad,
+                "--out", f"{good['out']}/r.npz"]  # fmt: skip
+        assert main(argv) == 2
+        assert capsys.readouterr().err == (
+            f"sightline: error: --square-km must be more than 0 km, not {float(bad)}\n"
+        )
+    assert not Path(f"{good['out']}/r.npz").exists()

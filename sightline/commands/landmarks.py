@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -146,6 +147,8 @@ def build(args: argparse.Namespace) -> int:
 
     if args.min_cluster < 1:
         raise CliError("--min-cluster must be at least 1")
+    if args.square_km is not None and not (math.isfinite(args.square_km) and args.square_km > 0):
+        raise CliError(f"--square-km must be more than 0 km, not {args.square_km}")
     model_version, heads = _embedding_source(args)
     e = load_embeddings(args.embeddings)
     labels = load_array(args.labels, "labels", 1, integer=True)
@@ -278,7 +281,8 @@ def clean(args: argparse.Namespace) -> int:
     same_length(embeddings=e, labels=labels)
     same_length(references=refs, reference_labels=rl)
     keep = clean_mask(e, labels, refs, rl, threshold=args.threshold)
-    np.save(args.out, keep)
+    with open(args.out, "wb") as f:  # np.save(path) would add ".npy" to another name
+        np.save(f, keep)
     out = {"photos": len(keep), "kept": int(keep.sum()), "dropped": int((~keep).sum())}
     _print(args, out, f"kept {out['kept']} of {out['photos']} photos -> {args.out}")
     return 0
