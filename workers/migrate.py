@@ -33,6 +33,8 @@ def available() -> list[Migration]:
 
 # 0017 hash-partitions the photo tables by owner into this many partitions unless told.
 DEFAULT_PHOTO_PARTITIONS = 8
+# 0017 refuses more: with 0019 a default lock table (max_locks_per_transaction 64) ran out at 256.
+MAX_PHOTO_PARTITIONS = 128
 
 
 def upgrade(url: str, *, partitions: int | None = None) -> list[str]:
@@ -47,8 +49,8 @@ def upgrade(url: str, *, partitions: int | None = None) -> list[str]:
     ``schema_parameters``; asking for another count once 0017 has run raises DatabaseError
     (re-partitioning is a data move, not a migration).
     """
-    if partitions is not None and not 1 <= partitions <= 128:
-        raise DatabaseError(f"partitions must be 1 to 128, not {partitions}")
+    if partitions is not None and not 1 <= partitions <= MAX_PHOTO_PARTITIONS:
+        raise DatabaseError(f"partitions must be 1 to {MAX_PHOTO_PARTITIONS}, not {partitions}")
     conn = connect(url, register=False, timeout_s=300)
     try:
         with conn, conn.cursor() as cur:

@@ -51,8 +51,11 @@ def upgrade(args: argparse.Namespace) -> int:
     from workers import migrate
     from workers.settings import Settings
 
-    if args.partitions is not None and not 1 <= args.partitions <= 128:
-        raise CliError(f"--partitions must be 1 to 128, not {args.partitions}")
+    # before database_url, which may start the embedded server: the input first
+    if args.partitions is not None and not 1 <= args.partitions <= migrate.MAX_PHOTO_PARTITIONS:
+        raise CliError(
+            f"--partitions must be 1 to {migrate.MAX_PHOTO_PARTITIONS}, not {args.partitions}"
+        )
     url, _server = database_url(Settings.from_env())
     try:
         done = migrate.upgrade(url, partitions=args.partitions)
