@@ -168,3 +168,54 @@ def test_unencodable_item_goes_the_per_photo_way(db, results) -> None:
     with db, db.cursor() as cur:
         got = write_photos_copy(cur, [bad, tagged_item(_task("b", "ok.jpg"), results[1])])
     assert got[0][1].startswith("error: ") and got[1][1] == "tagged"
+
+
+def test_concurrent_writes_of_one_photo_leave_one_set_of_scene_rows(db_url, results) -> None:
+    """photo_scenes has no key since 0020: its guard is the writers' lock on the photo row.
+    Eight connections rewriting the same photos at once, through both write paths, leave
+    each photo exactly the scene rows of the write that won (the newest sequencer)."""
+    import threading
+
+    from workers.db import connect
+
+    def items(seq: int) -> list[dict]:
+        return [
+            tagged_item(_task("race", f"{i}.jpg", f"{seq:04X}"), r) for i, r in enumerate(results)
+        ]
+
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def writer(n: int) -> None:
+        conn = connect(db_url)
+        try:
+            start.wait()
+            for round_ in range(6):
+                seq = 16 * round_ + n + 1
+                with conn, conn.cursor() as cur:
+                    write = write_photos_copy if n % 2 else write_photos
+                    write(cur, items(seq))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    conn = connect(db_url)
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT p.key, p.sequencer, count(s.*), count(DISTINCT s.rank) FROM photos p "
+            "LEFT JOIN photo_scenes s ON s.photo_id = p.id AND s.owner = p.owner "
+            "WHERE p.bucket = 'race' GROUP BY 1, 2 ORDER BY 1"
+        )
+        rows = cur.fetchall()
+    conn.close()
+    newest = normalize_sequencer(f"{16 * 5 + 8:04X}")
+    assert [(k, q) for k, q, _, _ in rows] == [(f"{i}.jpg", newest) for i in range(len(results))]
+    want = [len(r.scenes) for r in results]
+    assert [(n, d) for _, _, n, d in rows] == [(w, w) for w in want]

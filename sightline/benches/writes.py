@@ -7,6 +7,9 @@ at once (as N worker batch threads would). On one connection, in the same run, t
 number of photos also go through the previous path (``sightline_write_photos``, one
 sub-transaction per photo) for ``previous_rows_per_s_per_connection`` and the ``ratio``. Then
 the stored size per photo and how fast the embeddings read back (what a re-tag reads).
+``bytes_per_photo`` is the tables' size over the photos stored (with every partition's fixed
+first pages); ``bytes_per_photo_marginal`` is what ``--photos`` more photos added to it, the
+cost of each further photo in a large library.
 ``--stages 16,64,256`` also splits the staged path's time per row into its stages (Python
 encoding, staging, COPY, the upsert, commit) at each batch size.
 
@@ -112,6 +115,11 @@ def _vacuum(url: str) -> None:
 def _items(n: int, prefix: str, dim: int, classes: int, seed: int) -> list[dict[str, Any]]:
     import numpy as np
 
+    from models.scenes import load_categories
+
+    # The stored top-5 rows carry class names, so their real lengths (Places365: 11 characters
+    # on average) are what the bytes per photo must be measured with.
+    names = load_categories() if classes == 365 else [f"class{j}" for j in range(classes)]
     rng = np.random.default_rng(seed)
     emb = rng.standard_normal((n, dim)).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
@@ -143,7 +151,7 @@ def _items(n: int, prefix: str, dim: int, classes: int, seed: int) -> list[dict[
                 "embedding": emb[i].tolist(),
                 "scene_probs": probs[i].tolist(),
                 "indoor": 0.2,
-                "scenes": [[f"class{j}", float(probs[i, j])] for j in top],
+                "scenes": [[names[j], float(probs[i, j])] for j in top],
                 "albums": [["forest", float(probs[i, top[0]])], ["mountain", 0.1]],
                 "matches": [],
             }
@@ -293,6 +301,14 @@ def run(args: argparse.Namespace) -> int:
         with conn, conn.cursor() as cur:
             breakdown = relation_sizes(cur, _TABLES)
         size = sum(breakdown.values())
+        # What one more photo costs at this size: the average above also carries each empty
+        # partition's first pages (fixed, about 8 KB an index partition), which a library of
+        # 10^9 photos does not feel. Measured on fresh photos after everything above.
+        more = _items(args.photos, "marginal", args.dim, args.classes, seed=999)
+        _write_all(url, more, args.batch_size, 1, "copy")
+        with conn, conn.cursor() as cur:
+            grown = relation_sizes(cur, _TABLES)
+        marginal = (sum(grown.values()) - size) / len(more)
         photos_size = sum(v for k, v in breakdown.items() if k.split(" ")[0] == "photos")
         # What a re-tag reads: every tagged photo's embedding, in id order, in chunks.
         t0 = time.perf_counter()
@@ -308,6 +324,13 @@ def run(args: argparse.Namespace) -> int:
         {
             "rows_stored": total,
             "bytes_per_photo": round(size / total),
+            "bytes_per_photo_marginal": round(marginal),
+            "marginal_photos": len(more),
+            "bytes_per_photo_marginal_by_relation": {
+                k: round((grown[k] - breakdown.get(k, 0)) / len(more), 1)
+                for k in grown
+                if grown[k] != breakdown.get(k, 0)
+            },
             "photos_table_bytes_per_photo": round(photos_size / total),
             "bytes_per_photo_by_relation": {k: round(v / total, 1) for k, v in breakdown.items()},
             "embedding_read_rows_per_s": round(read / read_s, 1),
