@@ -175,17 +175,29 @@ def test_kill_9_backfill_and_worker_then_resume(
         assert cur.fetchall() == [(k, "tagged", 1) for k in sorted(keys)]
 
 
-def _run_job(db, env: dict[str, str], tmp_path: Path, name: str, *args: str) -> jobs.Job:
-    """One backfill with one worker until its job is final; the job as it ends."""
+def _run_job(
+    db, env: dict[str, str], tmp_path: Path, name: str, *args: str, progress: bool = False
+) -> jobs.Job:
+    """One backfill with one worker until its job is final; the job as it ends. With
+    ``progress``, the bar on stderr must end at the job's own counts."""
     worker = start_worker(
         env, "--batch-size", "8", "--batch-wait-ms", "100", log=tmp_path / f"{name}.log"
     )
+    bar = ("--progress",) if progress else ()
     try:
-        out = run_cli("backfill", *args, "--json", "--wait", env=env)
+        out = run_cli("backfill", *args, *bar, "--json", "--wait", env=env)
         assert out.returncode == 0, out.stderr
     finally:
         stop_worker(worker)
-    return _assert_counts_match(db, json.loads(out.stdout)["id"])
+    job = _assert_counts_match(db, json.loads(out.stdout)["id"])
+    if progress:
+        # tqdm redraws with carriage returns; the last drawing is the final state.
+        last = out.stderr.replace("\r", "\n").strip().splitlines()[-1]
+        n = job.published
+        assert last.startswith(f"job {job.id}: 100%") and f" {n}/{n} " in last, last
+        assert f"listed={job.listed}, published={n}, failed={job.failed}" in last, last
+        assert "photo/s" in last and last.endswith(", eta=-]"), last  # done: no ETA
+    return job
 
 
 def _photos(db) -> dict[str, tuple]:
@@ -206,7 +218,7 @@ def test_stale_model_reruns_exactly_the_old_models_photos(
     old_keys = [f"users/s/old{i}.jpg" for i in range(10)]
     s3, bucket = _bucket(moto_endpoint, old_keys)
     env = _env(db_url, redis_url, moto_endpoint)
-    _run_job(db, env, tmp_path, "old", f"s3://{bucket}")
+    _run_job(db, env, tmp_path, "old", f"s3://{bucket}", progress=True)
     net, meta = untrained(
         arch="tiny", categories=load_categories(), transform=default_transform("tiny"), seed=1
     )

@@ -363,13 +363,14 @@ class _Bar:
         self.bar.total = max(job.published, job.finished)
         self.bar.n = job.finished
         eta = job.eta_s()
+        # As `jobs list`: "-" for a job that is not running (nothing left to wait for).
+        shown = "-" if job.state != "running" else "?" if eta is None else f"{eta:.0f}s"
+        # In this order (keyword arguments would be sorted by name).
         self.bar.set_postfix(
-            listed=job.listed,
-            published=job.published,
-            failed=job.failed,
-            eta=f"{eta:.0f}s" if eta is not None else "?",
+            {"listed": job.listed, "published": job.published, "failed": job.failed,
+             "eta": shown},
             refresh=False,
-        )
+        )  # fmt: skip
         self.bar.refresh()
 
     def close(self) -> None:
