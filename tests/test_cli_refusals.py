@@ -114,6 +114,21 @@ def test_fleet_retag_names_a_missing_release_before_the_broker(capsys, monkeypat
     assert code == 2 and err == ["sightline: error: no release 'nosuch' is imported"]
 
 
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (("--local", "--chunk-size", "5"), "--chunk-size and --wait are for the fleet re-tag"),
+        (("--local", "--wait"), "--chunk-size and --wait are for the fleet re-tag"),
+        (("--batch-size", "5"), "--batch-size is for --local"),
+    ],
+)
+def test_retag_refuses_the_other_modes_options(capsys, monkeypatch, argv, line) -> None:
+    """An option the chosen mode would ignore is refused in one line, before any database."""
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    code, err = _run(capsys, "retag", "--release", "A", *argv)
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"sightline: error: {line}")
+
+
 def _no_credentials(env: dict[str, str], tmp_path) -> dict[str, str]:
     env = {k: v for k, v in env.items() if not k.startswith("AWS_")}
     env.update(

@@ -58,6 +58,11 @@ def one_schema(keys: tuple[str, ...], **values: object) -> dict:
     return {k: values.get(k) for k in keys}
 
 
+# Photos per batch of a --local re-tag, and per task of a fleet re-tag.
+LOCAL_BATCH = 20_000
+CHUNK = 10_000
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("retag", help="re-tag stored photos without the network (resumable)")
     p.add_argument("--release", help="release version to re-match every stored embedding against")
@@ -70,14 +75,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         help="K: scene albums per photo at most (default SIGHTLINE_ALBUMS_PER_PHOTO or 3)",
     )
-    p.add_argument("--batch-size", type=int, default=20_000, help="photos per batch (--local)")
+    p.add_argument(
+        "--batch-size", type=int, help=f"photos per batch (--local; default {LOCAL_BATCH:,})"
+    )
     p.add_argument(
         "--local",
         action="store_true",
         help="run in this process (resumable by its cursor) instead of on the fleet",
     )
     p.add_argument(
-        "--chunk-size", type=int, default=10_000, help="photos per fleet task (not --local)"
+        "--chunk-size", type=int, help=f"photos per fleet task (not --local; default {CHUNK:,})"
     )
     p.add_argument(
         "--wait", action="store_true", help="follow the fleet job until it ends (not --local)"
@@ -108,6 +115,16 @@ def retag(args: argparse.Namespace) -> int:
 
     if not args.release and not args.scene_map:
         raise CliError("give --release VERSION, --scene-map FILE, or both")
+    # An option of the other mode would be silently ignored: say so instead.
+    if args.local and (args.chunk_size is not None or args.wait):
+        raise CliError(
+            "--chunk-size and --wait are for the fleet re-tag; --local runs here, "
+            "in batches of --batch-size"
+        )
+    if not args.local and args.batch_size is not None:
+        raise CliError("--batch-size is for --local; the fleet's tasks take --chunk-size")
+    args.batch_size = LOCAL_BATCH if args.batch_size is None else args.batch_size
+    args.chunk_size = CHUNK if args.chunk_size is None else args.chunk_size
     if args.batch_size < 1:
         raise CliError("--batch-size must be at least 1")
     if args.max_albums is not None and args.max_albums < 1:
