@@ -19,6 +19,8 @@ PLACEHOLDERS = [
     "2019:02:30 10:00:00",  # 30 February
     "2019:01:01 25:00:00",  # hour 25
     "0001:01:01 00:00:00",  # before photography
+    "9999:12:31 23:59:59",  # a camera's "no date"
+    f"{datetime.now().year + 2}:01:01 00:00:00",  # not yet
     "unknown",
 ]
 
@@ -35,6 +37,8 @@ def test_placeholders_are_not_dates(text: str) -> None:
         ("2003:08:17 14:22:05\x00", datetime(2003, 8, 17, 14, 22, 5)),
         ("2003-08-17 14:22:05", datetime(2003, 8, 17, 14, 22, 5)),
         ("2003:08:17 14:22", datetime(2003, 8, 17, 14, 22)),
+        # a clock set ahead into next year is still a date
+        (f"{datetime.now().year + 1}:01:01 00:00:00", datetime(datetime.now().year + 1, 1, 1)),
     ],
 )
 def test_real_dates_parse(text: str, want: datetime) -> None:
@@ -102,3 +106,12 @@ def test_no_offset_is_camera_local_time() -> None:
 def test_all_placeholders_is_no_time() -> None:
     exif = mk.exif_block(taken=PLACEHOLDERS[0], digitized=PLACEHOLDERS[1], datetime_="")
     assert read_exif(mk.jpeg(exif)).taken_at is None
+
+
+@pytest.mark.parametrize("text", ["9999-12-31T23:59:59", "1700-01-01T00:00:00Z"])
+def test_xmp_dates_out_of_range_are_none(text: str) -> None:
+    """XMP's dates follow the same capture-year range as EXIF's."""
+    from workers.xmp import parse_xmp_date
+
+    assert parse_xmp_date(text) is None
+    assert parse_xmp_date("2003-08-17T14:22:05") == datetime(2003, 8, 17, 14, 22, 5)

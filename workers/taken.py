@@ -3,7 +3,9 @@
 Each date is paired with its own offset tag (OffsetTimeOriginal, OffsetTimeDigitized,
 OffsetTime; EXIF 2.31). A date with an offset is aware; without one it is the camera's wall
 clock (naive), as before. Placeholders are skipped, not taken: all zeros, blanks, and dates
-that cannot exist (month 13, 30 February, a year before 1826, the first photograph).
+that cannot exist (month 13, 30 February, a year before 1826, the first photograph, or a
+year after next: 9999:12:31 is a camera's "no date", and a photo dated decades ahead would
+head every album sorted newest first).
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ def _text(value: Any) -> str | None:
     return value.replace("\x00", " ").strip()
 
 
+def plausible_year(year: int) -> bool:
+    """A capture year: 1826 (the first photograph) to next year (a clock set a little ahead)."""
+    return FIRST_YEAR <= year <= datetime.now().year + 1
+
+
 def parse_exif_date(value: Any) -> datetime | None:
     """ "YYYY:MM:DD HH:MM:SS" (also with - or / and a T) as a naive datetime, or None for a
     placeholder or an impossible date."""
@@ -47,7 +54,7 @@ def parse_exif_date(value: Any) -> datetime | None:
     if not m:
         return None
     y, mo, d, h, mi, s = (int(g) if g else 0 for g in m.groups())
-    if y < FIRST_YEAR:
+    if not plausible_year(y):
         return None
     try:
         return datetime(y, mo, d, h, mi, s)

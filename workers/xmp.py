@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
 from workers.gps import coordinate
+from workers.taken import plausible_year
 
 MAX_PACKET = 1 << 20  # bytes of XMP read; a bigger packet is cut here
 # Date properties in the same fallback order as EXIF: original, digitized, modified.
@@ -66,7 +67,7 @@ def parse_xmp_date(text: str | None) -> datetime | None:
     if not m:
         return None
     y, mo, d, h, mi, s = (int(g) if g else 0 for g in m.groups()[:6])
-    if y < 1826:
+    if not plausible_year(y):
         return None
     try:
         when = datetime(y, mo, d, h, mi, s)
