@@ -19,6 +19,7 @@ def test_bench_writes_writes_every_photo_and_reports_per_connection_count(pg_ser
         "--photos=40",
         "--batch-size=8",
         "--connections=1,2",
+        "--marginal-photos=40",
         "--json",
         env={"DATABASE_URL": pg_server.get_uri()},
     )

@@ -8,8 +8,8 @@ number of photos also go through the previous path (``sightline_write_photos``, 
 sub-transaction per photo) for ``previous_rows_per_s_per_connection`` and the ``ratio``. Then
 the stored size per photo and how fast the embeddings read back (what a re-tag reads).
 ``bytes_per_photo`` is the tables' size over the photos stored (with every partition's fixed
-first pages); ``bytes_per_photo_marginal`` is what ``--photos`` more photos added to it, the
-cost of each further photo in a large library.
+first pages); ``bytes_per_photo_marginal`` is what ``--marginal-photos`` more photos added,
+the cost of each further photo in a large library.
 ``--stages 16,64,256`` also splits the staged path's time per row into its stages (Python
 encoding, staging, COPY, the upsert, commit) at each batch size.
 
@@ -35,6 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--photos", type=int, default=2000, help="photos per measurement")
     p.add_argument("--batch-size", type=int, default=16, help="photos per write batch (default 16)")
     p.add_argument("--connections", default="1,2,4", help="comma-separated connection counts")
+    p.add_argument(
+        "--marginal-photos",
+        type=int,
+        default=10_000,
+        help="photos written last for bytes_per_photo_marginal (default 10,000: index pages "
+        "are allocated in steps, so a few thousand photos may land in free space already there)",
+    )
     p.add_argument("--dim", type=int, default=512, help="embedding width")
     p.add_argument("--classes", type=int, default=365, help="scene probabilities per photo")
     p.add_argument(
@@ -245,8 +252,10 @@ def run(args: argparse.Namespace) -> int:
         counts = [int(c) for c in args.connections.split(",") if c.strip()]
     except ValueError:
         raise CliError("--connections takes comma-separated integers, e.g. 1,2,4") from None
-    if not counts or min(counts) < 1 or args.photos < 1 or args.batch_size < 1:
+    if not counts or min(counts) < 1 or min(args.photos, args.batch_size) < 1:
         raise CliError("--photos, --batch-size and --connections must be positive")
+    if args.marginal_photos < 1:
+        raise CliError("--marginal-photos must be positive")
     try:
         stage_sizes = [int(c) for c in (args.stages or "").split(",") if c.strip()]
     except ValueError:
@@ -304,7 +313,7 @@ def run(args: argparse.Namespace) -> int:
         # What one more photo costs at this size: the average above also carries each empty
         # partition's first pages (fixed, about 8 KB an index partition), which a library of
         # 10^9 photos does not feel. Measured on fresh photos after everything above.
-        more = _items(args.photos, "marginal", args.dim, args.classes, seed=999)
+        more = _items(args.marginal_photos, "marginal", args.dim, args.classes, seed=999)
         _write_all(url, more, args.batch_size, 1, "copy")
         with conn, conn.cursor() as cur:
             grown = relation_sizes(cur, _TABLES)
