@@ -80,9 +80,12 @@ def _rows(cur) -> dict:
     """Every row of every photo table (photo_scenes without 0017's owner column), the
     summaries, the status counters and the id sequence."""
     got = {}
+    cur.execute("SELECT to_regclass('photo_scene_names') IS NOT NULL")
+    names = cur.fetchone()[0]  # 0021: scene rows name their class by id, read by name here
     for table in (*TABLES, "album_summaries"):
+        source = "photo_scene_names" if table == "photo_scenes" and names else table
         drop = " - 'owner'" if table == "photo_scenes" else ""
-        cur.execute(f"SELECT (to_jsonb(t){drop})::text AS r FROM {table} t ORDER BY 1")
+        cur.execute(f"SELECT (to_jsonb(t){drop})::text AS r FROM {source} t ORDER BY 1")
         got[table] = [r[0] for r in cur.fetchall()]
     cur.execute("SELECT status, sum(photos) FROM photo_status_counts GROUP BY 1 ORDER BY 1")
     got["status_counts"] = cur.fetchall()

@@ -52,7 +52,7 @@ def _dump(db, bucket: str) -> list[tuple]:
             "height, camera, model_version, model_trained, embedding::text, "
             "scene_probs::text, indoor, "
             "(SELECT json_agg(json_build_array(rank, class_name, probability) ORDER BY rank) "
-            " FROM photo_scenes s WHERE s.photo_id = p.id), "
+            " FROM photo_scene_names s WHERE s.photo_id = p.id), "
             "(SELECT json_agg(json_build_array(rank, album, score, owner = p.owner, sort_at, "
             "  trained) ORDER BY rank) FROM photo_albums a WHERE a.photo_id = p.id), "
             "(SELECT json_agg(json_build_array(release, landmark_id, score, owner = p.owner, "
@@ -105,6 +105,34 @@ def test_copy_path_writes_what_the_function_writes(db, results, release) -> None
     assert rows[1][25] == "EXIF block unreadable" and rows[2][26:] == (True, False)
     assert rows[2][23] and all(a[5] is True for a in rows[2][23])  # the scene head's flag
     assert any(r[0] == "summary" for r in _dump(db, "cp"))  # summaries kept by the copy path
+
+
+def test_scene_classes_are_registered_once_and_read_back_by_name(db, results) -> None:
+    """0021: scene rows store a class id. A class name no model wrote before is registered
+    once by whichever path meets it first, both paths store the same ids, and the view gives
+    every row its name back; a scene without a name refuses that photo alone."""
+    for bucket, write in (("fn", write_photos), ("cp", write_photos_copy)):
+        items = [tagged_item(_task(bucket, f"{i}.jpg"), r) for i, r in enumerate(results)]
+        items[0]["scenes"] = [["my_own_class", 0.6], *items[0]["scenes"][1:]]
+        items[1]["scenes"] = [[None, 0.5]]
+        with db, db.cursor() as cur:
+            got = [o for _, o in write(cur, items)]
+        assert got[0] == "tagged" and got[2:] == ["tagged"] * (len(items) - 2), bucket
+        assert got[1].startswith("error:") and "class_id" in got[1], (bucket, got[1])
+    with db, db.cursor() as cur:
+        cur.execute("SELECT count(*) FROM scene_classes WHERE name = 'my_own_class'")
+        assert cur.fetchone() == (1,)
+        cur.execute(
+            "SELECT p.bucket, p.key, s.rank, s.class_name, s.probability "
+            "FROM photo_scene_names s JOIN photos p ON p.id = s.photo_id ORDER BY 2, 3, 1"
+        )
+        named = cur.fetchall()
+        cur.execute("SELECT count(*) FROM photo_scenes")
+        assert cur.fetchone() == (len(named),)  # no row without its class
+    fn = [r[1:] for r in named if r[0] == "fn"]
+    assert fn == [r[1:] for r in named if r[0] == "cp"]
+    assert fn[0][:3] == ("0.jpg", 1, "my_own_class")
+    assert [r[2] for r in fn if r[0] == "2.jpg"] == [c for c, _ in results[2].scenes]
 
 
 def test_copy_path_keeps_one_embedding_width_per_model(db, results) -> None:
