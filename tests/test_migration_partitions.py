@@ -192,6 +192,8 @@ def test_partition_migration_keeps_every_row_answer_and_summary(filled_0016, mon
         keyed = {t for t in TABLES if t != "photo_scenes"}
         assert {(t, k) for t, _, k, _ in keys} >= {(t, "p") for t in keyed}
         assert ("photo_scenes", "p") not in {(t, k) for t, _, k, _ in keys}
+        cur.execute("SELECT conname FROM pg_constraint WHERE conname LIKE '%%0021%%'")
+        assert cur.fetchall() == []  # 0021's rebuilt table keeps no name of its copy
         cur.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'photo_scenes_photo'")
         assert cur.fetchone() == (
             "CREATE INDEX photo_scenes_photo ON ONLY public.photo_scenes USING btree (photo_id)",

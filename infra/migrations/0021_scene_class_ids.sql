@@ -87,6 +87,28 @@ BEGIN
 END
 $$;
 
+-- PostgreSQL 18 names NOT NULL constraints after their table: drop the copy's suffix. One
+-- at a time, the parent's first: renaming a parent's constraint renames its partitions' too.
+DO $$
+DECLARE
+    con record;
+BEGIN
+    LOOP
+        SELECT c.conrelid::regclass AS rel, c.conname INTO con
+          FROM pg_constraint c
+         WHERE c.conname LIKE '%\_0021\_%'
+           AND c.conrelid IN (SELECT 'photo_scenes'::regclass UNION ALL
+                              SELECT inhrelid FROM pg_inherits
+                               WHERE inhparent = 'photo_scenes'::regclass)
+         ORDER BY c.conrelid = 'photo_scenes'::regclass DESC
+         LIMIT 1;
+        EXIT WHEN NOT FOUND;
+        EXECUTE format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', con.rel, con.conname,
+                       replace(con.conname, '_0021_', '_'));
+    END LOOP;
+END
+$$;
+
 CREATE VIEW photo_scene_names AS
     SELECT s.photo_id, s.owner, s.rank, c.name AS class_name, s.probability
     FROM photo_scenes s JOIN scene_classes c ON c.id = s.class_id;

@@ -260,6 +260,9 @@ def backfill(args: argparse.Namespace) -> int:
         runner.run(pages)
         if args.wait:
             _wait(cursor, job_id, bar)
+        elif bar:  # the bar's last drawing: the job as publishing left it (done, when empty)
+            with cursor() as cur:
+                bar.update(jobs.get(cur, job_id))
     except (sources.SourceError, BotoCoreError, ClientError) as exc:
         # No credentials, no endpoint, no bucket: the job fails with the reason, so a later
         # backfill starts afresh rather than silently resuming it.
