@@ -27,7 +27,7 @@ RELEASE_KEYS = (
     "resumed",  # a killed run (local cursor) or a live job (fleet) was continued
     "resumed_from",  # local: the photo id it continued after; fleet: null
     "job",  # fleet: the jobs row; local: null
-    "chunks",  # fleet: the job's chunks, and those still pending (tasks published)
+    "chunks",  # fleet: the job's chunks, and those not yet done when this command ends
     "pending",
     "published",
     "error",  # a failed job's reason

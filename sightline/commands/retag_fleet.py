@@ -57,7 +57,7 @@ def run_fleet(args: argparse.Namespace, settings: Any, url: str, scene_map: Any,
     from workers import jobs
     from workers.db import connect
     from workers.releases import ReleaseRefused
-    from workers.retag_fleet import plan_remap, plan_retag
+    from workers.retag_fleet import pending_chunks, plan_remap, plan_retag
     from workers.scenemaps import install
 
     conn = connect(url, timeout_s=max(settings.db_timeout_s, 300))
@@ -106,6 +106,8 @@ def run_fleet(args: argparse.Namespace, settings: Any, url: str, scene_map: Any,
             else:
                 with conn, conn.cursor() as cur:
                     job = jobs.get(cur, plan.job_id)
+            with conn, conn.cursor() as cur:  # as the job stands now, not as it was planned
+                pending = len(pending_chunks(cur, plan.job_id))
             fleet = {
                 "mode": "fleet",
                 "state": job.state,
@@ -114,7 +116,7 @@ def run_fleet(args: argparse.Namespace, settings: Any, url: str, scene_map: Any,
                 "resumed": plan.resumed,
                 "job": plan.job_id,
                 "chunks": plan.chunks,
-                "pending": len(plan.pending),
+                "pending": pending,
                 "published": sent[plan.kind],
                 "error": job.error,
             }
