@@ -94,11 +94,12 @@ def test_renormalise_zeroes_sift_classes_and_rescales_the_rest():
 
 
 @pytest.mark.slow
-def test_scenes_json_prints_the_map_in_force_for_all_classes(tmp_path: Path):
-    """`sightline scenes --json`: 365 classes with album, indoor flag and sift exclusion."""
+def test_scenes_json_prints_the_map_in_force_for_all_classes(tmp_path: Path, db_url: str):
+    """`sightline scenes --json`: 365 classes with album, indoor flag and sift exclusion;
+    with no map stored yet, the file map (and sift list) the first worker would store."""
     sift = tmp_path / "sift.txt"
     sift.write_text("beach\n")
-    proc = run_cli("scenes", "--json", env={"SIGHTLINE_SIFT": str(sift)})
+    proc = run_cli("scenes", "--json", env={"SIGHTLINE_SIFT": str(sift), "DATABASE_URL": db_url})
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert list(out) == list(load_categories())
@@ -114,6 +115,38 @@ def test_scenes_json_prints_the_map_in_force_for_all_classes(tmp_path: Path):
     assert out["coast"]["album"] == "sea & beach"
     dropped = {r["places365_class"] for r in _rows() if r["album"] == DROP}
     assert all(out[c]["album"] is None for c in dropped)
+
+
+@pytest.mark.slow
+def test_scenes_prints_the_stored_map_the_workers_use(tmp_path: Path, db_url: str):
+    """Once a map is stored (`retag --scene-map`, or the first worker), `sightline scenes`
+    shows that one, not the file; --map still shows a file; no database is one line and the
+    file map."""
+    from workers.db import connect
+    from workers.scenemaps import install
+
+    rows = _rows()
+    for r in rows:
+        if r["places365_class"] == "airfield":
+            r["album"] = "runways"
+    path = tmp_path / "map.csv"
+    path.write_text(
+        "places365_class,album\n" + "".join(f"{r['places365_class']},{r['album']}\n" for r in rows)
+    )
+    conn = connect(db_url)
+    version = install(conn, SceneMap.load(path), f"retag --scene-map {path}")
+    conn.close()
+    env = {"DATABASE_URL": db_url}
+    stored = json.loads(run_cli("scenes", "--json", env=env).stdout)
+    assert stored["airfield"]["album"] == "runways"
+    text = run_cli("scenes", env=env)
+    assert text.returncode == 0
+    assert text.stdout.splitlines()[0].startswith(f"scene map {version} in force (retag --scene")
+    shipped = json.loads(run_cli("scenes", "--json", "--map", str(SHIPPED), env=env).stdout)
+    assert shipped["airfield"]["album"] != "runways"
+    down = run_cli("scenes", "--json", env={"DATABASE_URL": "postgresql://x@127.0.0.1:1/none"})
+    assert down.returncode == 0 and json.loads(down.stdout)["airfield"]["album"] != "runways"
+    assert down.stderr.strip().count("\n") == 0 and "showing the scene-map file" in down.stderr
 
 
 @pytest.mark.slow
