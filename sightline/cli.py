@@ -11,6 +11,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 # Modules under sightline.commands, in --help order.
 COMMAND_MODULES = (
@@ -41,8 +42,17 @@ class CliError(Exception):
     """Bad input or a refused operation: one line on stderr, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors in one line, like every other refusal (the usage is
+    what --help prints). Sub-command parsers are made of the same class."""
+
+    def error(self, message: str) -> NoReturn:
+        _say(f"sightline: error: {message} (see: {self.prog} --help)")
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sightline", description="Automatic scene and landmark tagging for a photo cloud."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -190,3 +190,21 @@ def test_release_commands_refuse_an_unknown_version_in_one_line(
     code, err = _run(capsys, *argv)
     assert code == 2 and len(err) == 1, err
     assert err[0].startswith("sightline: error: ") and "nosuch" in err[0], err
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (("bench", "writes", "--marginal-photos", "abc"), "invalid int value: 'abc'"),
+        (("retag", "--chunk-size", "x"), "invalid int value: 'x'"),
+        (("config",), "required"),
+        (("nosuch",), "invalid choice"),
+        (("backfill", "--failed-kind", "some"), "invalid choice"),
+    ],
+)
+def test_usage_errors_are_one_line(capsys, argv, words) -> None:
+    """argparse's own refusals are one line naming the command's --help, exit 2."""
+    code, err = _run(capsys, *argv)
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("sightline: error: ") and words in err[0], err
+    assert err[0].endswith("--help)"), err

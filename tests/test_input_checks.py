@@ -102,9 +102,10 @@ def test_tag_with_an_unknown_arch_is_refused_before_loading(capsys, monkeypatch,
 def test_worker_flags_refuse_counts_below_one(capsys, flag, value):
     code, err, _ = _run(capsys, "worker", flag, value)
     assert code == 2
-    assert err[-1] == (
-        f"sightline worker: error: argument {flag}: must be a whole number >= 1, got {value!r}"
-    )
+    assert err == [
+        f"sightline: error: argument {flag}: must be a whole number >= 1, got {value!r} "
+        "(see: sightline worker --help)"
+    ]
 
 
 def test_events_parse_takes_bytes_that_are_not_utf8_as_not_json(capsys, tmp_path):
