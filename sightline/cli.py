@@ -106,6 +106,11 @@ def report_error(message: str) -> None:
     _say(f"sightline: error: {message}")
 
 
+def report_warning(message: str) -> None:
+    """``sightline: warning: MESSAGE`` on stderr: something the command worked around."""
+    _say(f"sightline: warning: {message}")
+
+
 def _say(line: str) -> None:
     """An error line on stderr; a JSON line when SIGHTLINE_LOG_FORMAT=json."""
     if (os.environ.get("SIGHTLINE_LOG_FORMAT") or "").strip().lower() == "json":

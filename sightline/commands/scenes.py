@@ -84,14 +84,14 @@ def show_scenes(args: argparse.Namespace) -> int:
     s = Settings.from_env()
     found = None
     if not args.map and not args.sift:  # the map the workers file by, when one is stored
-        from sightline.cli import report_error
+        from sightline.cli import report_warning
         from workers.db import DatabaseError
 
         try:
             found = stored_scene_map(s)
         except DatabaseError as exc:  # no database to ask: the file map, said so
             first = (str(exc).splitlines() or [""])[0]
-            report_error(f"{first}; showing the scene-map file, not a stored map")
+            report_warning(f"{first}; showing the scene-map file, not a stored map")
     if found is None:
         sm = load_scene_map(args.map or s.scene_map, args.sift or s.sift)
         source = f"scene map {args.map or s.scene_map or '(shipped)'} (a file)"
