@@ -109,6 +109,17 @@ BEGIN
 END
 $$;
 
+-- The class names a write brings that scene_classes does not hold yet, added in name order:
+-- two writers registering the same new names never wait on each other crosswise.
+CREATE FUNCTION sightline_register_scene_classes(names text[]) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO scene_classes (name)
+        SELECT DISTINCT n FROM unnest(names) AS n
+        WHERE n IS NOT NULL AND NOT EXISTS (SELECT FROM scene_classes c WHERE c.name = n)
+        ORDER BY 1
+    ON CONFLICT (name) DO NOTHING;
+$$;
+
 CREATE VIEW photo_scene_names AS
     SELECT s.photo_id, s.owner, s.rank, c.name AS class_name, s.probability
     FROM photo_scenes s JOIN scene_classes c ON c.id = s.class_id;
@@ -225,13 +236,8 @@ BEGIN
                     DELETE FROM landmark_matches m WHERE m.owner = powner AND m.photo_id = pid;
                 END IF;
                 -- changed (0021): the class by its id, a new name registered first
-                INSERT INTO scene_classes (name)
-                    SELECT DISTINCT s.e->>0
-                    FROM jsonb_array_elements(coalesce(p->'scenes', '[]')) AS s(e)
-                    WHERE s.e->>0 IS NOT NULL
-                      AND NOT EXISTS (SELECT FROM scene_classes c WHERE c.name = s.e->>0)
-                    ORDER BY 1
-                    ON CONFLICT (name) DO NOTHING;
+                PERFORM sightline_register_scene_classes(ARRAY(
+                    SELECT s.e->>0 FROM jsonb_array_elements(coalesce(p->'scenes', '[]')) AS s(e)));
                 INSERT INTO photo_scenes (photo_id, probability, rank, class_id, owner)
                     SELECT pid, (s.e->>1)::real, s.ord, c.id, powner
                     FROM jsonb_array_elements(coalesce(p->'scenes', '[]')) WITH ORDINALITY
@@ -368,17 +374,11 @@ BEGIN
         DELETE FROM landmark_matches t USING sightline_written w, sightline_stage s
             WHERE t.owner = w.owner AND t.photo_id = w.photo_id AND s.idx = w.idx
               AND s.occ = r;
-        -- changed (0021): the class by its id, the round's new names registered first (in
-        -- name order: two batches registering the same names never wait on each other
-        -- crosswise)
-        INSERT INTO scene_classes (name)
-            SELECT DISTINCT u.name
+        -- changed (0021): the class by its id, the round's new names registered first
+        PERFORM sightline_register_scene_classes(ARRAY(
+            SELECT u.name
             FROM sightline_written w JOIN sightline_stage s ON s.idx = w.idx AND s.occ = r,
-                 unnest(s.scene_names) AS u(name)
-            WHERE u.name IS NOT NULL
-              AND NOT EXISTS (SELECT FROM scene_classes c WHERE c.name = u.name)
-            ORDER BY 1
-            ON CONFLICT (name) DO NOTHING;
+                 unnest(s.scene_names) AS u(name)));
         INSERT INTO photo_scenes (photo_id, probability, rank, class_id, owner)
             SELECT w.photo_id, u.p, u.ord, c.id, w.owner
             FROM sightline_written w JOIN sightline_stage s ON s.idx = w.idx AND s.occ = r,
