@@ -102,11 +102,9 @@ def run_fleet(args: argparse.Namespace, settings: Any, url: str, scene_map: Any,
                     jobs.add(cur, plan.job_id, published=plan.photos)
         for plan in plans:
             if args.wait:
-                job = follow(conn, plan.job_id, progress=not args.no_progress)
-            else:
-                with conn, conn.cursor() as cur:
-                    job = jobs.get(cur, plan.job_id)
+                follow(conn, plan.job_id, progress=not args.no_progress)
             with conn, conn.cursor() as cur:  # as the job stands now, not as it was planned
+                job = jobs.get(cur, plan.job_id)
                 pending = len(pending_chunks(cur, plan.job_id))
             fleet = {
                 "mode": "fleet",
