@@ -182,3 +182,41 @@ def test_worker_runs_bulk_tasks_as_send_tasks(
     log = (tmp_path / "worker.log").read_text()
     for key in roads.values():
         assert log.count(f"tagged s3://{bucket}/{key}") == 2, log[-2000:]
+
+
+def test_batch_ids_are_version_4_uuids_as_kombu_writes_them() -> None:
+    """The ids drawn for a whole batch at once: distinct, and each what ``str(uuid4())``
+    (kombu's ``uuid()``) would write: version 4, the RFC variant, 8-4-4-4-12 hex."""
+    from kombu.utils.uuid import uuid as kombu_uuid
+
+    from handlers.publish import _uuid4s
+
+    ids = _uuid4s(5000)
+    assert len(ids) == len(set(ids)) == 5000
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert str(parsed) == text
+    assert [len(p) for p in ids[0].split("-")] == [len(p) for p in kombu_uuid().split("-")]
+    # every version and variant nibble takes its fixed value; the others vary
+    assert {t[14] for t in ids} == {"4"} and {t[19] for t in ids} == set("89ab")
+    assert len({t[0] for t in ids}) == 16
+
+
+def test_template_encodes_bodies_as_kombu_does(redis_url: str) -> None:
+    """The template takes the lean body encoding (one JSON encoder, base64) only because it
+    gives kombu's bytes: for keys that need escaping, both encodings fill the same message."""
+    queue = f"bulk-{uuid.uuid4().hex[:8]}"
+    publisher = CeleryPublisher(redis_url, queues={TAG_TASK: queue}, bulk=True)
+    try:
+        with publisher.app.producer_or_acquire() as producer:
+            bulk = _Bulk(publisher.app, producer)
+            template = bulk.template(bulk.route(queue, TAG_TASK), TAG_TASK)
+            assert template is not None and template.fast
+            for task in _tasks():
+                lean = template.fill(bulk, task, "i", "t")
+                template.fast = False
+                assert template.fill(bulk, task, "i", "t") == lean
+                template.fast = True
+    finally:
+        publisher.close()
