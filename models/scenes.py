@@ -204,6 +204,26 @@ class SceneMap:
                 m[i, col[a]] = 1.0
         return m
 
+    def album_sums(self, probs: np.ndarray) -> np.ndarray:
+        """(N, albums) album scores of (N, classes) probabilities: each album's classes
+        summed, row by row, in ``albums`` order (what ``probs @ matrix()`` computes).
+
+        Each row's sums are the same bits whatever the rows around it: a BLAS product's
+        rounding depends on the batch's shape (OpenBLAS on this machine gave two scores
+        one float32 step apart for one photo in a batch of 7 and of 50), and a re-file in
+        chunks must file a photo as the re-file in one pass and as its upload did.
+        """
+        col = {a: i for i, a in enumerate(self.albums)}
+        # the filed classes grouped by album (stable: class order within each album)
+        classes = sorted(
+            (i for i, a in enumerate(self.albums_by_class) if a),
+            key=lambda i: col[self.albums_by_class[i]],
+        )
+        owners = np.array([col[self.albums_by_class[i]] for i in classes], dtype=np.intp)
+        starts = np.searchsorted(owners, np.arange(len(col)))
+        grouped = np.ascontiguousarray(np.asarray(probs)[:, classes])
+        return np.add.reduceat(grouped, starts, axis=1)
+
     def top_classes(self, probs: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
         """Per row of (N, classes) probabilities, the k best fine classes."""
         order = np.argsort(-probs, axis=1)[:, :k]
@@ -213,7 +233,7 @@ class SceneMap:
         self, probs: np.ndarray, k: int = 3, min_score: float = 0.0
     ) -> list[list[tuple[str, float]]]:
         """Per row, the k best album labels with summed probabilities (>= min_score)."""
-        scores = probs @ self.matrix()
+        scores = self.album_sums(probs)
         albums = self.albums
         order = np.argsort(-scores, axis=1)[:, :k]
         return [
@@ -235,7 +255,7 @@ class SceneMap:
         """
         if k < 1:
             raise ValueError("a photo needs room for at least one album (k >= 1)")
-        scores = probs @ self.matrix()
+        scores = self.album_sums(probs)
         order = np.argsort(-scores, axis=1, kind="stable")
         ranked = np.take_along_axis(scores, order, axis=1)
         t = self.threshold_vector()[order]
@@ -250,8 +270,10 @@ class SceneMap:
         ]
 
     def indoor_probability(self, probs: np.ndarray) -> np.ndarray:
-        """Per row, the summed probability of indoor classes."""
-        return probs @ np.asarray(self.indoor, dtype=np.float32)
+        """Per row, the summed probability of indoor classes (row by row, as
+        ``album_sums``: the same bits in any batch)."""
+        indoor = np.flatnonzero(np.asarray(self.indoor, dtype=bool))
+        return np.ascontiguousarray(np.asarray(probs)[:, indoor]).sum(axis=1)
 
 
 def _add_threshold(thresholds: dict[str, float], name: str, album: str | None, cell: str) -> None:

@@ -93,6 +93,24 @@ def test_renormalise_zeroes_sift_classes_and_rescales_the_rest():
     np.testing.assert_allclose(out[:, idx["coast"]], 1 / 363, rtol=1e-5)
 
 
+def test_album_scores_of_a_photo_do_not_depend_on_its_batch():
+    """A photo's album sums, indoor probability and filing are the same bits alone, in a
+    chunk of 7 and in a batch of 500 (a re-file in chunks files it as one pass did), and
+    equal the class probabilities summed per album in float64 to float32 precision."""
+    sm = SceneMap.load()
+    probs = np.random.default_rng(3).dirichlet(np.full(365, 0.05), 500).astype(np.float32)
+    whole = sm.album_sums(probs)
+    exact = probs.astype(np.float64) @ sm.matrix().astype(np.float64)
+    assert whole.dtype == np.float32 and whole.shape == (500, len(sm.albums))
+    np.testing.assert_allclose(whole, exact, rtol=0, atol=1e-6)
+    for n in (1, 7):
+        chunks = [probs[i : i + n] for i in range(0, len(probs), n)]
+        assert np.array_equal(np.concatenate([sm.album_sums(c) for c in chunks]), whole)
+        indoor = np.concatenate([sm.indoor_probability(c) for c in chunks])
+        assert np.array_equal(indoor, sm.indoor_probability(probs))
+        assert [f for c in chunks for f in sm.file(c)] == sm.file(probs)
+
+
 @pytest.mark.slow
 def test_scenes_json_prints_the_map_in_force_for_all_classes(tmp_path: Path, db_url: str):
     """`sightline scenes --json`: 365 classes with album, indoor flag and sift exclusion;
