@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from models.scenes import SceneMap
-from sightline.status import photo_counts
+from sightline.status import photo_counts, tagged_heads
 from workers.retag import retag_scenes
 from workers.store import write_photos
 
@@ -69,6 +69,11 @@ def _check(cur) -> None:
     got = photo_counts(cur)
     assert {s: n for s, n in got.items() if n and s != "total"} == counts
     assert got["total"] == sum(counts.values())
+    cur.execute(
+        "SELECT model_version, count(*) FROM photos WHERE status = 'tagged' GROUP BY 1"
+    )  # the write path keeps the head counters (0023) too
+    tagged = dict(cur.fetchall())
+    assert {h["model_version"]: h["photos"] for h in tagged_heads(cur)} == tagged
     for owner in (*OWNERS, "dave"):
         cur.execute(FULL_SCENE_ALBUMS, (owner,))
         want = cur.fetchall()

@@ -73,3 +73,64 @@ def test_inserts_and_deletes_count_per_statement(db) -> None:
                     "WHERE relname = 'photo_status_counts'")  # fmt: skip
         assert cur.fetchone()[0] - before <= len(STATUSES) + 1
         assert _counters(cur) == _recount(cur)
+
+
+def _heads(cur) -> list[tuple]:
+    from sightline.status import tagged_heads
+
+    return [
+        (h["model_version"], h["scene_trained"], h["embedding_trained"], h["photos"])
+        for h in tagged_heads(cur)
+    ]
+
+
+def _heads_recount(cur) -> list[tuple]:
+    cur.execute(
+        "SELECT model_version, scene_trained, embedding_trained, count(*)::int FROM photos "
+        "WHERE status = 'tagged' GROUP BY 1, 2, 3"
+    )
+    return _sorted(cur.fetchall())
+
+
+def _sorted(rows: list[tuple]) -> list[tuple]:
+    return sorted(rows, key=lambda r: tuple((v is None, v) for v in r))
+
+
+def test_tagged_heads_are_counters_that_follow_every_kind_of_write(db) -> None:
+    """`sightline status`'s tagged photos per model version and head provenance (NULL
+    provenance included) come from counters (0023) that equal the full count after large
+    inserts, a re-tag by another model, a re-tag by the same one, status changes, deletes of
+    many rows and TRUNCATE."""
+    insert = (
+        "INSERT INTO photos AS p (owner, bucket, key, status, model_version, scene_trained, "
+        "embedding_trained) SELECT 'o' || (i %% 5), 'b', 'k/' || i, "
+        "(ARRAY['tagged', 'tagged', 'failed'])[1 + i %% 3], %s, "
+        "(ARRAY[true, false, NULL])[1 + (i / 3) %% 3], (ARRAY[NULL, true])[1 + i %% 2] "
+        "FROM generate_series(%s, %s) i "
+        "ON CONFLICT (bucket, key, owner) DO UPDATE SET status = EXCLUDED.status, "
+        "model_version = EXCLUDED.model_version, scene_trained = EXCLUDED.scene_trained, "
+        "embedding_trained = EXCLUDED.embedding_trained"
+    )
+    with db, db.cursor() as cur:
+        cur.execute(insert, ("m1", 1, 6000))  # one statement
+        cur.execute(insert, ("m1", 6001, 6010))
+        want = _heads_recount(cur)
+        assert _sorted(_heads(cur)) == want and sum(r[3] for r in want) == 4007
+        assert len({(r[1], r[2]) for r in want}) == 6  # NULL, true, false provenance met
+    with db, db.cursor() as cur:
+        cur.execute(insert, ("m2", 1, 2500))  # a new model re-tags a quarter of them
+        cur.execute(insert, ("m2", 2001, 2500))  # the same model again: nothing changes
+        assert _sorted(_heads(cur)) == _heads_recount(cur)
+        assert {r[0] for r in _heads(cur)} == {"m1", "m2"}
+        heads = _heads(cur)
+        assert [r[3] for r in heads] == sorted((r[3] for r in heads), reverse=True)
+    with db, db.cursor() as cur:
+        cur.execute("UPDATE photos SET status = 'failed' WHERE id % 7 = 0")
+        cur.execute("UPDATE photos SET status = 'tagged' WHERE status = 'failed' AND id % 11 = 0")
+        cur.execute("UPDATE photos SET scene_trained = true WHERE id % 13 = 0")
+        cur.execute("DELETE FROM photos WHERE key IN "
+                    "(SELECT 'k/' || i FROM generate_series(3000, 5000) i)")  # fmt: skip
+        assert _sorted(_heads(cur)) == _heads_recount(cur)
+    with db, db.cursor() as cur:
+        cur.execute("TRUNCATE photos CASCADE")
+        assert _heads(cur) == [] == _heads_recount(cur)

@@ -119,6 +119,7 @@ def _fill(conn: Any, photos: int, owner_photos: int, albums: int) -> None:
             cur.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
         cur.execute("SELECT sightline_album_summaries_rebuild()")
         cur.execute("SELECT sightline_status_counts_rebuild()")
+        cur.execute("SELECT sightline_head_counts_rebuild()")
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute("VACUUM ANALYZE")

@@ -63,6 +63,7 @@ _TABLES = (
     "landmark_matches",
     "album_summaries",
     "photo_status_counts",
+    "photo_head_counts",
 )
 
 

@@ -1,0 +1,102 @@
+-- 0023: tagged photos per model version and head provenance, kept as counters (issue 16).
+--
+-- `sightline status` prints how many tagged photos each model version and each head's
+-- provenance (scene_trained, embedding_trained, 0010) account for. It counted them with a
+-- GROUP BY over every tagged photo: `sightline bench albums` measured `status_report_ms`
+-- 116.8 at 1,000,000 photos (a full scan; minutes at 10^9), where 0012 had brought the
+-- status counts themselves to a read of a few counter rows. These counters are kept the
+-- way photo_status_counts is (0012, 0018): spread over 64 slots by backend; inserts and
+-- deletes added per statement from the transition tables the status counters already
+-- read; updates by a row trigger that fires only when a tagged photo's status, model
+-- version or head provenance changes (a re-tag by the same model changes none of them).
+CREATE TABLE photo_head_counts (
+    model_version     text,
+    scene_trained     boolean,
+    embedding_trained boolean,
+    slot              smallint NOT NULL,
+    photos            bigint NOT NULL DEFAULT 0,
+    -- NULL is a value here (a photo tagged before its provenance was recorded)
+    CONSTRAINT photo_head_counts_key
+        UNIQUE NULLS NOT DISTINCT (model_version, scene_trained, embedding_trained, slot)
+);
+
+CREATE OR REPLACE FUNCTION sightline_status_rows_added() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO photo_status_counts AS c (status, slot, photos)
+        SELECT status, (pg_backend_pid() % 64)::smallint, count(*) FROM status_added GROUP BY 1
+    ON CONFLICT (status, slot) DO UPDATE SET photos = c.photos + EXCLUDED.photos;
+    -- added (0023)
+    INSERT INTO photo_head_counts AS c (model_version, scene_trained, embedding_trained, slot,
+                                        photos)
+        SELECT model_version, scene_trained, embedding_trained,
+               (pg_backend_pid() % 64)::smallint, count(*)
+        FROM status_added WHERE status = 'tagged' GROUP BY 1, 2, 3
+    ON CONFLICT ON CONSTRAINT photo_head_counts_key
+        DO UPDATE SET photos = c.photos + EXCLUDED.photos;
+    RETURN NULL;
+END
+$$;
+CREATE OR REPLACE FUNCTION sightline_status_rows_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO photo_status_counts AS c (status, slot, photos)
+        SELECT status, (pg_backend_pid() % 64)::smallint, -count(*) FROM status_removed GROUP BY 1
+    ON CONFLICT (status, slot) DO UPDATE SET photos = c.photos + EXCLUDED.photos;
+    -- added (0023)
+    INSERT INTO photo_head_counts AS c (model_version, scene_trained, embedding_trained, slot,
+                                        photos)
+        SELECT model_version, scene_trained, embedding_trained,
+               (pg_backend_pid() % 64)::smallint, -count(*)
+        FROM status_removed WHERE status = 'tagged' GROUP BY 1, 2, 3
+    ON CONFLICT ON CONSTRAINT photo_head_counts_key
+        DO UPDATE SET photos = c.photos + EXCLUDED.photos;
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION sightline_head_count(p_model text, p_scene boolean, p_embedding boolean,
+                                     p_delta bigint) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO photo_head_counts AS c (model_version, scene_trained, embedding_trained, slot,
+                                        photos)
+    VALUES (p_model, p_scene, p_embedding, (pg_backend_pid() % 64)::smallint, p_delta)
+    ON CONFLICT ON CONSTRAINT photo_head_counts_key
+        DO UPDATE SET photos = c.photos + p_delta
+$$;
+CREATE FUNCTION sightline_heads_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.status = 'tagged' THEN
+        PERFORM sightline_head_count(OLD.model_version, OLD.scene_trained,
+                                     OLD.embedding_trained, -1);
+    END IF;
+    IF NEW.status = 'tagged' THEN
+        PERFORM sightline_head_count(NEW.model_version, NEW.scene_trained,
+                                     NEW.embedding_trained, 1);
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER photos_head_count_upd
+    AFTER UPDATE OF status, model_version, scene_trained, embedding_trained ON photos
+    FOR EACH ROW WHEN ((OLD.status = 'tagged' OR NEW.status = 'tagged')
+                       AND (OLD.status, OLD.model_version, OLD.scene_trained,
+                            OLD.embedding_trained)
+                           IS DISTINCT FROM (NEW.status, NEW.model_version, NEW.scene_trained,
+                                             NEW.embedding_trained))
+    EXECUTE FUNCTION sightline_heads_changed();
+
+-- TRUNCATE skips row and statement triggers on rows: empty both counters with it.
+CREATE OR REPLACE FUNCTION sightline_status_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM photo_status_counts;
+    DELETE FROM photo_head_counts;  -- added (0023)
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION sightline_head_counts_rebuild() RETURNS void LANGUAGE sql AS $$
+    DELETE FROM photo_head_counts;
+    INSERT INTO photo_head_counts (model_version, scene_trained, embedding_trained, slot,
+                                   photos)
+        SELECT model_version, scene_trained, embedding_trained, 0, count(*)
+        FROM photos WHERE status = 'tagged' GROUP BY 1, 2, 3;
+$$;
+SELECT sightline_head_counts_rebuild();
