@@ -11,6 +11,7 @@ import psycopg2
 import pytest
 
 from sightline import albums
+from sightline.status import tagged_heads
 from workers import migrate
 from workers.db import DatabaseError, connect
 from workers.photo_copy import write_photos_copy
@@ -167,6 +168,13 @@ def test_partition_migration_keeps_every_row_answer_and_summary(filled_0016, mon
         assert _rows(cur) == before_rows
         assert _reads(cur) == before_reads
         assert _summaries_equal_a_rebuild(cur)
+        # 0023 counted the library's tagged photos per model version and provenance
+        cur.execute(
+            "SELECT model_version, scene_trained, embedding_trained, count(*) FROM photos "
+            "WHERE status = 'tagged' GROUP BY 1, 2, 3 ORDER BY 4 DESC, 1"
+        )
+        tagged = cur.fetchall()
+        assert tagged and [tuple(h.values()) for h in tagged_heads(cur)] == tagged
         for table in TABLES:
             cur.execute(
                 "SELECT p.partstrat, (SELECT count(*) FROM pg_inherits i "
