@@ -13,8 +13,10 @@
 -- sightline_album_adjust() does per album, in the same (owner, kind, release, album) order,
 -- so writers still lock summary rows in one order. An album whose summary is left with no
 -- cover has it looked up, as adjust() does. Any other queue takes the loop of 0012 as it
--- was.
-CREATE OR REPLACE FUNCTION sightline_album_flush() RETURNS void LANGUAGE plpgsql AS $$
+-- was: that function is kept whole under the name sightline_album_flush_each().
+ALTER FUNCTION sightline_album_flush() RENAME TO sightline_album_flush_each;
+
+CREATE FUNCTION sightline_album_flush() RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     r record;
 BEGIN
@@ -22,71 +24,43 @@ BEGIN
     IF to_regclass('pg_temp.sightline_album_deltas') IS NULL THEN
         RETURN;
     END IF;
-    IF NOT EXISTS (SELECT FROM pg_temp.sightline_album_deltas d
-                   WHERE d.recount OR d.removed IS NOT NULL OR d.photos < 0
-                      OR d.untrained < 0) THEN
-        FOR r IN
-            INSERT INTO album_summaries AS s (owner, kind, release, album, photos, untrained,
-                                              cover_sort_at, cover_photo_id)
-            SELECT d.owner, d.kind, d.release, d.album, sum(d.photos)::bigint,
-                   sum(d.untrained)::bigint,
-                   (array_agg(d.cover_sort_at ORDER BY d.cover_sort_at DESC NULLS LAST,
-                              d.cover_photo_id DESC))[1],
-                   (array_agg(d.cover_photo_id ORDER BY d.cover_sort_at DESC NULLS LAST,
-                              d.cover_photo_id DESC))[1]
-            FROM pg_temp.sightline_album_deltas d
-            GROUP BY d.owner, d.kind, d.release, d.album
-            ORDER BY d.owner, d.kind, d.release, d.album  -- the lock order
-            ON CONFLICT (owner, kind, release, album) DO UPDATE SET
-                photos = s.photos + EXCLUDED.photos,
-                untrained = s.untrained + EXCLUDED.untrained,
-                -- as sightline_album_adjust(): a newer cover replaces the current one
-                cover_sort_at = CASE WHEN EXCLUDED.cover_photo_id IS NOT NULL
-                                          AND (s.cover_photo_id IS NULL
-                                               OR (EXCLUDED.cover_sort_at,
-                                                   EXCLUDED.cover_photo_id)
-                                                  > (s.cover_sort_at, s.cover_photo_id))
-                                     THEN EXCLUDED.cover_sort_at ELSE s.cover_sort_at END,
-                cover_photo_id = CASE WHEN EXCLUDED.cover_photo_id IS NOT NULL
-                                           AND (s.cover_photo_id IS NULL
-                                                OR (EXCLUDED.cover_sort_at,
-                                                    EXCLUDED.cover_photo_id)
-                                                   > (s.cover_sort_at, s.cover_photo_id))
-                                      THEN EXCLUDED.cover_photo_id ELSE s.cover_photo_id END
-            RETURNING s.owner, s.kind, s.release, s.album, s.cover_photo_id
-        LOOP
-            IF r.cover_photo_id IS NULL THEN  -- adjust() by nothing looks the cover up
-                PERFORM sightline_album_adjust(r.owner, r.kind, r.release, r.album, 0, 0,
-                                               NULL, NULL);
-            END IF;
-        END LOOP;
-        DELETE FROM pg_temp.sightline_album_deltas;
+    IF EXISTS (SELECT FROM pg_temp.sightline_album_deltas d
+               WHERE d.recount OR d.removed IS NOT NULL OR d.photos < 0 OR d.untrained < 0) THEN
+        PERFORM sightline_album_flush_each();  -- 0012's loop, one album at a time
         RETURN;
     END IF;
     FOR r IN
-        SELECT d.owner, d.kind, d.release, d.album, sum(d.photos)::bigint AS photos,
-               sum(d.untrained)::bigint AS untrained,
+        INSERT INTO album_summaries AS s (owner, kind, release, album, photos, untrained,
+                                          cover_sort_at, cover_photo_id)
+        SELECT d.owner, d.kind, d.release, d.album, sum(d.photos)::bigint,
+               sum(d.untrained)::bigint,
                (array_agg(d.cover_sort_at ORDER BY d.cover_sort_at DESC NULLS LAST,
-                          d.cover_photo_id DESC))[1] AS cover_sort_at,
+                          d.cover_photo_id DESC))[1],
                (array_agg(d.cover_photo_id ORDER BY d.cover_sort_at DESC NULLS LAST,
-                          d.cover_photo_id DESC))[1] AS cover_photo_id,
-               bool_or(d.recount) AS recount
+                          d.cover_photo_id DESC))[1]
         FROM pg_temp.sightline_album_deltas d
         GROUP BY d.owner, d.kind, d.release, d.album
-        ORDER BY d.owner, d.kind, d.release, d.album
+        ORDER BY d.owner, d.kind, d.release, d.album  -- the lock order
+        ON CONFLICT (owner, kind, release, album) DO UPDATE SET
+            photos = s.photos + EXCLUDED.photos,
+            untrained = s.untrained + EXCLUDED.untrained,
+            -- as sightline_album_adjust(): a newer cover replaces the current one
+            cover_sort_at = CASE WHEN EXCLUDED.cover_photo_id IS NOT NULL
+                                      AND (s.cover_photo_id IS NULL
+                                           OR (EXCLUDED.cover_sort_at, EXCLUDED.cover_photo_id)
+                                              > (s.cover_sort_at, s.cover_photo_id))
+                                 THEN EXCLUDED.cover_sort_at ELSE s.cover_sort_at END,
+            cover_photo_id = CASE WHEN EXCLUDED.cover_photo_id IS NOT NULL
+                                       AND (s.cover_photo_id IS NULL
+                                            OR (EXCLUDED.cover_sort_at, EXCLUDED.cover_photo_id)
+                                               > (s.cover_sort_at, s.cover_photo_id))
+                                  THEN EXCLUDED.cover_photo_id ELSE s.cover_photo_id END
+        RETURNING s.owner, s.kind, s.release, s.album, s.cover_photo_id
     LOOP
-        -- Merged: an album a correction touched is recounted (the truth now, so the deltas
-        -- queued with it are not applied on top).
-        IF r.recount THEN
-            PERFORM sightline_album_recount(r.owner, r.kind, r.release, r.album);
-            CONTINUE;
+        IF r.cover_photo_id IS NULL THEN  -- adjust() by nothing looks the cover up
+            PERFORM sightline_album_adjust(r.owner, r.kind, r.release, r.album, 0, 0, NULL,
+                                           NULL);
         END IF;
-        PERFORM sightline_album_adjust(
-            r.owner, r.kind, r.release, r.album, r.photos, r.untrained, r.cover_sort_at,
-            r.cover_photo_id,
-            ARRAY(SELECT u FROM pg_temp.sightline_album_deltas d, unnest(d.removed) u
-                  WHERE d.owner = r.owner AND d.kind = r.kind AND d.release = r.release
-                    AND d.album = r.album));
     END LOOP;
     DELETE FROM pg_temp.sightline_album_deltas;
 END
