@@ -247,3 +247,35 @@ def test_concurrent_writes_of_one_photo_leave_one_set_of_scene_rows(db_url, resu
     assert [(k, q) for k, q, _, _ in rows] == [(f"{i}.jpg", newest) for i in range(len(results))]
     want = [len(r.scenes) for r in results]
     assert [(n, d) for _, _, n, d in rows] == [(w, w) for w in want]
+
+
+def test_copy_path_replaces_tags_of_a_row_other_writers_left_at_attempts_0(db, results) -> None:
+    """0024 deletes a photo's old tags only when the upsert updated a row (attempts > 1). A
+    row some other writer inserted with the default attempts 0 still counts as rewritten:
+    its scene, album and match rows are replaced, not doubled; a batch of new photos, half of
+    them with no landmark match, gets exactly its own rows."""
+    with db, db.cursor() as cur:
+        cur.execute("INSERT INTO releases (version, embedding_dim, model_version, thresholds) "
+                    "VALUES ('r1', 512, 'm', '{}')")  # fmt: skip
+        cur.execute("INSERT INTO landmarks (release, landmark_id, name) VALUES "
+                    "('r1', 'eiffel', 'Eiffel Tower')")  # fmt: skip
+        first = [tagged_item(_task("z", f"{i}.jpg", "10"), r) for i, r in enumerate(results)]
+        for n, item in enumerate(first):
+            item["matches"] = [["r1", "eiffel", 0.9]] if n % 2 else []
+        write_photos_copy(cur, first)
+        cur.execute("UPDATE photos SET attempts = 0 WHERE bucket = 'z'")
+        again = [tagged_item(_task("z", f"{i}.jpg", "20"), r) for i, r in enumerate(results)]
+        for item in again:
+            item["matches"] = [["r1", "eiffel", 0.8]]
+        assert [o for _, o in write_photos_copy(cur, again)] == ["tagged"] * len(results)
+        cur.execute(
+            "SELECT p.attempts, (SELECT count(*) FROM photo_scenes s WHERE s.photo_id = p.id),"
+            " (SELECT count(*) FROM photo_albums a WHERE a.photo_id = p.id),"
+            " (SELECT array_agg(m.score) FROM landmark_matches m WHERE m.photo_id = p.id)"
+            " FROM photos p WHERE p.bucket = 'z' ORDER BY p.key"
+        )
+        rows = cur.fetchall()
+    assert [r[0] for r in rows] == [2] * len(results)
+    assert [r[1] for r in rows] == [len(r.scenes) for r in results]
+    assert [r[2] for r in rows] == [len(item["albums"]) for item in again]
+    assert [r[3] for r in rows] == [[pytest.approx(0.8)]] * len(results)
