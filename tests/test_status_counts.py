@@ -134,3 +134,36 @@ def test_tagged_heads_are_counters_that_follow_every_kind_of_write(db) -> None:
     with db, db.cursor() as cur:
         cur.execute("TRUNCATE photos CASCADE")
         assert _heads(cur) == [] == _heads_recount(cur)
+
+
+def test_two_sessions_never_wait_on_each_others_head_counters(db_url) -> None:
+    """Each session keeps its own counter rows (a slot held with a session advisory lock):
+    two open transactions re-tagging photos of two old model versions in opposite orders
+    never wait on each other (with slots shared by backends, the third UPDATE below waited
+    on the second's row and the fourth deadlocked), and the counters add up after both."""
+    from workers.db import connect
+
+    a, b = connect(db_url), connect(db_url)
+    with a, a.cursor() as cur:
+        cur.execute(
+            "INSERT INTO photos (owner, bucket, key, status, model_version) VALUES "
+            "('o', 'b', 'p1', 'tagged', 'v1'), ('o', 'b', 'p2', 'tagged', 'v2'), "
+            "('o', 'b', 'p3', 'tagged', 'v2'), ('o', 'b', 'p4', 'tagged', 'v1')"
+        )
+    slots = []
+    for conn in (a, b):
+        with conn.cursor() as cur:
+            cur.execute("SET lock_timeout = '3s'")
+            cur.execute("SELECT sightline_head_slot()")
+            slots.append(cur.fetchone()[0])
+    assert slots[0] != slots[1]
+    update = "UPDATE photos SET model_version = 'v3' WHERE key = %s"
+    for conn, key in ((a, "p1"), (b, "p2"), (a, "p3"), (b, "p4")):  # both transactions open
+        with conn.cursor() as cur:
+            cur.execute(update, (key,))
+    a.commit()
+    b.commit()
+    with a, a.cursor() as cur:
+        assert _heads(cur) == [("v3", None, None, 4)] and _heads_recount(cur) == _heads(cur)
+    a.close()
+    b.close()

@@ -4,11 +4,17 @@
 -- provenance (scene_trained, embedding_trained, 0010) account for. It counted them with a
 -- GROUP BY over every tagged photo: `sightline bench albums` measured `status_report_ms`
 -- 116.8 at 1,000,000 photos (a full scan; minutes at 10^9), where 0012 had brought the
--- status counts themselves to a read of a few counter rows. These counters are kept the
--- way photo_status_counts is (0012, 0018): spread over 64 slots by backend; inserts and
--- deletes added per statement from the transition tables the status counters already
--- read; updates by a row trigger that fires only when a tagged photo's status, model
--- version or head provenance changes (a re-tag by the same model changes none of them).
+-- status counts themselves to a read of a few counter rows. Inserts and deletes are counted
+-- per statement from the transition tables the status counters already read; updates by a
+-- row trigger that fires only when a tagged photo's status, model version or head
+-- provenance changes (a re-tag by the same model changes none of them).
+--
+-- Each session writes its own counter rows: a slot it holds with a session advisory lock
+-- for as long as it lives (sightline_head_slot()). Slots shared by backends (as
+-- photo_status_counts' pid % 64) let two writers re-tagging photos of different old model
+-- versions lock the same two rows in opposite orders: a deadlock, found by a trial of this
+-- migration before it landed. With a slot of its own no session ever waits on another's
+-- counter rows. 1,024 slots; a 1,025th concurrent writer shares slot 1,024.
 CREATE TABLE photo_head_counts (
     model_version     text,
     scene_trained     boolean,
@@ -20,6 +26,35 @@ CREATE TABLE photo_head_counts (
         UNIQUE NULLS NOT DISTINCT (model_version, scene_trained, embedding_trained, slot)
 );
 
+-- This session's slot: the one it already holds, else the first free one, held with a
+-- session advisory lock (released when the session ends, so the slot is reused then).
+CREATE FUNCTION sightline_head_slot() RETURNS smallint LANGUAGE plpgsql AS $$
+DECLARE
+    slot smallint := nullif(current_setting('sightline.head_slot', true), '')::smallint;
+BEGIN
+    IF slot IS NOT NULL THEN
+        RETURN slot;
+    END IF;
+    -- held already (the setting is undone when a transaction that set it rolls back; the
+    -- session lock is not)
+    SELECT l.objid::text::smallint INTO slot FROM pg_locks l
+    WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.granted
+      AND l.classid = 1936487524::oid AND l.objsubid = 2  -- 1936487524: 'sltd' as an int4
+    ORDER BY 1 LIMIT 1;
+    IF slot IS NULL THEN
+        FOR s IN 0..1023 LOOP
+            IF pg_try_advisory_lock(1936487524, s) THEN
+                slot := s;
+                EXIT;
+            END IF;
+        END LOOP;
+    END IF;
+    slot := coalesce(slot, 1024);
+    PERFORM set_config('sightline.head_slot', slot::text, false);
+    RETURN slot;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION sightline_status_rows_added() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO photo_status_counts AS c (status, slot, photos)
@@ -28,8 +63,7 @@ BEGIN
     -- added (0023)
     INSERT INTO photo_head_counts AS c (model_version, scene_trained, embedding_trained, slot,
                                         photos)
-        SELECT model_version, scene_trained, embedding_trained,
-               (pg_backend_pid() % 64)::smallint, count(*)
+        SELECT model_version, scene_trained, embedding_trained, sightline_head_slot(), count(*)
         FROM status_added WHERE status = 'tagged' GROUP BY 1, 2, 3
     ON CONFLICT ON CONSTRAINT photo_head_counts_key
         DO UPDATE SET photos = c.photos + EXCLUDED.photos;
@@ -44,8 +78,7 @@ BEGIN
     -- added (0023)
     INSERT INTO photo_head_counts AS c (model_version, scene_trained, embedding_trained, slot,
                                         photos)
-        SELECT model_version, scene_trained, embedding_trained,
-               (pg_backend_pid() % 64)::smallint, -count(*)
+        SELECT model_version, scene_trained, embedding_trained, sightline_head_slot(), -count(*)
         FROM status_removed WHERE status = 'tagged' GROUP BY 1, 2, 3
     ON CONFLICT ON CONSTRAINT photo_head_counts_key
         DO UPDATE SET photos = c.photos + EXCLUDED.photos;
@@ -57,7 +90,7 @@ CREATE FUNCTION sightline_head_count(p_model text, p_scene boolean, p_embedding 
                                      p_delta bigint) RETURNS void LANGUAGE sql AS $$
     INSERT INTO photo_head_counts AS c (model_version, scene_trained, embedding_trained, slot,
                                         photos)
-    VALUES (p_model, p_scene, p_embedding, (pg_backend_pid() % 64)::smallint, p_delta)
+    VALUES (p_model, p_scene, p_embedding, sightline_head_slot(), p_delta)
     ON CONFLICT ON CONSTRAINT photo_head_counts_key
         DO UPDATE SET photos = c.photos + p_delta
 $$;
