@@ -138,9 +138,10 @@ def test_tagged_heads_are_counters_that_follow_every_kind_of_write(db) -> None:
 
 def test_two_sessions_never_wait_on_each_others_head_counters(db_url) -> None:
     """Each session keeps its own counter rows (a slot held with a session advisory lock):
-    two open transactions re-tagging photos of two old model versions in opposite orders
-    never wait on each other (with slots shared by backends, the third UPDATE below waited
-    on the second's row and the fourth deadlocked), and the counters add up after both."""
+    two open transactions re-tagging photos of two old model versions in opposite orders, or
+    changing statuses crosswise, never wait on each other (with slots shared by backends, the
+    third UPDATE below waited on the second's row and the fourth deadlocked), and the head
+    and status counters add up after both."""
     from workers.db import connect
 
     a, b = connect(db_url), connect(db_url)
@@ -154,7 +155,7 @@ def test_two_sessions_never_wait_on_each_others_head_counters(db_url) -> None:
     for conn in (a, b):
         with conn.cursor() as cur:
             cur.execute("SET lock_timeout = '3s'")
-            cur.execute("SELECT sightline_head_slot()")
+            cur.execute("SELECT sightline_counter_slot()")
             slots.append(cur.fetchone()[0])
     assert slots[0] != slots[1]
     update = "UPDATE photos SET model_version = 'v3' WHERE key = %s"
@@ -165,5 +166,16 @@ def test_two_sessions_never_wait_on_each_others_head_counters(db_url) -> None:
     b.commit()
     with a, a.cursor() as cur:
         assert _heads(cur) == [("v3", None, None, 4)] and _heads_recount(cur) == _heads(cur)
+    # The status counters likewise: statuses changed crosswise, both transactions open.
+    status = "UPDATE photos SET status = %s WHERE key = %s"
+    for conn, st, key in ((a, "failed", "p1"), (b, "deleted", "p2"), (a, "ignored", "p3"),
+                          (b, "failed", "p4")):  # fmt: skip
+        with conn.cursor() as cur:
+            cur.execute(status, (st, key))
+    a.commit()
+    b.commit()
+    with a, a.cursor() as cur:
+        assert _counters(cur) == _recount(cur) == {"failed": 2, "deleted": 1, "ignored": 1}
+        assert _heads(cur) == []
     a.close()
     b.close()

@@ -10,11 +10,13 @@
 -- provenance changes (a re-tag by the same model changes none of them).
 --
 -- Each session writes its own counter rows: a slot it holds with a session advisory lock
--- for as long as it lives (sightline_head_slot()). Slots shared by backends (as
--- photo_status_counts' pid % 64) let two writers re-tagging photos of different old model
+-- for as long as it lives (sightline_counter_slot()). Slots shared by backends (pid % 64,
+-- as photo_status_counts had them) let two writers re-tagging photos of different old model
 -- versions lock the same two rows in opposite orders: a deadlock, found by a trial of this
--- migration before it landed. With a slot of its own no session ever waits on another's
--- counter rows. 1,024 slots; a 1,025th concurrent writer shares slot 1,024.
+-- migration before it landed. The status counters had the same flaw (two writers changing
+-- statuses in opposite directions), so they take the session's slot too. With a slot of its
+-- own no session ever waits on another's counter rows. 1,024 slots; a 1,025th concurrent
+-- writer shares slot 1,024. (Rows written under the old pid % 64 slots stay and are summed.)
 CREATE TABLE photo_head_counts (
     model_version     text,
     scene_trained     boolean,
@@ -28,9 +30,9 @@ CREATE TABLE photo_head_counts (
 
 -- This session's slot: the one it already holds, else the first free one, held with a
 -- session advisory lock (released when the session ends, so the slot is reused then).
-CREATE FUNCTION sightline_head_slot() RETURNS smallint LANGUAGE plpgsql AS $$
+CREATE FUNCTION sightline_counter_slot() RETURNS smallint LANGUAGE plpgsql AS $$
 DECLARE
-    slot smallint := nullif(current_setting('sightline.head_slot', true), '')::smallint;
+    slot smallint := nullif(current_setting('sightline.counter_slot', true), '')::smallint;
 BEGIN
     IF slot IS NOT NULL THEN
         RETURN slot;
@@ -50,7 +52,7 @@ BEGIN
         END LOOP;
     END IF;
     slot := coalesce(slot, 1024);
-    PERFORM set_config('sightline.head_slot', slot::text, false);
+    PERFORM set_config('sightline.counter_slot', slot::text, false);
     RETURN slot;
 END
 $$;
@@ -58,12 +60,13 @@ $$;
 CREATE OR REPLACE FUNCTION sightline_status_rows_added() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO photo_status_counts AS c (status, slot, photos)
-        SELECT status, (pg_backend_pid() % 64)::smallint, count(*) FROM status_added GROUP BY 1
+        SELECT status, sightline_counter_slot(), count(*) FROM status_added GROUP BY 1
     ON CONFLICT (status, slot) DO UPDATE SET photos = c.photos + EXCLUDED.photos;
     -- added (0023)
     INSERT INTO photo_head_counts AS c (model_version, scene_trained, embedding_trained, slot,
                                         photos)
-        SELECT model_version, scene_trained, embedding_trained, sightline_head_slot(), count(*)
+        SELECT model_version, scene_trained, embedding_trained, sightline_counter_slot(),
+               count(*)
         FROM status_added WHERE status = 'tagged' GROUP BY 1, 2, 3
     ON CONFLICT ON CONSTRAINT photo_head_counts_key
         DO UPDATE SET photos = c.photos + EXCLUDED.photos;
@@ -73,12 +76,13 @@ $$;
 CREATE OR REPLACE FUNCTION sightline_status_rows_removed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO photo_status_counts AS c (status, slot, photos)
-        SELECT status, (pg_backend_pid() % 64)::smallint, -count(*) FROM status_removed GROUP BY 1
+        SELECT status, sightline_counter_slot(), -count(*) FROM status_removed GROUP BY 1
     ON CONFLICT (status, slot) DO UPDATE SET photos = c.photos + EXCLUDED.photos;
     -- added (0023)
     INSERT INTO photo_head_counts AS c (model_version, scene_trained, embedding_trained, slot,
                                         photos)
-        SELECT model_version, scene_trained, embedding_trained, sightline_head_slot(), -count(*)
+        SELECT model_version, scene_trained, embedding_trained, sightline_counter_slot(),
+               -count(*)
         FROM status_removed WHERE status = 'tagged' GROUP BY 1, 2, 3
     ON CONFLICT ON CONSTRAINT photo_head_counts_key
         DO UPDATE SET photos = c.photos + EXCLUDED.photos;
@@ -86,11 +90,19 @@ BEGIN
 END
 $$;
 
+-- changed (0023): the status counters' row trigger (0012) takes the session's slot
+CREATE OR REPLACE FUNCTION sightline_status_count(p_status text, p_delta bigint) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO photo_status_counts AS c (status, slot, photos)
+    VALUES (p_status, sightline_counter_slot(), p_delta)
+    ON CONFLICT (status, slot) DO UPDATE SET photos = c.photos + p_delta
+$$;
+
 CREATE FUNCTION sightline_head_count(p_model text, p_scene boolean, p_embedding boolean,
                                      p_delta bigint) RETURNS void LANGUAGE sql AS $$
     INSERT INTO photo_head_counts AS c (model_version, scene_trained, embedding_trained, slot,
                                         photos)
-    VALUES (p_model, p_scene, p_embedding, sightline_head_slot(), p_delta)
+    VALUES (p_model, p_scene, p_embedding, sightline_counter_slot(), p_delta)
     ON CONFLICT ON CONSTRAINT photo_head_counts_key
         DO UPDATE SET photos = c.photos + p_delta
 $$;
