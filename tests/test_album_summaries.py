@@ -410,3 +410,23 @@ def test_summaries_follow_corrections_hide_add_undo(db) -> None:
         _check(cur)
         cur.execute("SELECT count(*) FROM album_summaries WHERE photos < 0")
         assert cur.fetchone()[0] == 0
+
+
+def test_truncating_photos_empties_every_album(db) -> None:
+    """`TRUNCATE photos CASCADE` (a library reset) takes every tag row with it, through the
+    tag tables' partitions: the album summaries, status and head counters empty with them."""
+    items = [
+        {"owner": "a", "bucket": "b", "key": f"{i}", "status": "tagged", "model_version": "m",
+         "albums": [["forest", 0.9]], "matches": []}
+        for i in range(3)
+    ]  # fmt: skip
+    with db, db.cursor() as cur:
+        write_photos(cur, items)
+        cur.execute("SELECT album, photos FROM scene_albums('a')")
+        assert cur.fetchall() == [("forest", 3)]
+        cur.execute("TRUNCATE photos CASCADE")
+        cur.execute("SELECT * FROM scene_albums('a')")
+        assert cur.fetchall() == []
+        cur.execute("SELECT count(*) FROM album_summaries WHERE photos <> 0")
+        assert cur.fetchone()[0] == 0
+        assert photo_counts(cur)["total"] == 0 and tagged_heads(cur) == []

@@ -128,11 +128,16 @@ CREATE TRIGGER photos_head_count_upd
                                              NEW.embedding_trained))
     EXECUTE FUNCTION sightline_heads_changed();
 
--- TRUNCATE skips row and statement triggers on rows: empty both counters with it.
+-- TRUNCATE skips row and statement triggers on rows: empty both counters with it. And the
+-- album summaries (added, 0023): a truncate of photos takes every tag row with it, but the
+-- cascade reaches the tag tables' partitions (0019's keys are partition to partition), not
+-- the parents whose TRUNCATE triggers would empty them, so `TRUNCATE photos CASCADE` left
+-- every album counted (found by a trial).
 CREATE OR REPLACE FUNCTION sightline_status_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     DELETE FROM photo_status_counts;
     DELETE FROM photo_head_counts;  -- added (0023)
+    DELETE FROM album_summaries;  -- added (0023)
     RETURN NULL;
 END
 $$;
