@@ -118,7 +118,8 @@ def tagged_heads(cur: Any) -> list[dict[str, Any]]:
     recorded it), most photos first.
 
     Read from ``photo_head_counts`` (counters kept by triggers on photos, migration 0023):
-    a few hundred rows at most, not a scan of every tagged photo.
+    at most one row per (model version, provenance) and writing session's slot (1,025), not
+    a scan of every tagged photo.
     """
     cur.execute(
         "SELECT model_version, scene_trained, embedding_trained, sum(photos) "

@@ -274,8 +274,10 @@ def test_postgres_down_when_retries_run_out_loses_nothing(own_pg, redis_url, mot
             what=f"photos that cannot be parked ({log})",
         )
         own_pg.start()
-        wait_for(lambda: _count(own_pg.url) == 3, timeout=120, what=f"three tagged ({log})")
+        # the delete first: until it lands the first photo is tagged too, so "three tagged"
+        # could be it and two of the others while the third still waits out its backoff
         wait_for(lambda: _count(own_pg.url, "deleted") == 1, timeout=120, what="the delete")
+        wait_for(lambda: _count(own_pg.url) == 3, timeout=120, what=f"three tagged ({log})")
     finally:
         stop_worker(worker)
     conn = psycopg2.connect(own_pg.url)

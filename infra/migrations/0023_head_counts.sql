@@ -17,6 +17,7 @@
 -- statuses in opposite directions), so they take the session's slot too. With a slot of its
 -- own no session ever waits on another's counter rows. 1,024 slots; a 1,025th concurrent
 -- writer shares slot 1,024. (Rows written under the old pid % 64 slots stay and are summed.)
+-- photo_head_counts holds at most one row per (model version, provenance) and slot.
 CREATE TABLE photo_head_counts (
     model_version     text,
     scene_trained     boolean,
@@ -34,9 +35,12 @@ CREATE FUNCTION sightline_counter_slot() RETURNS smallint LANGUAGE plpgsql AS $$
 DECLARE
     slot smallint := nullif(current_setting('sightline.counter_slot', true), '')::smallint;
 BEGIN
-    IF slot IS NOT NULL THEN
+    -- still held? (a client's pg_advisory_unlock_all() releases it and keeps the setting;
+    -- taking a lock the session holds is a local count, no shared memory touched)
+    IF slot = 1024 OR pg_try_advisory_lock(1936487524, slot) THEN
         RETURN slot;
     END IF;
+    slot := NULL;
     -- held already (the setting is undone when a transaction that set it rolls back; the
     -- session lock is not)
     SELECT l.objid::text::smallint INTO slot FROM pg_locks l
