@@ -151,7 +151,7 @@ def test_two_sessions_never_wait_on_each_others_head_counters(db_url) -> None:
             "('o', 'b', 'p1', 'tagged', 'v1'), ('o', 'b', 'p2', 'tagged', 'v2'), "
             "('o', 'b', 'p3', 'tagged', 'v2'), ('o', 'b', 'p4', 'tagged', 'v1')"
         )
-    with a.cursor() as cur:  # a client that releases its session locks keeps no slot
+    with a, a.cursor() as cur:  # a client that releases its session locks keeps no slot
         cur.execute("SELECT sightline_counter_slot(), pg_advisory_unlock_all()")
         released = cur.fetchone()[0]
     slots = []
