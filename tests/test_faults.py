@@ -277,16 +277,27 @@ def test_postgres_down_when_retries_run_out_loses_nothing(own_pg, redis_url, mot
         # the delete first: until it lands the first photo is tagged too, so "three tagged"
         # could be it and two of the others while the third still waits out its backoff
         wait_for(lambda: _count(own_pg.url, "deleted") == 1, timeout=120, what="the delete")
-        wait_for(lambda: _count(own_pg.url) == 3, timeout=120, what=f"three tagged ({log})")
+        # A photo whose last try met Postgres still starting ("not yet accepting
+        # connections") with retries off is parked as failed the moment it can be: recorded
+        # too, and re-run by `backfill --failed`.
+        wait_for(
+            lambda: _count(own_pg.url) + _count(own_pg.url, "failed") == 3,
+            timeout=120,
+            what=f"three recorded ({log})",
+        )
     finally:
         stop_worker(worker)
     conn = psycopg2.connect(own_pg.url)
     try:
-        assert [(k, s) for k, s, _, _ in _rows(conn)] == [
-            (keys[0], "deleted"), *[(k, "tagged") for k in keys[1:4]]
-        ]  # fmt: skip
+        rows = _rows(conn)
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT key, error FROM photos WHERE status = 'failed'")
+            errors = dict(cur.fetchall())
     finally:
         conn.close()
+    assert [k for k, _, _, _ in rows] == keys[:4]
+    assert rows[0][1] == "deleted" and {s for _, s, _, _ in rows[1:]} <= {"tagged", "failed"}
+    assert all("Postgres" in e or "database" in e for e in errors.values()), errors
 
 
 # ------------------------------------------------------------------ events out of order
