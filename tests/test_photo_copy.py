@@ -279,3 +279,45 @@ def test_copy_path_replaces_tags_of_a_row_other_writers_left_at_attempts_0(db, r
     assert [r[1] for r in rows] == [len(r.scenes) for r in results]
     assert [r[2] for r in rows] == [len(item["albums"]) for item in again]
     assert [r[3] for r in rows] == [[pytest.approx(0.8)]] * len(results)
+
+
+def test_staged_halfvecs_hold_the_bits_the_servers_casts_make(db, results) -> None:
+    """The COPY path sends embeddings and scene probabilities as half floats it rounds
+    itself; the per-photo path lets the server cast them. Both store the same bits for the
+    values where rounding can go wrong: doubles that are not float32 (rounded twice: to
+    float32, then to half), exact ties between two halves, half's subnormals and underflow,
+    the top of its range, and -0.0 (the per-photo path stores 0). A value half cannot hold
+    is refused for that photo alone."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    # 1 + 2**-11 + 2**-30: float32 rounds it onto the tie (then down to 1.0); straight to
+    # half it would go up
+    hard = [1 + 2**-11, 1 + 3 * 2**-11, 1 + 2**-11 + 2**-30, 2**-20, 3e-8, 2.9e-8, 6.1e-5,
+            65504.0, 65519.0, -0.0, 1e-30, 0.1, 1 / 3]  # fmt: skip
+    rows = []
+    for i in range(3):
+        item = tagged_item(_task("x", f"{i}.jpg"), results[i])
+        n = len(item["embedding"])
+        emb = rng.standard_normal(n).tolist()  # float64: not float32 values
+        emb[: len(hard)] = hard
+        probs = rng.dirichlet(np.full(len(item["scene_probs"]), 0.05)).tolist()
+        probs[: len(hard)] = hard
+        item["embedding"], item["scene_probs"] = emb, probs
+        rows.append(item)
+    too_big = tagged_item(_task("x", "big.jpg"), results[3])
+    too_big["scene_probs"] = [70000.0] * len(too_big["scene_probs"])
+    for bucket, write in (("fn", write_photos), ("cp", write_photos_copy)):
+        items = [{**r, "bucket": bucket, "owner": f"alice-{bucket}"} for r in rows]
+        with db, db.cursor() as cur:
+            assert [o for _, o in write(cur, items)] == ["tagged"] * 3, bucket
+            # (a batch with an item the COPY path cannot encode goes the per-photo way whole)
+            got = [o for _, o in write(cur, [{**too_big, "bucket": bucket}])]
+        assert got[0].startswith("error: ") and "out of range" in got[0], (bucket, got)
+    assert _dump(db, "cp") == _dump(db, "fn")
+    with db, db.cursor() as cur:
+        cur.execute("SELECT scene_probs::real[] FROM photos WHERE bucket = 'cp' ORDER BY key")
+        stored = cur.fetchall()
+    assert len(stored) == 3
+    # ties go to the even half: 1 + 2**-11 down to 1, 1 + 3 * 2**-11 up to 1 + 2**-9
+    assert stored[0][0][:3] == pytest.approx([1.0, 1 + 2**-9, 1.0], abs=1e-7)

@@ -35,8 +35,8 @@ CREATE TEMP TABLE IF NOT EXISTS sightline_stage (
     taken_at timestamptz, taken_at_local timestamp, gps_lat float8, gps_lon float8,
     width integer, height integer, camera text, model_version text, model_trained boolean,
     scene_trained boolean, embedding_trained boolean,
-    embedding vector,  -- float32 here; sightline_write_staged stores it as halfvec
-    scene_probs real[], indoor real, scene_names text[], scene_ps real[], album_names text[],
+    embedding halfvec, scene_probs halfvec,  -- encoded half here: stored as they come
+    indoor real, scene_names text[], scene_ps real[], album_names text[],
     album_scores real[], match_releases text[], match_ids text[], match_scores real[],
     occ integer NOT NULL DEFAULT 1  -- the round a repeated key is written in
 ) ON COMMIT DELETE ROWS
@@ -93,29 +93,43 @@ def _time(v: Any, *, aware: bool) -> bytes:
     return struct.pack(">iq", 8, micros)
 
 
-def _packer(fmt: str) -> Any:
+def _struct(fmt: str) -> struct.Struct:
     """A compiled struct for ``fmt`` (one per array length seen: a handful)."""
     packer = _PACKERS.get(fmt)
     if packer is None:
         packer = _PACKERS[fmt] = struct.Struct(fmt)
-    return packer.pack
+    return packer
+
+
+def _packer(fmt: str) -> Any:
+    return _struct(fmt).pack
 
 
 _PACKERS: dict[str, struct.Struct] = {}
-# Up to this many floats, a list packs faster by struct than through numpy.
+# Up to this many floats, a list packs faster by struct than through numpy (the top-5
+# scenes, album scores, matches).
 _SMALL = 32
 
 
-def _vector(v: Any) -> bytes:
+def _halfvec(v: Any) -> bytes:
+    """pgvector's binary ``halfvec``: int16 dim, int16 zero, dim big-endian IEEE binary16.
+
+    Each value is rounded to float32, then to half, ties to even: the bits the per-photo
+    path's casts (real[] or vector to halfvec) store, so both paths write the same row, and
+    half the bytes of float32 cross the wire. A value float32 or half cannot hold raises
+    OverflowError (EncodeError: the per-photo path reports it); NaN and infinity are left
+    to the server, which refuses them (the batch then goes the per-photo way).
+    """
     if v is None:
         return _NULL
-    if isinstance(v, list):
-        # what the worker's items hold: struct packs a list of numbers at C speed (a value
-        # float32 cannot hold raises struct.error: EncodeError, the per-photo path decides)
-        return _packer(f">ihh{len(v)}f")(4 + 4 * len(v), len(v), 0, *v)
-    a = np.asarray(v, dtype=">f4").ravel()
-    body = struct.pack(">hh", a.size, 0) + a.tobytes()
-    return struct.pack(">i", len(body)) + body
+    if not isinstance(v, list | tuple):
+        v = np.asarray(v, dtype=np.float64).ravel().tolist()
+    n = len(v)
+    f32 = _struct(f"<{n}f")
+    values = f32.unpack(f32.pack(*v))
+    if 0.0 in values:  # -0.0 as 0.0, as the per-photo path's numeric literals store it
+        values = tuple(x + 0.0 for x in values)
+    return _packer(f">ihh{n}e")(4 + 2 * n, n, 0, *values)
 
 
 def _real_array(v: Any) -> bytes:
@@ -180,8 +194,8 @@ def encode_row(idx: int, item: dict[str, Any]) -> bytes:
             _bool(item.get("model_trained")),
             _bool(item.get("scene_trained")),
             _bool(item.get("embedding_trained")),
-            _vector(item.get("embedding")),
-            _real_array(item.get("scene_probs")),
+            _halfvec(item.get("embedding")),
+            _halfvec(item.get("scene_probs")),
             _float(item.get("indoor"), "f"),
             _text_array([c for c, _ in scenes]),
             _real_array([p for _, p in scenes]),
