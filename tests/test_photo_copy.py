@@ -283,11 +283,13 @@ def test_copy_path_replaces_tags_of_a_row_other_writers_left_at_attempts_0(db, r
 
 def test_staged_halfvecs_hold_the_bits_the_servers_casts_make(db, results) -> None:
     """The COPY path sends embeddings and scene probabilities as half floats it rounds
-    itself; the per-photo path lets the server cast them. Both store the same bits for the
-    values where rounding can go wrong: doubles that are not float32 (rounded twice: to
+    itself; the per-photo path lets the server cast them. Both store the same bits where
+    rounding can go wrong: a double float32 rounds onto a half tie (rounded twice: to
     float32, then to half), exact ties between two halves, half's subnormals and underflow,
-    the top of its range, and -0.0 (the per-photo path stores 0). A value half cannot hold
-    is refused for that photo alone."""
+    the top of its range, -0.0 (the per-photo path stores 0), and random doubles (the two
+    paths start float32 rounding from the double and from its decimal text: they differ
+    only within a float32 step of a half tie, which these do not hit). A value half cannot
+    hold is refused for that photo alone."""
     import numpy as np
 
     rng = np.random.default_rng(3)
@@ -321,3 +323,49 @@ def test_staged_halfvecs_hold_the_bits_the_servers_casts_make(db, results) -> No
     assert len(stored) == 3
     # ties go to the even half: 1 + 2**-11 down to 1, 1 + 3 * 2**-11 up to 1 + 2**-9
     assert stored[0][0][:3] == pytest.approx([1.0, 1 + 2**-9, 1.0], abs=1e-7)
+
+
+@pytest.mark.parametrize("write", [write_photos, write_photos_copy])
+def test_nan_or_infinity_in_an_item_is_refused_for_that_photo_alone(db, results, write) -> None:
+    """JSON has no NaN or infinity and a float column would store them: an item with one
+    anywhere (embedding, probabilities, GPS, a scene or album score) is refused alone by
+    either path; before, the per-photo path's one JSON parameter failed the whole batch."""
+    nan, inf = float("nan"), float("inf")
+    items = [tagged_item(_task("b", f"{i}.jpg"), results[i % 4]) for i in range(7)]
+    items[1]["embedding"] = [nan, *items[1]["embedding"][1:]]
+    items[2]["scene_probs"] = [inf, *items[2]["scene_probs"][1:]]
+    items[3]["gps_lat"] = nan
+    items[4]["scenes"] = [[items[4]["scenes"][0][0], nan]]
+    items[5]["albums"] = [["forest", -inf]]
+    with db, db.cursor() as cur:
+        got = [o for _, o in write(cur, items)]
+    assert got[0] == got[6] == "tagged", got
+    assert all(o.startswith("error: ") for o in got[1:6]), got
+    with db, db.cursor() as cur:
+        cur.execute("SELECT key FROM photos ORDER BY key")
+        assert cur.fetchall() == [("0.jpg",), ("6.jpg",)]
+        cur.execute("SELECT count(*) FROM photo_scenes WHERE probability = 'NaN'")
+        assert cur.fetchone() == (0,)
+
+
+def test_analyse_fails_a_photo_the_network_gave_infinity(monkeypatch) -> None:
+    """`analyse` (the `sightline photos` path) turns a photo whose network output is not
+    storable into its PhotoError, the others tagged."""
+    import numpy as np
+
+    from workers.photos import PhotoError
+
+    model = SceneLandmarkModel(weights=None, allow_untrained=True, arch="tiny")
+    model.load()
+    predict = model.predict
+
+    def faulty(crops):
+        probs, embs = predict(crops)
+        probs = np.array(probs, copy=True)
+        probs[0, 7] = np.inf
+        return probs, embs
+
+    monkeypatch.setattr(model, "predict", faulty)
+    out = analyse([synthetic_jpeg(width=64, height=48, seed=i) for i in range(2)], model)
+    assert isinstance(out[0], PhotoError) and "scene probabilities" in str(out[0])
+    assert isinstance(out[1], TagResult)

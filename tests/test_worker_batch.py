@@ -199,3 +199,37 @@ def test_release_of_another_model_is_skipped_with_one_warning(
     with db, db.cursor() as cur:
         cur.execute("SELECT count(*) FROM landmark_matches")
         assert cur.fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("write_path", ["copy", "function"])
+def test_nan_from_the_network_fails_that_photo_alone(
+    bucket, db, db_url, moto_endpoint, monkeypatch, write_path
+) -> None:
+    """A network that gives NaN for one photo (an overflow at half precision on a GPU) fails
+    that photo, recorded with the reason; the batch's other photos are tagged. Before, the
+    NaN reached the batch's one JSON parameter and failed the whole batch."""
+    import numpy as np
+
+    s3, name = bucket
+    for n in range(3):
+        s3.put_object(Bucket=name, Key=f"{n}.jpg", Body=synthetic_jpeg(seed=n))
+    rt = _runtime(db_url, moto_endpoint, write_path=write_path)
+    rt.model.load()
+    predict = rt.model.predict
+
+    def faulty(crops):
+        probs, embs = predict(crops)
+        embs = np.array(embs, copy=True)
+        embs[1, 3] = np.nan
+        return probs, embs
+
+    monkeypatch.setattr(rt.model, "predict", faulty)
+    tasks = [object_task(name, f"{n}.jpg") for n in range(3)]
+    assert rt.tag_batch(tasks) == ["tagged", "failed", "tagged"]
+    with db, db.cursor() as cur:
+        cur.execute("SELECT key, status, error, embedding IS NULL FROM photos ORDER BY key")
+        rows = cur.fetchall()
+    assert [(k, s, e) for k, s, _, e in rows] == [
+        ("0.jpg", "tagged", False), ("1.jpg", "failed", True), ("2.jpg", "tagged", False)
+    ]  # fmt: skip
+    assert "NaN" in rows[1][2] and "embedding" in rows[1][2]

@@ -11,6 +11,7 @@ sinks the batch. An item this module cannot encode goes that way too.
 from __future__ import annotations
 
 import io
+import math
 import struct
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -69,10 +70,17 @@ def _int(v: Any, fmt: str) -> bytes:
     return struct.pack(">i" + fmt[-1], size, int(v))
 
 
+def _finite(v: Any) -> float:
+    x = float(v)
+    if not math.isfinite(x):  # Postgres would store it; the per-photo path refuses it
+        raise ValueError(f"{x} is not a finite number")
+    return x
+
+
 def _float(v: Any, fmt: str) -> bytes:
     if v is None:
         return _NULL
-    return struct.pack(">i" + fmt[-1], struct.calcsize(fmt), float(v))
+    return struct.pack(">i" + fmt[-1], struct.calcsize(fmt), _finite(v))
 
 
 def _bool(v: Any) -> bytes:
@@ -114,11 +122,14 @@ _SMALL = 32
 def _halfvec(v: Any) -> bytes:
     """pgvector's binary ``halfvec``: int16 dim, int16 zero, dim big-endian IEEE binary16.
 
-    Each value is rounded to float32, then to half, ties to even: the bits the per-photo
-    path's casts (real[] or vector to halfvec) store, so both paths write the same row, and
-    half the bytes of float32 cross the wire. A value float32 or half cannot hold raises
-    OverflowError (EncodeError: the per-photo path reports it); NaN and infinity are left
-    to the server, which refuses them (the batch then goes the per-photo way).
+    Each value is rounded to float32, then to half, ties to even: for float32 values (the
+    worker's items) the bits the per-photo path's casts (real[] or vector to halfvec) store,
+    so both paths write the same row, and half the bytes of float32 cross the wire. (A double
+    that is not float32 the per-photo path rounds from its decimal text: within a float32
+    step of a half tie the two can differ by one half step.) A value float32 or half cannot
+    hold raises OverflowError (EncodeError: the per-photo path refuses that photo); NaN and
+    infinity are left to the server, which refuses them, and the per-photo path then refuses
+    that photo alone.
     """
     if v is None:
         return _NULL
@@ -139,9 +150,11 @@ def _real_array(v: Any) -> bytes:
         # top-5 scenes, album scores, matches: a few floats, each as (length 4, value)
         n = len(v)
         pairs = [4] * (2 * n)
-        pairs[1::2] = v
+        pairs[1::2] = [_finite(x) for x in v]
         return _packer(f">iiiiii{'if' * n}")(20 + 8 * n, 1, 0, _FLOAT4_OID, n, 1, *pairs)
     a = np.asarray(v, dtype=np.float32).ravel()
+    if not np.isfinite(a).all():
+        raise ValueError("NaN or infinity in a real array")
     if not a.size:
         body = struct.pack(">iii", 0, 0, _FLOAT4_OID)
     else:

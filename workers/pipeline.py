@@ -137,6 +137,29 @@ def infer(
     ]
 
 
+# The largest magnitude IEEE half precision holds: the photo tables store both vectors as
+# halfvec (migration 0012).
+HALF_MAX = 65504.0
+
+
+def unstorable_output(result: TagResult) -> str | None:
+    """Why a photo's network output cannot be stored, in one line; None when it can.
+
+    A value that is NaN, infinite or beyond half precision's ±65,504 in the scene
+    probabilities or the embedding (a network fault, e.g. an overflow at half precision on
+    a GPU) fails that photo alone: written as one JSON parameter or one COPY with its batch,
+    it would refuse the whole batch.
+    """
+    for name, values in (("scene probabilities", result.probs), ("embedding", result.embedding)):
+        a = np.asarray(values, dtype=np.float64)
+        if not (np.abs(a) <= HALF_MAX).all():  # NaN compares false
+            return (
+                f"the network gave NaN, infinity or a value beyond half precision in the "
+                f"{name} (model {result.model_version})"
+            )
+    return None
+
+
 def analyse(
     datas: list[bytes],
     model: SceneLandmarkModel,
@@ -144,7 +167,8 @@ def analyse(
     *,
     max_pixels: int = 100_000_000,
 ) -> list[TagResult | PhotoError]:
-    """Tag a batch of photos; a photo that cannot be decoded yields its PhotoError."""
+    """Tag a batch of photos; a photo that cannot be decoded, or whose network output cannot
+    be stored (``unstorable_output``), yields its PhotoError."""
     model.load()
     out: list[TagResult | PhotoError] = []
     good: list[Prepared] = []
@@ -157,5 +181,6 @@ def analyse(
         except PhotoError as exc:
             out.append(exc)
     for slot, result in zip(slots, infer(good, model, releases)):
-        out[slot] = result
+        reason = unstorable_output(result)
+        out[slot] = PhotoError(reason) if reason else result
     return out

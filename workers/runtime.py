@@ -25,7 +25,7 @@ from workers.metrics import WorkerMetrics
 from workers.pgtext import unstorable
 from workers.photo_copy import write_photos_copy
 from workers.photos import NotAnImage, PhotoError
-from workers.pipeline import Prepared, album_scores, infer, prepare
+from workers.pipeline import Prepared, album_scores, infer, prepare, unstorable_output
 from workers.releases import LiveRelease, LiveReleases
 from workers.scenemaps import LiveSceneMap, in_force, install
 from workers.settings import Settings
@@ -232,7 +232,11 @@ class WorkerRuntime:
         _, scene_map = self.scene_map_in_force()
         with self.times.stage("model", ms):
             results = infer([p for _, p in ready], self.model, releases, scene_map)
-        items += [(i, tagged_item(tasks[i], r)) for (i, _), r in zip(ready, results)]
+        for (i, _), r in zip(ready, results):
+            reason = unstorable_output(r)  # NaN from the network fails that photo alone
+            items.append(
+                (i, status_item(tasks[i], "failed", reason) if reason else tagged_item(tasks[i], r))
+            )
         with self.times.stage("write", ms), conn, conn.cursor() as cur:
             # The map in force, locked until these rows commit: if another was installed
             # since, file these photos by it (an install's re-file may have passed them).

@@ -119,8 +119,26 @@ def write_photos(cur: Any, items: list[dict[str, Any]]) -> list[tuple[int | None
     """
     if not items:
         return []
+    try:
+        payload = json.dumps(items, allow_nan=False)
+    except (TypeError, ValueError):
+        return _write_encodable(cur, items)
     cur.execute(
         "SELECT idx, photo_id, outcome FROM sightline_write_photos(%s::jsonb) ORDER BY idx",
-        (json.dumps(items),),
+        (payload,),
     )
     return [(pid, outcome) for _, pid, outcome in cur.fetchall()]
+
+
+def _write_encodable(cur: Any, items: list[dict[str, Any]]) -> list[tuple[int | None, str]]:
+    """A batch with an item JSON cannot carry (NaN or infinity, which JSON and the photo
+    tables have no place for, or a value that is not JSON): that item is refused alone, the
+    others written, as the batch's one parameter would otherwise fail them all."""
+    refused: dict[int, str] = {}
+    for n, item in enumerate(items):
+        try:
+            json.dumps(item, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            refused[n] = f"error: cannot store {item.get('bucket')}/{item.get('key')}: {exc}"
+    written = iter(write_photos(cur, [x for n, x in enumerate(items) if n not in refused]))
+    return [(None, refused[n]) if n in refused else next(written) for n in range(len(items))]
