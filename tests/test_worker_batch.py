@@ -233,3 +233,6 @@ def test_nan_from_the_network_fails_that_photo_alone(
         ("0.jpg", "tagged", False), ("1.jpg", "failed", True), ("2.jpg", "tagged", False)
     ]  # fmt: skip
     assert "NaN" in rows[1][2] and "embedding" in rows[1][2]
+    failures = rt.metrics.registry.get_sample_value
+    assert failures("sightline_photo_failures_total", {"reason": "model"}) == 1
+    assert failures("sightline_photo_failures_total", {"reason": "photo"}) == 0

@@ -7,3 +7,9 @@ class TransientError(RuntimeError):
 
 class ObjectGone(RuntimeError):
     """The object was deleted before its task ran: the photo is marked gone, not retried."""
+
+
+# How a photo's error begins when its network output could not be stored (NaN, infinity or
+# beyond half precision: workers.pipeline.unstorable_output); the metrics count it apart
+# from unusable images.
+MODEL_FAULT_PREFIX = "the network gave "

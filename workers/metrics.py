@@ -15,11 +15,12 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 
-from workers.errors import TransientError
+from workers.errors import MODEL_FAULT_PREFIX, TransientError
 
 # Where a photo's fault was found; the error text itself goes to the photo row and the logs.
 FAILURE_REASONS = (
     "photo",  # the object is not a usable image: corrupt, unsupported, too large
+    "model",  # the network's output could not be stored: NaN, infinity (e.g. fp16 overflow)
     "write_refused",  # the database refused the row (bad data or a bug)
     "transient",  # an S3, database or broker fault: the photo will be retried
     "parked",  # retries spent: left failed for an operator
@@ -106,8 +107,9 @@ class WorkerMetrics:
         if outcome.startswith("error: "):
             self.failure("write_refused")
             return
-        if outcome == "failed":  # the batch marks a photo failed only for a PhotoError
-            self.failure("photo")
+        if outcome == "failed":  # a PhotoError, or a network output it could not store
+            model = str(item.get("error") or "").startswith(MODEL_FAULT_PREFIX)
+            self.failure("model" if model else "photo")
         if outcome != "stale":
             lag = lag_seconds(item.get("event_time"), now)
             if lag is not None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from models.scenes import SceneMap
+from workers.errors import MODEL_FAULT_PREFIX
 from workers.exif import ExifFacts
 from workers.inference import SceneLandmarkModel
 from workers.photos import DecodedPhoto, PhotoError, decode
@@ -154,7 +155,7 @@ def unstorable_output(result: TagResult) -> str | None:
         a = np.asarray(values, dtype=np.float64)
         if not (np.abs(a) <= HALF_MAX).all():  # NaN compares false
             return (
-                f"the network gave NaN, infinity or a value beyond half precision in the "
+                f"{MODEL_FAULT_PREFIX}NaN, infinity or a value beyond half precision in the "
                 f"{name} (model {result.model_version})"
             )
     return None
