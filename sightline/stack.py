@@ -18,9 +18,12 @@ class StackError(RuntimeError):
 
 
 @contextlib.contextmanager
-def scratch_database(base_url: str | None = None, prefix: str = "sightline_bench") -> Iterator[str]:
-    """Create a database beside ``base_url``'s (default: the configured server), migrate it,
-    yield its URL, then drop it."""
+def scratch_database(
+    base_url: str | None = None, prefix: str = "sightline_bench", *, until: str | None = None
+) -> Iterator[str]:
+    """Create a database beside ``base_url``'s (default: the configured server), migrate it
+    (up to migration ``until`` if given, see ``workers.migrate.upgrade``), yield its URL, then
+    drop it."""
     from psycopg2.extensions import make_dsn, parse_dsn
 
     from sightline.embedded import database_url
@@ -38,7 +41,7 @@ def scratch_database(base_url: str | None = None, prefix: str = "sightline_bench
         cur.execute(f'CREATE DATABASE "{name}"')
     url = make_dsn(**{**parse_dsn(base_url), "dbname": name})
     try:
-        migrate.upgrade(url)
+        migrate.upgrade(url, until=until)
         yield url
     finally:
         with admin.cursor() as cur:

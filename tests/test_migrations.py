@@ -39,6 +39,22 @@ def test_upgrade_applies_every_migration_once(empty_db_url: str) -> None:
     assert migrate.applied(empty_db_url) == names
 
 
+def test_upgrade_until_stops_at_that_migration(empty_db_url: str) -> None:
+    """until= leaves the database as that migration left it (what bench writes --paired-with
+    measures against); the next upgrade applies the rest; an unknown number is refused."""
+    names = [m.version for m in migrate.available()]
+    upto = next(n for n in names if n.startswith("0024"))
+    with pytest.raises(DatabaseError, match="no migration '0999'"):
+        migrate.upgrade(empty_db_url, until="0999")
+    assert migrate.upgrade(empty_db_url, until="0024") == names[: names.index(upto) + 1]
+    conn = connect(empty_db_url)
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('photo_scenes')::text, to_regclass('photo_scene_sets')")
+        assert cur.fetchone() == ("photo_scenes", None)  # 0025 not applied
+    conn.close()
+    assert migrate.upgrade(empty_db_url) == names[names.index(upto) + 1 :]
+
+
 def _upgrade_in_process(url: str, out) -> None:
     try:
         out.put(("ok", migrate.upgrade(url)))

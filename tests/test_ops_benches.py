@@ -41,6 +41,26 @@ def test_bench_writes_writes_every_photo_and_reports_per_connection_count(pg_ser
     # 40 more photos for the marginal figure, not counted in rows_stored; the warm-up's
     # VACUUMed space is filled by then, so they need new pages of their own.
     assert r["marginal_photos"] == 40 and r["bytes_per_photo_marginal"] > 1024
+    assert "paired" not in r  # only when asked
+
+
+@pytest.mark.slow
+def test_bench_writes_paired_with_an_earlier_migration(pg_server) -> None:
+    """--paired-with writes the same batches into a database at that migration and one at
+    the head, and reports both rates and their ratio; an unknown migration is one line."""
+    env = {"DATABASE_URL": pg_server.get_uri()}
+    common = ("bench", "writes", "--photos=16", "--batch-size=4", "--connections=1")
+    out = run_cli(*common, "--marginal-photos=8", "--paired-with=0024", "--paired-rounds=3",
+                  "--json", env=env)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    p = json.loads(out.stdout)["paired"]
+    assert (p["against"], p["batch_size"], p["rounds"]) == ("0024", 4, 3)
+    assert set(p["rows_per_s"]) == {"0024", "head"} and min(p["rows_per_s"].values()) > 0
+    low, high = p["head_ratio_range"]
+    assert 0 < low <= p["head_ratio"] <= high
+    out = run_cli(*common, "--paired-with=0999", env=env)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "--paired-with takes a migration number, 0001.." in out.stderr
 
 
 @pytest.mark.slow

@@ -37,7 +37,7 @@ DEFAULT_PHOTO_PARTITIONS = 8
 MAX_PHOTO_PARTITIONS = 128
 
 
-def upgrade(url: str, *, partitions: int | None = None) -> list[str]:
+def upgrade(url: str, *, partitions: int | None = None, until: str | None = None) -> list[str]:
     """Apply the migrations not yet recorded; returns the versions applied now.
 
     Runs in one transaction under an advisory lock, so two processes upgrading at once
@@ -48,7 +48,17 @@ def upgrade(url: str, *, partitions: int | None = None) -> list[str]:
     role, else DEFAULT_PHOTO_PARTITIONS, the default written in 0017). The count is recorded in
     ``schema_parameters``; asking for another count once 0017 has run raises DatabaseError
     (re-partitioning is a data move, not a migration).
+
+    ``until``: apply only up to this version's number (e.g. ``"0024"``: a database as that
+    migration left it, to measure a later one against); an unknown number raises
+    DatabaseError.
     """
+    chosen = available()
+    if until is not None:
+        number = until.split("_")[0]
+        if number not in {m.version.split("_")[0] for m in chosen}:
+            raise DatabaseError(f"no migration {until!r}")
+        chosen = [m for m in chosen if m.version.split("_")[0] <= number]
     if partitions is not None and not 1 <= partitions <= MAX_PHOTO_PARTITIONS:
         raise DatabaseError(f"partitions must be 1 to {MAX_PHOTO_PARTITIONS}, not {partitions}")
     conn = connect(url, register=False, timeout_s=300)
@@ -69,7 +79,7 @@ def upgrade(url: str, *, partitions: int | None = None) -> list[str]:
             cur.execute("SELECT version, checksum FROM schema_migrations")
             done = dict(cur.fetchall())
             applied = []
-            for m in available():
+            for m in chosen:
                 if m.version in done:
                     if done[m.version] != m.checksum:
                         raise DatabaseError(

@@ -52,6 +52,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also time the staged path's stages (Python encoding, staging, COPY, the "
         "upsert, commit) per row at these comma-separated batch sizes, e.g. 16,64,256",
     )
+    p.add_argument(
+        "--paired-with",
+        default=None,
+        metavar="MIGRATION",
+        help="also write the same batches alternately into a database migrated only up to "
+        "MIGRATION (e.g. 0024) and into one at the head, and print their rows/s and ratio: "
+        "a migration's write cost measured in one run",
+    )
+    p.add_argument(
+        "--paired-rounds", type=int, default=20, help="rounds of --paired-with (8 batches each)"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -59,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 # The tables a photo's write fills (with their indexes and TOAST), summed for bytes_per_photo.
 _TABLES = (
     "photos",
-    "photo_scenes",
+    "photo_scene_sets",
     "photo_albums",
     "landmark_matches",
     "album_summaries",
@@ -249,6 +260,20 @@ def _stages(url: str, items: list[dict], batch: int) -> dict[str, Any]:
     }
 
 
+def _paired(base_url: str, args: argparse.Namespace) -> dict[str, Any]:
+    from sightline.benches._paired import paired_writes
+    from sightline.cli import CliError
+    from workers.db import DatabaseError
+
+    def items(r: int) -> list[dict[str, Any]]:
+        return _items(args.batch_size * 8, f"paired{r}", args.dim, args.classes, seed=500 + r)
+
+    try:
+        return paired_writes(base_url, args.paired_with, items, args.batch_size, args.paired_rounds)
+    except DatabaseError as exc:
+        raise CliError(f"--paired-with: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from sightline.cli import CliError
     from sightline.embedded import database_url
@@ -270,6 +295,14 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--stages takes comma-separated batch sizes, e.g. 16,64,256") from None
     if stage_sizes and min(stage_sizes) < 1:
         raise CliError("--stages takes positive batch sizes")
+    if args.paired_rounds < 1:
+        raise CliError("--paired-rounds must be positive")
+    if args.paired_with:
+        from workers.migrate import available
+
+        numbers = sorted(m.version.split("_")[0] for m in available())
+        if args.paired_with.split("_")[0] not in numbers:
+            raise CliError(f"--paired-with takes a migration number, {numbers[0]}..{numbers[-1]}")
     base_url, _server = database_url(Settings.from_env())
     result: dict[str, Any] = {"photos": args.photos, "batch_size": args.batch_size, "runs": []}
     with scratch_database(base_url) as url:
@@ -314,6 +347,8 @@ def run(args: argparse.Namespace) -> int:
             items = _items(args.photos, f"stages{n}", args.dim, args.classes, seed=100 + n)
             result["stages"].append(_stages(url, items, size))
             total += len(items)
+        if args.paired_with:
+            result["paired"] = _paired(base_url, args)
         conn = connect(url)
         with conn, conn.cursor() as cur:
             breakdown = relation_sizes(cur, _TABLES)
@@ -364,6 +399,13 @@ def run(args: argparse.Namespace) -> int:
                 f"staged path, batch {stage['batch_size']:>4}: {stage['rows_per_s']:>9} rows/s; "
                 + ", ".join(f"{k} {v}" for k, v in stage["us_per_row"].items())
                 + " us/row"
+            )
+        paired = result.pop("paired", None)
+        if paired:
+            print(
+                f"paired with {paired['against']}, batch {paired['batch_size']}: "
+                + ", ".join(f"{k} {v} rows/s" for k, v in paired["rows_per_s"].items())
+                + f"; head ratio {paired['head_ratio']} (rounds {paired['head_ratio_range']})"
             )
         for run in result.pop("runs"):
             print(
