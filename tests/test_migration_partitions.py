@@ -20,6 +20,9 @@ from workers.store import write_photos
 PARTITIONS = "0017_owner_partitions"
 OWNERS = ("alice", "bob", "carol", "dave", "erin")
 TABLES = ("photos", "photo_scenes", "photo_albums", "landmark_matches", "photo_corrections")
+# The tables that hold them at the head: 0025 keeps a photo's scene rows in one row of
+# photo_scene_sets, and photo_scenes is a view giving the same rows.
+STORED = ("photos", "photo_scene_sets", "photo_albums", "landmark_matches", "photo_corrections")
 SCENES = ("forest", "beach", "hotel", "museum")
 
 
@@ -175,7 +178,7 @@ def test_partition_migration_keeps_every_row_answer_and_summary(filled_0016, mon
         )
         tagged = cur.fetchall()
         assert tagged and [tuple(h.values()) for h in tagged_heads(cur)] == tagged
-        for table in TABLES:
+        for table in STORED:
             cur.execute(
                 "SELECT p.partstrat, (SELECT count(*) FROM pg_inherits i "
                 "WHERE i.inhparent = p.partrelid), a.attname "
@@ -192,20 +195,19 @@ def test_partition_migration_keeps_every_row_answer_and_summary(filled_0016, mon
             " WHERE a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey)) "
             "FROM pg_constraint c WHERE c.contype IN ('p', 'u', 'f') "
             "AND c.conrelid = ANY(%s::regclass[]) AND c.conparentid = 0",
-            (list(TABLES),),
+            (list(STORED),),
         )
         keys = cur.fetchall()
         landmark_fk = "landmark_matches_release_landmark_id_fkey"  # to a reference table
-        # 0020: photo_scenes keeps no key, only the photo index its five rows share.
-        keyed = {t for t in TABLES if t != "photo_scenes"}
-        assert {(t, k) for t, _, k, _ in keys} >= {(t, "p") for t in keyed}
-        assert ("photo_scenes", "p") not in {(t, k) for t, _, k, _ in keys}
+        assert {(t, k) for t, _, k, _ in keys} >= {(t, "p") for t in STORED}
+        # 0025: a photo's scene set is keyed by its photo; photo_scenes is a view of it.
+        assert ("photo_scene_sets", "photo_scene_sets_pkey", "p", ["photo_id", "owner"]) in [
+            (t, n, k, sorted(c, reverse=True)) for t, n, k, c in keys
+        ]
+        cur.execute("SELECT relkind FROM pg_class WHERE relname = 'photo_scenes'")
+        assert cur.fetchall() == [("v",)]
         cur.execute("SELECT conname FROM pg_constraint WHERE conname LIKE '%%0021%%'")
         assert cur.fetchall() == []  # 0021's rebuilt table keeps no name of its copy
-        cur.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'photo_scenes_photo'")
-        assert cur.fetchone() == (
-            "CREATE INDEX photo_scenes_photo ON ONLY public.photo_scenes USING btree (photo_id)",
-        )
         assert [k for k in keys if "owner" not in k[3] and k[1] != landmark_fk] == []
         # 0019: each tag partition's key references the photos partition of the same bounds.
         cur.execute(

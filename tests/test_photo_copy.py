@@ -135,6 +135,54 @@ def test_scene_classes_are_registered_once_and_read_back_by_name(db, results) ->
     assert [r[2] for r in fn if r[0] == "2.jpg"] == [c for c, _ in results[2].scenes]
 
 
+def test_a_photos_scenes_are_one_row_read_back_as_its_ranked_rows(db, results) -> None:
+    """0025: a photo's top-5 is one photo_scene_sets row, and the photo_scenes view gives its
+    rows back in rank order; a rewrite replaces the set, a failed rewrite removes it, and a
+    scene without a probability refuses that photo alone (the set's check, the NOT NULL of
+    the rows before)."""
+    for bucket, write in (("fn", write_photos), ("cp", write_photos_copy)):
+        items = [tagged_item(_task(bucket, f"{i}.jpg"), r) for i, r in enumerate(results)]
+        items[1]["scenes"] = [[items[1]["scenes"][0][0], None]]
+        with db, db.cursor() as cur:
+            got = write(cur, items)
+            assert [o for _, o in got][2:] == ["tagged"] * (len(items) - 2), bucket
+            assert got[1][1].startswith("error:") and "probability" in got[1][1], got[1]
+            pid = got[0][0]
+            cur.execute(
+                "SELECT cardinality(class_ids) FROM photo_scene_sets WHERE photo_id = %s", (pid,)
+            )
+            assert cur.fetchall() == [(len(results[0].scenes),)]  # one row holds them all
+            cur.execute(
+                "SELECT rank, class_name, probability FROM photo_scene_names "
+                "WHERE photo_id = %s ORDER BY rank",
+                (pid,),
+            )
+            assert [(r, c) for r, c, _ in cur.fetchall()] == [
+                (k, c) for k, (c, _) in enumerate(results[0].scenes, 1)
+            ]
+        again = dict(items[0], sequencer=normalize_sequencer("0B"))
+        again["scenes"] = [["zz_last", 0.25], ["aa_first", 0.5]]  # rank, not name, orders them
+        failed = status_item(_task(bucket, "2.jpg", seq="0B"), "failed", "corrupt image")
+        with db, db.cursor() as cur:
+            assert [o for _, o in write(cur, [again, failed])] == ["tagged", "failed"]
+            cur.execute(
+                "SELECT p.key, s.rank, s.class_name, s.probability FROM photos p "
+                "LEFT JOIN photo_scene_names s ON s.photo_id = p.id AND s.owner = p.owner "
+                "WHERE p.bucket = %s AND p.key IN ('0.jpg', '2.jpg') ORDER BY 1, 2",
+                (bucket,),
+            )
+            assert cur.fetchall() == [
+                ("0.jpg", 1, "zz_last", 0.25), ("0.jpg", 2, "aa_first", 0.5),
+                ("2.jpg", None, None, None),
+            ]  # fmt: skip
+            cur.execute(
+                "SELECT count(*) FROM photo_scene_sets s JOIN photos p ON p.id = s.photo_id "
+                "WHERE p.bucket = %s AND p.key = '2.jpg'",
+                (bucket,),
+            )
+            assert cur.fetchone() == (0,)
+
+
 def test_copy_path_keeps_one_embedding_width_per_model(db, results) -> None:
     """A photo whose embedding is not its model's width is refused alone, as the per-photo
     function refuses it (0012's check); the first photo of a model records the width."""
