@@ -136,11 +136,20 @@ def _halfvec(v: Any) -> bytes:
     if not isinstance(v, list | tuple):
         v = np.asarray(v, dtype=np.float64).ravel().tolist()
     n = len(v)
-    f32 = _struct(f"<{n}f")
-    values = f32.unpack(f32.pack(*v))
-    if 0.0 in values:  # -0.0 as 0.0, as the per-photo path's numeric literals store it
-        values = tuple(x + 0.0 for x in values)
-    return _packer(f">ihh{n}e")(4 + 2 * n, n, 0, *values)
+    # struct packs float32 as before (it refuses what is not a number, or a finite value
+    # beyond float32); numpy rounds those to half, ties to even as struct's "e" does, in
+    # about three quarters of the time for the 512 + 365 values of a bench row.
+    wide = np.frombuffer(_struct(f"<{n}f").pack(*v), dtype="<f4")
+    with np.errstate(over="ignore"):
+        half = (wide + np.float32(0.0)).astype(">f2")  # + 0.0: -0.0 as 0.0
+    if not np.isfinite(half).all():  # NaN and infinity pass: the server refuses them
+        over = np.isinf(half) & np.isfinite(wide)
+        if over.any():
+            raise OverflowError(f"{float(wide[over][0])!r} is beyond a half float's range")
+    return _HALFVEC_HEAD.pack(4 + 2 * n, n, 0) + half.tobytes()
+
+
+_HALFVEC_HEAD = struct.Struct(">ihh")
 
 
 def _real_array(v: Any) -> bytes:
