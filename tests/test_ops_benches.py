@@ -51,8 +51,9 @@ def test_bench_writes_paired_with_an_earlier_migration(pg_server) -> None:
     env = {"DATABASE_URL": pg_server.get_uri()}
     common = ("bench", "writes", "--photos=16", "--batch-size=4", "--connections=1")
     out = run_cli(*common, "--marginal-photos=8", "--paired-with=0024", "--paired-rounds=3",
-                  "--json", env=env)  # fmt: skip
+                  "--owner-ids=uuid", "--json", env=env)  # fmt: skip
     assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["owner_ids"] == "uuid"
     p = json.loads(out.stdout)["paired"]
     assert (p["against"], p["batch_size"], p["rounds"]) == ("0024", 4, 3)
     assert set(p["rows_per_s"]) == {"0024", "head"} and min(p["rows_per_s"].values()) > 0
@@ -259,3 +260,18 @@ def test_bench_retag_fleet_reports_both_worker_counts_and_the_limits(pg_server, 
         u["photos_per_s"] / u["matmul_limit_photos_per_s"], abs=0.01
     )
     assert r["matmul_limit_one_thread_photos_per_s"] > 0
+
+
+def test_bench_writes_owner_ids_are_fixed_and_of_their_kind() -> None:
+    """--owner-ids uuid gives the bench 97 distinct 36-character UUIDs, the same every run
+    (so two runs store the same strings), and their photos' keys carry them."""
+    import uuid
+
+    from sightline.benches.writes import _items, _owners
+
+    ids = _owners("uuid")
+    assert len(set(ids)) == 97 and ids == _owners("uuid")
+    assert all(len(i) == 36 and str(uuid.UUID(i)) == i for i in ids)
+    assert _owners("short")[12] == "user12"
+    item = _items(98, "p", 8, 365, seed=1, owner_ids="uuid")[97]
+    assert item["owner"] == ids[0] and item["key"] == f"p/users/{ids[0]}/000000097.jpg"

@@ -26,6 +26,7 @@ import argparse
 import hashlib
 import json
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from statistics import median
 from typing import Any
@@ -45,6 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dim", type=int, default=512, help="embedding width")
     p.add_argument("--classes", type=int, default=365, help="scene probabilities per photo")
+    p.add_argument(
+        "--owner-ids",
+        choices=("short", "uuid"),
+        default="short",
+        help="owner names: short (user12, the default) or uuid (36 characters); owner is in "
+        "every key and in each photo's key prefix, so its length shows in bytes_per_photo",
+    )
     p.add_argument(
         "--stages",
         default=None,
@@ -132,7 +140,18 @@ def _vacuum(url: str) -> None:
     conn.close()
 
 
-def _items(n: int, prefix: str, dim: int, classes: int, seed: int) -> list[dict[str, Any]]:
+def _owners(kind: str) -> list[str]:
+    """The bench's 97 owners: ``short`` (user0..user96) or ``uuid`` (36 characters, as many
+    photo services name their users; owner is in every key of the photo tables)."""
+    if kind == "uuid":
+        return [str(uuid.UUID(bytes=hashlib.md5(f"owner{j}".encode()).digest(), version=4))
+                for j in range(97)]  # fmt: skip
+    return [f"user{j}" for j in range(97)]
+
+
+def _items(
+    n: int, prefix: str, dim: int, classes: int, seed: int, owner_ids: str = "short"
+) -> list[dict[str, Any]]:
     import numpy as np
 
     from models.scenes import load_categories
@@ -150,14 +169,15 @@ def _items(n: int, prefix: str, dim: int, classes: int, seed: int) -> list[dict[
     emb = rng.standard_normal((n, dim)).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     probs = rng.dirichlet(np.full(classes, 0.1), size=n).astype(np.float32)
+    owners = _owners(owner_ids)
     out = []
     for i in range(n):
         top = np.argsort(-probs[i])[:5]
         out.append(
             {
-                "owner": f"user{i % 97}",
+                "owner": owners[i % 97],
                 "bucket": "bench",
-                "key": f"{prefix}/users/user{i % 97}/{i:09d}.jpg",
+                "key": f"{prefix}/users/{owners[i % 97]}/{i:09d}.jpg",
                 "version_id": None,
                 "etag": etags[i],
                 "size": 3_500_000,
@@ -266,7 +286,9 @@ def _paired(base_url: str, args: argparse.Namespace) -> dict[str, Any]:
     from workers.db import DatabaseError
 
     def items(r: int) -> list[dict[str, Any]]:
-        return _items(args.batch_size * 8, f"paired{r}", args.dim, args.classes, seed=500 + r)
+        return _items(
+            args.batch_size * 8, f"paired{r}", args.dim, args.classes, 500 + r, args.owner_ids
+        )
 
     try:
         return paired_writes(base_url, args.paired_with, items, args.batch_size, args.paired_rounds)
@@ -307,14 +329,14 @@ def run(args: argparse.Namespace) -> int:
     result: dict[str, Any] = {"photos": args.photos, "batch_size": args.batch_size, "runs": []}
     with scratch_database(base_url) as url:
         # A first pass fills caches and the sequences; its rows stay for the size figure.
-        warm = _items(args.photos, "warm", args.dim, args.classes, seed=0)
+        warm = _items(args.photos, "warm", args.dim, args.classes, 0, args.owner_ids)
         _write_all(url, warm, args.batch_size, 1, "function")
         _write_all(url, warm, args.batch_size, 1, "copy")  # rewrites: warms the COPY path
         _vacuum(url)
         total = len(warm)
         per_path = {}
         for path in ("function", "copy"):
-            items = _items(args.photos, f"cmp-{path}", args.dim, args.classes, seed=7)
+            items = _items(args.photos, f"cmp-{path}", args.dim, args.classes, 7, args.owner_ids)
             seconds, _ = _write_all(url, items, args.batch_size, 1, path)
             per_path[path] = len(items) / seconds
             total += len(items)
@@ -327,7 +349,7 @@ def run(args: argparse.Namespace) -> int:
             }
         )
         for n, c in enumerate(counts, 1):
-            items = _items(args.photos, f"run{n}", args.dim, args.classes, seed=n)
+            items = _items(args.photos, f"run{n}", args.dim, args.classes, n, args.owner_ids)
             t0 = time.perf_counter()
             json.dumps(items)  # the client's share: serialising the batch payloads
             encode_s = time.perf_counter() - t0
@@ -344,7 +366,9 @@ def run(args: argparse.Namespace) -> int:
         if stage_sizes:
             result["stages"] = []
         for n, size in enumerate(stage_sizes, 1):
-            items = _items(args.photos, f"stages{n}", args.dim, args.classes, seed=100 + n)
+            items = _items(
+                args.photos, f"stages{n}", args.dim, args.classes, 100 + n, args.owner_ids
+            )
             result["stages"].append(_stages(url, items, size))
             total += len(items)
         if args.paired_with:
@@ -356,7 +380,7 @@ def run(args: argparse.Namespace) -> int:
         # What one more photo costs at this size: the average above also carries each empty
         # partition's first pages (fixed, about 8 KB an index partition), which a library of
         # 10^9 photos does not feel. Measured on fresh photos after everything above.
-        more = _items(args.marginal_photos, "marginal", args.dim, args.classes, seed=999)
+        more = _items(args.marginal_photos, "marginal", args.dim, args.classes, 999, args.owner_ids)
         _write_all(url, more, args.batch_size, 1, "copy")
         with conn, conn.cursor() as cur:
             grown = relation_sizes(cur, _TABLES)
@@ -388,6 +412,7 @@ def run(args: argparse.Namespace) -> int:
             "embedding_read_rows_per_s": round(read / read_s, 1),
             "embedding_dim": args.dim,
             "scene_classes": args.classes,
+            "owner_ids": args.owner_ids,
             "database": "DATABASE_URL" if Settings.from_env().database_url else "embedded",
         }
     )
