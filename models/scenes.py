@@ -175,7 +175,10 @@ class SceneMap:
         """Zero the sift classes and rescale each row to sum to 1 over the kept ones."""
         kept = np.where(self.keep(), probs, 0.0).astype(probs.dtype)
         total = kept.sum(axis=1, keepdims=True)
-        return kept / np.maximum(total, np.finfo(probs.dtype).tiny)
+        # A row with NaN or infinity (an fp16 overflow) comes out NaN, quietly: the worker
+        # refuses that photo alone (workers.pipeline.unstorable_output), not the batch.
+        with np.errstate(invalid="ignore"):
+            return kept / np.maximum(total, np.finfo(probs.dtype).tiny)
 
     def describe(self) -> dict[str, dict[str, object]]:
         """The map in force, per class: album (None when dropped or sift), its threshold
