@@ -59,9 +59,14 @@ def test_bench_writes_paired_with_an_earlier_migration(pg_server) -> None:
     assert set(p["rows_per_s"]) == {"0024", "head"} and min(p["rows_per_s"].values()) > 0
     low, high = p["head_ratio_range"]
     assert 0 < low <= p["head_ratio"] <= high
-    out = run_cli(*common, "--paired-with=0999", env=env)
+    for bad in ("0999", "0024_nonsense"):
+        out = run_cli(*common, f"--paired-with={bad}", env=env)
+        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+        assert "--paired-with takes a migration number, 0001.." in out.stderr
+    # A schema from before today's staged write: refused, not a comparison of two paths.
+    out = run_cli(*common, "--paired-with=0013", env=env)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
-    assert "--paired-with takes a migration number, 0001.." in out.stderr
+    assert "0013 schema's staged write refused the batch" in out.stderr, out.stderr
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import psycopg2
 import pytest
 
 from handlers.contract import normalize_sequencer
@@ -417,3 +418,42 @@ def test_analyse_fails_a_photo_the_network_gave_infinity(monkeypatch) -> None:
     out = analyse([synthetic_jpeg(width=64, height=48, seed=i) for i in range(2)], model)
     assert isinstance(out[0], PhotoError) and "scene probabilities" in str(out[0])
     assert isinstance(out[1], TagResult)
+
+
+@pytest.mark.parametrize("write", [write_photos, write_photos_copy])
+def test_a_lock_timeout_fails_the_batch_for_a_retry_not_the_photo(db, db_url, results, write):
+    """A lock timeout (or a deadlock, a serialization failure) is no photo's fault: both paths
+    raise it, and the worker retries the batch (psycopg2 counts it an OperationalError, which
+    workers.db takes for transient). Before 0025 the photo was refused for good."""
+    from workers.db import connect
+
+    item = tagged_item(_task("lk", "0.jpg"), results[0])
+    with db, db.cursor() as cur:
+        assert write(cur, [item])[0][1] == "tagged"
+    other = connect(db_url)
+    try:
+        with other, other.cursor() as cur:
+            cur.execute("SELECT id FROM photos WHERE bucket = 'lk' FOR UPDATE")
+            again = dict(item, sequencer=normalize_sequencer("0B"))
+            with pytest.raises(psycopg2.errors.LockNotAvailable), db, db.cursor() as mine:
+                mine.execute("SET LOCAL lock_timeout = '200ms'")
+                write(mine, [again])
+    finally:
+        other.close()
+    assert issubclass(psycopg2.errors.LockNotAvailable, psycopg2.OperationalError)
+    with db, db.cursor() as cur:
+        assert write(cur, [again])[0][1] == "tagged"  # the retry, once the lock is gone
+
+
+def test_a_table_gone_from_under_the_write_function_fails_the_call(db, results) -> None:
+    """A write function that meets a table gone from under it (a schema upgraded while the
+    call ran) fails the call for the batch to be retried, instead of refusing each photo."""
+    item = tagged_item(_task("gn", "0.jpg"), results[0])
+    with db, db.cursor() as cur:
+        assert write_photos(cur, [item])[0][1] == "tagged"
+    again = dict(item, sequencer=normalize_sequencer("0B"))  # a rewrite: deletes old matches
+    with pytest.raises(psycopg2.errors.UndefinedTable), db, db.cursor() as cur:
+        cur.execute("ALTER TABLE landmark_matches RENAME TO landmark_matches_gone")
+        write_photos(cur, [again])
+    with db, db.cursor() as cur:  # the rename rolled back with the failed call
+        assert write_photos(cur, [again])[0][1] == "tagged"

@@ -236,3 +236,35 @@ def test_nan_from_the_network_fails_that_photo_alone(
     failures = rt.metrics.registry.get_sample_value
     assert failures("sightline_photo_failures_total", {"reason": "model"}) == 1
     assert failures("sightline_photo_failures_total", {"reason": "photo"}) == 0
+
+
+def test_a_batch_written_during_an_upgrade_waits_for_it(bucket, db, db_url, moto_endpoint):
+    """The worker's write transaction takes the schema lock first (workers.migrate
+    .hold_schema): while an upgrade holds it, the batch waits, then writes with the
+    upgraded functions; it is neither refused nor run against a half-changed schema."""
+    import threading
+    import time
+
+    from workers import migrate
+
+    s3, name = bucket
+    s3.put_object(Bucket=name, Key="a.jpg", Body=synthetic_jpeg(seed=1))
+    rt = _runtime(db_url, moto_endpoint)
+    got: list = []
+    with db, db.cursor() as cur:  # what upgrade() holds while it runs
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (migrate._LOCK_ID,))
+        batch = threading.Thread(
+            target=lambda: got.append(rt.tag_batch([object_task(name, "a.jpg")]))
+        )
+        batch.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and batch.is_alive():
+            cur.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+            if cur.fetchone()[0]:
+                break
+            time.sleep(0.05)
+        assert batch.is_alive() and not got  # fetched and tagged, waiting to write
+        cur.execute("SELECT count(*) FROM photos")
+        assert cur.fetchone() == (0,)
+    batch.join(timeout=60)
+    assert got == [["tagged"]]

@@ -37,6 +37,15 @@ DEFAULT_PHOTO_PARTITIONS = 8
 MAX_PHOTO_PARTITIONS = 128
 
 
+def hold_schema(cur: Any) -> None:
+    """Take the schema lock shared until this transaction ends: an ``upgrade`` (which holds
+    it exclusively) in progress finishes first, and an upgrade that starts waits for this
+    transaction. A write that calls the write functions takes it first, before it touches a
+    table (waiting while it holds a lock an upgrade needs would deadlock), so no call runs
+    a function's old body against a schema an upgrade has changed under it."""
+    cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (_LOCK_ID,))
+
+
 def upgrade(url: str, *, partitions: int | None = None, until: str | None = None) -> list[str]:
     """Apply the migrations not yet recorded; returns the versions applied now.
 
@@ -49,16 +58,16 @@ def upgrade(url: str, *, partitions: int | None = None, until: str | None = None
     ``schema_parameters``; asking for another count once 0017 has run raises DatabaseError
     (re-partitioning is a data move, not a migration).
 
-    ``until``: apply only up to this version's number (e.g. ``"0024"``: a database as that
-    migration left it, to measure a later one against); an unknown number raises
-    DatabaseError.
+    ``until``: apply only up to this migration, by number or full name (e.g. ``"0024"``: a
+    database as that migration left it, to measure a later one against); an unknown one
+    raises DatabaseError.
     """
     chosen = available()
     if until is not None:
-        number = until.split("_")[0]
-        if number not in {m.version.split("_")[0] for m in chosen}:
+        last = [m for m in chosen if until in (m.version, m.version.split("_")[0])]
+        if not last:
             raise DatabaseError(f"no migration {until!r}")
-        chosen = [m for m in chosen if m.version.split("_")[0] <= number]
+        chosen = chosen[: chosen.index(last[0]) + 1]
     if partitions is not None and not 1 <= partitions <= MAX_PHOTO_PARTITIONS:
         raise DatabaseError(f"partitions must be 1 to {MAX_PHOTO_PARTITIONS}, not {partitions}")
     conn = connect(url, register=False, timeout_s=300)

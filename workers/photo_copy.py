@@ -52,6 +52,11 @@ _COLUMNS = (
 )
 
 
+# SQLSTATEs that fail a batch rather than a row: 40001 serialization_failure, 40P01
+# deadlock_detected, 55P03 lock_not_available (sightline_write_photos re-raises these too).
+_RETRY_BATCH = frozenset({"40001", "40P01", "55P03"})
+
+
 class EncodeError(ValueError):
     """An item whose values cannot be COPYed (the per-photo path reports why)."""
 
@@ -232,10 +237,14 @@ def encode_row(idx: int, item: dict[str, Any]) -> bytes:
     return struct.pack(">h", _FIELDS) + b"".join(fields)
 
 
-def write_photos_copy(cur: Any, items: list[dict[str, Any]]) -> list[tuple[int | None, str]]:
+def write_photos_copy(
+    cur: Any, items: list[dict[str, Any]], *, fallback: bool = True
+) -> list[tuple[int | None, str]]:
     """Write a batch set-based; per item (photo id or None, outcome) as ``write_photos``.
 
-    Call inside a transaction (the staging rows vanish at its commit).
+    Call inside a transaction (the staging rows vanish at its commit). ``fallback=False``
+    (benches: measure this path or nothing) raises EncodeError or the database's error
+    where the batch would go through the per-photo path.
     """
     if not items:
         return []
@@ -243,6 +252,8 @@ def write_photos_copy(cur: Any, items: list[dict[str, Any]]) -> list[tuple[int |
     try:
         rows = [encode_row(i, item) for i, item in enumerate(items)]
     except EncodeError:
+        if not fallback:
+            raise
         return write_photos(cur, items)  # the per-photo path says which row and why
     # One round trip: the staging table (once per session), emptied (it is, unless an earlier
     # batch shares the transaction), and the savepoint the fallback rolls back to.
@@ -255,7 +266,9 @@ def write_photos_copy(cur: Any, items: list[dict[str, Any]]) -> list[tuple[int |
         cur.execute("SELECT idx, photo_id, outcome FROM sightline_write_staged()")
         got = cur.fetchall()
     except psycopg2.Error as exc:
-        if exc.pgcode is None:  # the connection itself failed: the caller retries
+        # The connection itself failed, or the batch met a deadlock, a serialization failure
+        # or a lock timeout: no row's fault, so the caller retries the batch.
+        if exc.pgcode is None or exc.pgcode in _RETRY_BATCH or not fallback:
             raise
         cur.execute("ROLLBACK TO SAVEPOINT sightline_staged")
         return write_photos(cur, items)

@@ -22,6 +22,7 @@ from workers.fetch import fetch, s3_client
 from workers.inference import SceneLandmarkModel
 from workers.logs import photo_fields
 from workers.metrics import WorkerMetrics
+from workers.migrate import hold_schema
 from workers.pgtext import unstorable
 from workers.photo_copy import write_photos_copy
 from workers.photos import NotAnImage, PhotoError
@@ -238,6 +239,7 @@ class WorkerRuntime:
                 (i, status_item(tasks[i], "failed", reason) if reason else tagged_item(tasks[i], r))
             )
         with self.times.stage("write", ms), conn, conn.cursor() as cur:
+            hold_schema(cur)  # first: an upgrade in progress finishes before this write
             # The map in force, locked until these rows commit: if another was installed
             # since, file these photos by it (an install's re-file may have passed them).
             if self.scene_maps.refresh(cur, in_force(cur, lock=True)):
@@ -445,6 +447,7 @@ class WorkerRuntime:
         try:
             conn = self.db.get()
             with conn, conn.cursor() as cur:
+                hold_schema(cur)
                 ((_, outcome),) = write_photos(cur, [status_item(task, status, reason)])
                 job_tasks.count(cur, [(task, outcome)])
                 if outcome.startswith("error: "):

@@ -7,17 +7,55 @@
 -- - photo_scene_sets: one row a photo, the class ids and probabilities as arrays in rank
 --   order, keyed (photo_id, owner) like the other photo tables (owner in the key, issue 16's
 --   Citus rule), hash-partitioned by owner with photo_scenes' bounds, each partition keyed to
---   the photos partition with the same bounds, ON DELETE CASCADE (0019). A check keeps the
---   two arrays one-dimensional, of one length and without NULLs, what the NOT NULL columns
---   of photo_scenes held. A photo without scenes has no row, as it had no rows.
+--   the photos partition with the same bounds, ON DELETE CASCADE (0019). Checks keep the
+--   two arrays non-empty lists from 1, of one length and without NULLs (what the NOT NULL
+--   columns of photo_scenes held; a photo without scenes has no row, as it had no rows).
 -- - photo_scenes is now a view with the same columns, in the same order, and the same rows
---   (rank is the position, 1 to 5): plain SQL reads it as before; photo_scene_names is
---   defined on it as before. The rows stay (issue 16 keeps the top-5 rows).
+--   (rank is the position, 1 to 5): plain SQL reads it as before, with the privileges
+--   granted on the table (and on photo_scene_names) granted again on the views; writes go
+--   through the write functions, as before (the view takes no INSERT or DELETE).
+--   photo_scene_names is defined on it as before. The rows stay (issue 16 keeps them).
+-- - A view or materialized view of the deployment's own on photo_scenes or
+--   photo_scene_names stops the upgrade with its name (drop it, upgrade, create it again).
 -- - The two write paths insert one row a photo (marked "changed (0025)"; the other "changed"
 --   notes are those of the migrations they come from: 0021 for sightline_write_photos, 0024
---   for sightline_write_staged).
+--   for sightline_write_staged). sightline_write_photos no longer turns a deadlock, a
+--   serialization failure, a lock timeout or a table, column or function gone from under it
+--   (a schema upgraded while the call ran) into that photo's refusal: those fail the call,
+--   and the worker retries the batch (before, such a photo was refused for good).
 -- - Existing rows move in rank order (ranks are 1..5 as the writers numbered them); the
 --   table is dropped after.
+-- - Stop the workers while upgrading to 0025 (or re-run what they refused meanwhile with
+--   `sightline backfill`): a worker from before 0025 runs the old write functions, and a
+--   batch in flight when this migration commits is refused ("cannot delete from view").
+--   From 0025 on workers take the schema lock shared in each write transaction
+--   (workers.migrate.hold_schema), so an upgrade waits for the writes in flight and holds
+--   new ones until it commits.
+
+DO $$
+DECLARE
+    users text;
+BEGIN
+    SELECT string_agg(DISTINCT v.oid::regclass::text, ', ') INTO users
+      FROM pg_depend d
+      JOIN pg_rewrite r ON r.oid = d.objid
+      JOIN pg_class v ON v.oid = r.ev_class
+     WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+       AND d.refobjid IN ('photo_scenes'::regclass, 'photo_scene_names'::regclass)
+       AND v.oid NOT IN ('photo_scenes'::regclass, 'photo_scene_names'::regclass);
+    IF users IS NOT NULL THEN
+        RAISE EXCEPTION '0025 replaces the table photo_scenes by a view of the same rows, and % '
+                        'read it: drop them, upgrade, then create them again', users;
+    END IF;
+END
+$$;
+
+-- The privileges granted on the table and on photo_scene_names, granted again on the views.
+CREATE TEMP TABLE sightline_0025_grants ON COMMIT DROP AS
+    SELECT c.relname::text AS relname, a.grantee, a.privilege_type, a.is_grantable
+    FROM pg_class c, aclexplode(c.relacl) a
+    WHERE c.oid IN ('photo_scenes'::regclass, 'photo_scene_names'::regclass)
+      AND a.grantee <> c.relowner;
 
 DROP VIEW photo_scene_names;
 
@@ -27,13 +65,20 @@ CREATE TABLE photo_scene_sets (
     class_ids     smallint[] NOT NULL,
     probabilities real[]     NOT NULL,
     PRIMARY KEY (photo_id, owner),
-    -- what photo_scenes' NOT NULL columns held, each named for the error it gives
-    CONSTRAINT photo_scene_sets_no_null_class_id CHECK (array_position(class_ids, NULL) IS NULL),
-    CONSTRAINT photo_scene_sets_no_null_probability
-        CHECK (array_position(probabilities, NULL) IS NULL),
+    -- what photo_scenes' NOT NULL columns held, each named for the error it gives; the
+    -- NULL checks only look at lists (array_position refuses other arrays with an error
+    -- of its own), which the list check requires
+    CONSTRAINT photo_scene_sets_lists CHECK (
+        cardinality(class_ids) > 0
+        AND coalesce(array_ndims(class_ids), 0) = 1 AND array_lower(class_ids, 1) = 1
+        AND coalesce(array_ndims(probabilities), 0) = 1 AND array_lower(probabilities, 1) = 1),
+    CONSTRAINT photo_scene_sets_no_null_class_id CHECK (
+        CASE WHEN array_ndims(class_ids) = 1 THEN array_position(class_ids, NULL) IS NULL END),
+    CONSTRAINT photo_scene_sets_no_null_probability CHECK (
+        CASE WHEN array_ndims(probabilities) = 1
+             THEN array_position(probabilities, NULL) IS NULL END),
     CONSTRAINT photo_scene_sets_one_probability_a_class CHECK (
-        array_ndims(class_ids) = 1 AND array_ndims(probabilities) = 1
-        AND cardinality(class_ids) = cardinality(probabilities))
+        cardinality(class_ids) = cardinality(probabilities))
 ) PARTITION BY HASH (owner);
 
 DO $$
@@ -82,6 +127,19 @@ CREATE VIEW photo_scenes AS
 CREATE VIEW photo_scene_names AS
     SELECT s.photo_id, s.owner, s.rank, c.name AS class_name, s.probability
     FROM photo_scenes s JOIN scene_classes c ON c.id = s.class_id;
+
+DO $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT * FROM sightline_0025_grants LOOP
+        EXECUTE format('GRANT %s ON %I TO %s%s', g.privilege_type, g.relname,
+                       CASE WHEN g.grantee = 0 THEN 'PUBLIC'
+                            ELSE quote_ident(pg_get_userbyid(g.grantee)) END,
+                       CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+    END LOOP;
+END
+$$;
 
 CREATE OR REPLACE FUNCTION sightline_write_photos(batch jsonb)
 RETURNS TABLE (idx integer, photo_id bigint, outcome text)
@@ -224,7 +282,13 @@ BEGIN
                 END IF;
                 idx := i; photo_id := pid; outcome := p->>'status';
             END IF;
-        EXCEPTION WHEN OTHERS THEN
+        -- changed (0025): not this photo's fault, so not its refusal: the call fails and
+        -- the worker retries the batch
+        EXCEPTION WHEN deadlock_detected OR serialization_failure OR lock_not_available
+                       OR undefined_table OR undefined_column OR wrong_object_type
+                       OR undefined_function THEN
+            RAISE;
+        WHEN OTHERS THEN
             idx := i; photo_id := NULL; outcome := 'error: ' || SQLERRM;
         END;
         RETURN NEXT;

@@ -31,13 +31,17 @@ def paired_writes(
     Returns ``against``, ``batch_size``, ``rounds`` (counted), ``rows_per_s`` for each
     (median of the rounds) and ``head_ratio``: the median over rounds of head rows/s ÷
     ``against`` rows/s (above 1: the head writes faster). Raises DatabaseError for an
-    unknown ``against`` and RuntimeError if either schema refuses a bench row.
+    unknown ``against`` and RuntimeError if either schema refuses a bench row, or its staged
+    write refuses the batch (a schema from before today's staged write: the per-photo path
+    would have written it, so the figures would compare two paths, not two schemas).
     """
     from contextlib import ExitStack
 
+    import psycopg2
+
     from sightline.stack import scratch_database
     from workers.db import connect
-    from workers.photo_copy import write_photos_copy
+    from workers.photo_copy import EncodeError, write_photos_copy
 
     seconds: dict[str, list[float]] = {against: [], "head": []}
     with ExitStack() as stack:
@@ -55,8 +59,14 @@ def paired_writes(
                 conn = conns[name]
                 t0 = time.perf_counter()
                 for i in range(0, len(chunk), batch):
-                    with conn, conn.cursor() as cur:
-                        got = write_photos_copy(cur, chunk[i : i + batch])
+                    try:
+                        with conn, conn.cursor() as cur:
+                            got = write_photos_copy(cur, chunk[i : i + batch], fallback=False)
+                    except (psycopg2.Error, EncodeError) as exc:
+                        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                        raise RuntimeError(
+                            f"the {name} schema's staged write refused the batch: {first}"
+                        ) from None
                     if any(o != "tagged" for _, o in got):
                         raise RuntimeError(f"the {name} schema refused a bench row: {got}")
                 if r >= _WARM_ROUNDS:

@@ -292,8 +292,8 @@ def _paired(base_url: str, args: argparse.Namespace) -> dict[str, Any]:
 
     try:
         return paired_writes(base_url, args.paired_with, items, args.batch_size, args.paired_rounds)
-    except DatabaseError as exc:
-        raise CliError(f"--paired-with: {exc}") from None
+    except (DatabaseError, RuntimeError) as exc:
+        raise CliError(f"--paired-with {args.paired_with}: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -322,8 +322,9 @@ def run(args: argparse.Namespace) -> int:
     if args.paired_with:
         from workers.migrate import available
 
-        numbers = sorted(m.version.split("_")[0] for m in available())
-        if args.paired_with.split("_")[0] not in numbers:
+        versions = [m.version for m in available()]
+        numbers = [v.split("_")[0] for v in versions]
+        if args.paired_with not in numbers and args.paired_with not in versions:
             raise CliError(f"--paired-with takes a migration number, {numbers[0]}..{numbers[-1]}")
     base_url, _server = database_url(Settings.from_env())
     result: dict[str, Any] = {"photos": args.photos, "batch_size": args.batch_size, "runs": []}
