@@ -175,8 +175,9 @@ class SceneMap:
         """Zero the sift classes and rescale each row to sum to 1 over the kept ones."""
         kept = np.where(self.keep(), probs, 0.0).astype(probs.dtype)
         total = kept.sum(axis=1, keepdims=True)
-        # A row with NaN or infinity (an fp16 overflow) comes out NaN, quietly: the worker
-        # refuses that photo alone (workers.pipeline.unstorable_output), not the batch.
+        # A row with NaN or infinity (an fp16 overflow) is left as numpy divides it, without a
+        # RuntimeWarning: workers.pipeline.unstorable_output judges the photo's output and
+        # refuses that photo alone, not the batch.
         with np.errstate(invalid="ignore"):
             return kept / np.maximum(total, np.finfo(probs.dtype).tiny)
 

@@ -119,8 +119,21 @@ def test_0025_refuses_a_deployment_view_and_keeps_its_grants(empty_db_url: str) 
         with pytest.raises(psycopg2.Error, match="my_top_scenes read it: drop them, upgrade"):
             migrate.upgrade(empty_db_url)
         assert migrate.applied(empty_db_url)[-1].startswith("0024")
-        with conn.cursor() as cur:
-            cur.execute("DROP VIEW my_top_scenes")
+        # What a view cannot carry (row security, column privileges) stops it too.
+        for setup, undo in [
+            (f'GRANT SELECT (photo_id) ON photo_scenes TO "{role}"',
+             f'REVOKE SELECT (photo_id) ON photo_scenes FROM "{role}"'),
+            ("ALTER TABLE photo_scenes ENABLE ROW LEVEL SECURITY",
+             "ALTER TABLE photo_scenes DISABLE ROW LEVEL SECURITY"),
+        ]:  # fmt: skip
+            with conn.cursor() as cur:
+                cur.execute("DROP VIEW IF EXISTS my_top_scenes")
+                cur.execute(setup)
+            with pytest.raises(psycopg2.Error, match="row security policies or column priv"):
+                migrate.upgrade(empty_db_url)
+            with conn.cursor() as cur:
+                cur.execute(undo)
+        assert migrate.applied(empty_db_url)[-1].startswith("0024")
         assert migrate.upgrade(empty_db_url)[0].startswith("0025")
         with conn.cursor() as cur:
             cur.execute(

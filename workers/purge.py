@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from workers.migrate import hold_schema
+
 DEFAULT_MAX_EVENT_AGE = timedelta(days=15)
 TOMBSTONES = ("deleted", "gone")
 
@@ -89,6 +91,7 @@ def _purge_batches(
     last_id = 0
     while True:
         with conn, conn.cursor() as cur:
+            hold_schema(cur)  # first: an upgrade in progress finishes before this batch
             cur.execute(
                 f"SELECT id FROM photos WHERE ({where}) AND id > %s ORDER BY id LIMIT %s",
                 (*params, last_id, batch),

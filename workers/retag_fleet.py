@@ -28,6 +28,7 @@ from psycopg2.extras import execute_values
 from models.landmarks import LandmarkIndex
 from models.scenes import SceneMap, load_categories
 from workers import jobs, pgcopy
+from workers.migrate import hold_schema
 from workers.releases import ReleaseRefused, activate_in, as_array, load_index
 from workers.retag import MATCHES_INSERT, MATCHES_TEMPLATE
 
@@ -301,6 +302,7 @@ def _run(conn: Any, job_id: int, chunk: int, worker: str) -> ChunkOutcome:
         # Repeatable read: the delete sees the snapshot the read saw, so what a tagging worker
         # commits meanwhile for its own photos is not removed (a conflict aborts and reruns).
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        hold_schema(cur)  # before any table: an upgrade in progress finishes first
         cur.execute(
             "SELECT c.state, c.after_id, c.last_id, j.kind, j.params, j.state "
             "FROM retag_chunks c JOIN jobs j ON j.id = c.job_id "

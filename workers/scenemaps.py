@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.scenes import SceneMap
+from workers.migrate import hold_schema
 from workers.releases import RELEASE_TTL_S
 
 log = logging.getLogger("sightline.worker")
@@ -63,6 +64,7 @@ def install(conn: Any, scene_map: SceneMap, source: str, *, only_if_none: bool =
     thresholds = {a: float(t) for a, t in scene_map.thresholds.items()}
     digest = _digest(albums, excluded, thresholds)
     with conn, conn.cursor() as cur:
+        hold_schema(cur)  # first: an upgrade in progress finishes before the re-file
         cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_LOCK,))
         cur.execute("SELECT version FROM scene_map_in_force")
         row = cur.fetchone()

@@ -16,7 +16,8 @@
 --   through the write functions, as before (the view takes no INSERT or DELETE).
 --   photo_scene_names is defined on it as before. The rows stay (issue 16 keeps them).
 -- - A view or materialized view of the deployment's own on photo_scenes or
---   photo_scene_names stops the upgrade with its name (drop it, upgrade, create it again).
+--   photo_scene_names stops the upgrade with its name (drop it, upgrade, create it again),
+--   and so do row security or column privileges on them (a view cannot carry them).
 -- - The two write paths insert one row a photo (marked "changed (0025)"; the other "changed"
 --   notes are those of the migrations they come from: 0021 for sightline_write_photos, 0024
 --   for sightline_write_staged). sightline_write_photos no longer turns a deadlock, a
@@ -46,6 +47,17 @@ BEGIN
     IF users IS NOT NULL THEN
         RAISE EXCEPTION '0025 replaces the table photo_scenes by a view of the same rows, and % '
                         'read it: drop them, upgrade, then create them again', users;
+    END IF;
+    -- what a view cannot carry over: row security and column privileges on the table
+    IF EXISTS (SELECT FROM pg_class WHERE oid = 'photo_scenes'::regclass
+                                      AND (relrowsecurity OR relforcerowsecurity))
+       OR EXISTS (SELECT FROM pg_policy WHERE polrelid = 'photo_scenes'::regclass)
+       OR EXISTS (SELECT FROM pg_attribute WHERE attrelid IN ('photo_scenes'::regclass,
+                                                              'photo_scene_names'::regclass)
+                                             AND attacl IS NOT NULL) THEN
+        RAISE EXCEPTION '0025 replaces the table photo_scenes by a view, which cannot carry its '
+                        'row security policies or column privileges: remove them, upgrade, '
+                        'then grant on the views photo_scenes and photo_scene_names instead';
     END IF;
 END
 $$;

@@ -319,7 +319,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--stages takes positive batch sizes")
     if args.paired_rounds < 1:
         raise CliError("--paired-rounds must be positive")
-    if args.paired_with:
+    if args.paired_with is not None:
         from workers.migrate import available
 
         versions = [m.version for m in available()]
@@ -372,7 +372,7 @@ def run(args: argparse.Namespace) -> int:
             )
             result["stages"].append(_stages(url, items, size))
             total += len(items)
-        if args.paired_with:
+        if args.paired_with is not None:
             result["paired"] = _paired(base_url, args)
         conn = connect(url)
         with conn, conn.cursor() as cur:
