@@ -8,6 +8,7 @@ import uuid
 import psycopg2
 import pytest
 
+from tests.support import wait_for
 from workers import migrate
 from workers.db import DatabaseError, connect
 
@@ -198,7 +199,7 @@ def test_an_upgrade_and_a_write_wait_for_each_other(db_url: str) -> None:
             up = threading.Thread(target=lambda: done.append(migrate.upgrade(db_url)))
             up.start()
             with watcher.cursor() as w:
-                assert wait_until(lambda: waiting(w) == 1)
+                wait_for(lambda: waiting(w) == 1, timeout=10, what="the upgrade to wait")
             assert up.is_alive() and not done
         up.join(timeout=30)
         assert done == [[]]  # it ran once the write committed (nothing left to apply)
@@ -209,7 +210,7 @@ def test_an_upgrade_and_a_write_wait_for_each_other(db_url: str) -> None:
             write = threading.Thread(target=lambda: _hold_and_commit(db_url, done))
             write.start()
             with watcher.cursor() as w:
-                assert wait_until(lambda: waiting(w) == 1)
+                wait_for(lambda: waiting(w) == 1, timeout=10, what="the write to wait")
             assert write.is_alive() and len(done) == 1
         write.join(timeout=30)
         upgrading.close()
@@ -225,14 +226,3 @@ def _hold_and_commit(url: str, out: list) -> None:
         migrate.hold_schema(cur)
     conn.close()
     out.append("written")
-
-
-def wait_until(test, timeout_s: float = 10.0) -> bool:
-    import time
-
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if test():
-            return True
-        time.sleep(0.05)
-    return False

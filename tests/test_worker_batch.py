@@ -243,7 +243,6 @@ def test_a_batch_written_during_an_upgrade_waits_for_it(bucket, db, db_url, moto
     .hold_schema): while an upgrade holds it, the batch waits, then writes with the
     upgraded functions; it is neither refused nor run against a half-changed schema."""
     import threading
-    import time
 
     from workers import migrate
 
@@ -257,12 +256,12 @@ def test_a_batch_written_during_an_upgrade_waits_for_it(bucket, db, db_url, moto
             target=lambda: got.append(rt.tag_batch([object_task(name, "a.jpg")]))
         )
         batch.start()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and batch.is_alive():
+
+        def waiting() -> int:
             cur.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
-            if cur.fetchone()[0]:
-                break
-            time.sleep(0.05)
+            return cur.fetchone()[0]
+
+        wait_for(waiting, timeout=60, interval=0.05, what="the batch's write to wait")
         assert batch.is_alive() and not got  # fetched and tagged, waiting to write
         cur.execute("SELECT count(*) FROM photos")
         assert cur.fetchone() == (0,)

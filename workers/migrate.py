@@ -37,6 +37,16 @@ DEFAULT_PHOTO_PARTITIONS = 8
 MAX_PHOTO_PARTITIONS = 128
 
 
+def up_to(until: str) -> list[Migration]:
+    """The migrations up to ``until``, by number or full name (e.g. ``"0024"``), in order;
+    DatabaseError for an unknown one."""
+    chosen = available()
+    last = [m for m in chosen if until in (m.version, m.version.split("_")[0])]
+    if not last:
+        raise DatabaseError(f"no migration {until!r}")
+    return chosen[: chosen.index(last[0]) + 1]
+
+
 def hold_schema(cur: Any) -> None:
     """Take the schema lock shared until this transaction ends: an ``upgrade`` (which holds
     it exclusively) in progress finishes first, and an upgrade that starts waits for this
@@ -62,12 +72,7 @@ def upgrade(url: str, *, partitions: int | None = None, until: str | None = None
     database as that migration left it, to measure a later one against); an unknown one
     raises DatabaseError.
     """
-    chosen = available()
-    if until is not None:
-        last = [m for m in chosen if until in (m.version, m.version.split("_")[0])]
-        if not last:
-            raise DatabaseError(f"no migration {until!r}")
-        chosen = chosen[: chosen.index(last[0]) + 1]
+    chosen = available() if until is None else up_to(until)
     if partitions is not None and not 1 <= partitions <= MAX_PHOTO_PARTITIONS:
         raise DatabaseError(f"partitions must be 1 to {MAX_PHOTO_PARTITIONS}, not {partitions}")
     conn = connect(url, register=False, timeout_s=300)

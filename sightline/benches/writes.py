@@ -320,12 +320,16 @@ def run(args: argparse.Namespace) -> int:
     if args.paired_rounds < 1:
         raise CliError("--paired-rounds must be positive")
     if args.paired_with is not None:
-        from workers.migrate import available
+        from workers.db import DatabaseError
+        from workers.migrate import available, up_to
 
-        versions = [m.version for m in available()]
-        numbers = [v.split("_")[0] for v in versions]
-        if args.paired_with not in numbers and args.paired_with not in versions:
-            raise CliError(f"--paired-with takes a migration number, {numbers[0]}..{numbers[-1]}")
+        try:
+            up_to(args.paired_with)  # refused now, not after the bench's first minute
+        except DatabaseError:
+            numbers = [m.version.split("_")[0] for m in available()]
+            raise CliError(
+                f"--paired-with takes a migration number, {numbers[0]}..{numbers[-1]}"
+            ) from None
     base_url, _server = database_url(Settings.from_env())
     result: dict[str, Any] = {"photos": args.photos, "batch_size": args.batch_size, "runs": []}
     with scratch_database(base_url) as url:
