@@ -11,7 +11,7 @@ import pytest
 from handlers.contract import normalize_sequencer
 from sightline.samples import synthetic_jpeg
 from workers.inference import SceneLandmarkModel
-from workers.photo_copy import EncodeError, encode_row, write_photos_copy
+from workers.photo_copy import EncodeError, encode_row, encode_rows, write_photos_copy
 from workers.pipeline import TagResult, analyse
 from workers.store import status_item, tagged_item, write_photos
 
@@ -245,6 +245,29 @@ def test_unencodable_item_goes_the_per_photo_way(db, results) -> None:
     with db, db.cursor() as cur:
         got = write_photos_copy(cur, [bad, tagged_item(_task("b", "ok.jpg"), results[1])])
     assert got[0][1].startswith("error: ") and got[1][1] == "tagged"
+
+
+def test_batch_encoding_is_the_rows_encoded_one_by_one(results) -> None:
+    """encode_rows converts a batch's embeddings and probabilities to half in one step: its
+    bytes are each row's own, whether the batch is uniform (lists of one length) or not
+    (an array, a shorter list, None), and a value half cannot hold still fails the batch's
+    encoding with that photo's key (the per-photo path then refuses it alone)."""
+    import numpy as np
+
+    items = [tagged_item(_task("b", f"{i}.jpg"), r) for i, r in enumerate(results)]
+    for i, item in enumerate(items):
+        item["scene_probs"][i] = 3e-8  # a subnormal half (rounds to 2**-25)
+    one_by_one = b"".join(encode_row(i, x) for i, x in enumerate(items))
+    assert encode_rows(items) == one_by_one
+    mixed = [dict(x) for x in items]
+    mixed[0]["embedding"] = np.asarray(mixed[0]["embedding"], dtype=np.float32)
+    mixed[1]["scene_probs"] = mixed[1]["scene_probs"][:-1]
+    mixed[2]["embedding"] = None
+    assert encode_rows(mixed) == b"".join(encode_row(i, x) for i, x in enumerate(mixed))
+    assert encode_rows(mixed) != one_by_one
+    items[2]["embedding"] = [70000.0] * len(items[2]["embedding"])
+    with pytest.raises(EncodeError, match=r"b/2\.jpg"):
+        encode_rows(items)
 
 
 def test_concurrent_writes_of_one_photo_leave_one_set_of_scene_rows(db_url, results) -> None:

@@ -254,8 +254,7 @@ def _stages(url: str, items: list[dict], batch: int) -> dict[str, Any]:
         chunk = items[i : i + batch]
         with conn, conn.cursor() as cur:
             t0 = time.perf_counter()
-            data = pc._SIGNATURE + b"".join(pc.encode_row(k, x) for k, x in enumerate(chunk))
-            data += pc._TRAILER
+            data = pc._SIGNATURE + pc.encode_rows(chunk) + pc._TRAILER
             t1 = time.perf_counter()
             cur.execute(f"{pc.STAGE_DDL}; DELETE FROM sightline_stage; SAVEPOINT sightline_staged")
             t2 = time.perf_counter()
