@@ -468,6 +468,44 @@ def test_a_lock_timeout_fails_the_batch_for_a_retry_not_the_photo(db, db_url, re
         assert write(cur, [again])[0][1] == "tagged"  # the retry, once the lock is gone
 
 
+def test_a_conflict_is_retried_on_the_same_connection_a_lost_one_on_a_new(db_url) -> None:
+    """The worker's connections: a lock timeout (a conflict with another transaction, as a
+    deadlock is) becomes a retry that says "conflict" and keeps the connection; a connection
+    the server closed becomes "database unavailable" and the next call opens a new one."""
+    from workers.db import ThreadConnections, connect
+
+    conns = ThreadConnections(db_url)
+    mine = conns.get()
+    other = connect(db_url)
+    try:
+        with other, other.cursor() as cur:
+            cur.execute("CREATE TABLE lockme (id int); INSERT INTO lockme VALUES (1)")
+        with other, other.cursor() as cur:
+            cur.execute("SELECT id FROM lockme FOR UPDATE")
+            with pytest.raises(psycopg2.OperationalError) as caught, mine, mine.cursor() as c:
+                c.execute("SET LOCAL lock_timeout = '100ms'")
+                c.execute("SELECT id FROM lockme FOR UPDATE")
+        assert conns.lost(caught.value)  # transient: the batch is retried
+        err = conns.unavailable(caught.value)
+        assert str(err).startswith("database conflict: ") and "lock" in str(err)
+        assert conns.get() is mine and not mine.closed
+        with other.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(%s)", (mine.get_backend_pid(),))
+        other.commit()
+        with pytest.raises(psycopg2.Error) as caught, mine, mine.cursor() as c:
+            c.execute("SELECT 1")
+        assert conns.lost(caught.value)
+        assert str(conns.unavailable(caught.value)).startswith("database unavailable: ")
+        fresh = conns.get()
+        assert fresh is not mine
+        with fresh.cursor() as cur:
+            cur.execute("SELECT count(*) FROM lockme")
+            assert cur.fetchone() == (1,)
+    finally:
+        other.close()
+        conns.drop()
+
+
 def test_a_table_gone_from_under_the_write_function_fails_the_call(db, results) -> None:
     """A write function that meets a table gone from under it (a schema upgraded while the
     call ran) fails the call for the batch to be retried, instead of refusing each photo."""

@@ -48,6 +48,11 @@ def connect(
     return conn
 
 
+# SQLSTATEs of a transaction rolled back for another's sake, no statement's or row's fault:
+# 40001 serialization_failure, 40P01 deadlock_detected, 55P03 lock_not_available.
+CONFLICTS = frozenset({"40001", "40P01", "55P03"})
+
+
 class ThreadConnections:
     """One connection per thread (each batch thread has its own), reopened after a fault.
 
@@ -88,7 +93,18 @@ class ThreadConnections:
         return lost or isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError)
 
     def unavailable(self, exc: psycopg2.Error) -> TransientError:
-        """Drop this thread's connection; the error to retry with, in one line."""
-        self.drop()
+        """The error to retry with, in one line. A conflict with another transaction (a
+        deadlock, a serialization failure, a lock timeout: psycopg2 counts them operational
+        errors) says so and keeps the connection, which the server left usable; anything
+        else drops this thread's connection (the next ``get`` opens a new one)."""
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        conn = getattr(self._local, "conn", None)
+        if (
+            exc.pgcode in CONFLICTS
+            and conn is not None
+            and not conn.closed
+            and conn.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+        ):
+            return TransientError(f"database conflict: {first}")
+        self.drop()
         return TransientError(f"database unavailable: {first}")

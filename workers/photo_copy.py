@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import psycopg2
 
+from workers.db import CONFLICTS
 from workers.store import write_photos
 
 _SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
@@ -52,9 +53,9 @@ _COLUMNS = (
 )
 
 
-# SQLSTATEs that fail a batch rather than a row: 40001 serialization_failure, 40P01
-# deadlock_detected, 55P03 lock_not_available (sightline_write_photos re-raises these too).
-_RETRY_BATCH = frozenset({"40001", "40P01", "55P03"})
+# SQLSTATEs that fail a batch rather than a row (workers.db.CONFLICTS: a deadlock, a
+# serialization failure, a lock timeout; sightline_write_photos re-raises these too).
+_RETRY_BATCH = CONFLICTS
 
 
 class EncodeError(ValueError):
