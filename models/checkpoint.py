@@ -127,7 +127,7 @@ class CheckpointMeta:
             scene = embedding = old
         return cls(
             arch=data["arch"],
-            categories=tuple(data["categories"]),
+            categories=_categories(data["categories"]),
             embedding_dim=int(data["embedding_dim"]),
             version=str(data["version"]),
             transform=InputTransform.from_dict(data["transform"]),
@@ -180,6 +180,24 @@ def read_meta(path: str | Path) -> CheckpointMeta:
     path = Path(path)
     header, _ = _read_checkpoint(path, tensors=False)
     return replace(_parse_meta(path, header), sha256=file_sha256(path))
+
+
+def _categories(names: Any) -> tuple[str, ...]:
+    """A checkpoint's class names, checked: they become scene rows and album-map keys, and a
+    NUL or a control character in one failed every batch's write, not a load. ValueError,
+    one line, naming the first bad one."""
+    if not isinstance(names, list) or not names:
+        raise ValueError("categories must be a non-empty list of class names")
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"category {i} is not a class name: {name!r}")
+        if any(ord(c) < 32 or ord(c) == 127 for c in name):
+            raise ValueError(f"category {i} has a control character: {name!r}")
+        if name in seen:
+            raise ValueError(f"category {i} repeats {name!r}")
+        seen.add(name)
+    return tuple(names)
 
 
 def _read_checkpoint(path: Path, *, tensors: bool) -> tuple[Any, dict[str, Any] | None]:

@@ -75,6 +75,23 @@ def test_classifier_width_comes_from_the_checkpoint_categories(tmp_path) -> None
 
 
 @pytest.mark.parametrize(
+    ("categories", "message"),
+    [
+        (("beach", "for\x00est"), "category 1 has a control character"),
+        (("beach", "beach"), "category 1 repeats 'beach'"),
+        (("beach", " "), "category 1 is not a class name"),
+    ],
+)
+def test_checkpoint_class_names_are_checked_at_load(tmp_path, categories, message) -> None:
+    """Class names become scene rows: a NUL failed every batch's write, not the load."""
+    net, meta = untrained(arch="tiny", categories=categories, embedding_dim=8)
+    save_checkpoint(net, meta, tmp_path / "c.safetensors")
+    for read in (load_checkpoint, read_meta):
+        with pytest.raises(CheckpointError, match=message):
+            read(tmp_path / "c.safetensors")
+
+
+@pytest.mark.parametrize(
     ("content", "message"),
     [(b"", "cannot read checkpoint"), (b"garbage" * 10, "cannot read checkpoint")],
 )
