@@ -263,4 +263,3 @@ class SqsConsumer:
             self.stats.deleted += len(chunk) - len(failures)
             for f in failures:
                 log.warning("delete refused for a message: %s", f.get("Message"))
-

@@ -87,7 +87,6 @@ def no_vector_url(request, pg_server, empty_db_url) -> Iterator[tuple[str, int]]
     yield empty_db_url, 18
 
 
-
 @pytest.mark.slow
 def test_upgrade_without_pgvector_says_what_to_install(no_vector_url) -> None:
     """Exit status 2 and one stderr line naming pgvector and the package for that major."""

@@ -262,9 +262,7 @@ def test_unreadable_exif_warns_on_the_row_and_in_the_log(
         cur.execute("SELECT warning FROM photos WHERE key = 'w.jpg'")
         (warning,) = cur.fetchone()
     assert warning and "EXIF" in warning
-    assert any(
-        "warning: " in r.getMessage() and "EXIF" in r.getMessage() for r in caplog.records
-    )
+    assert any("warning: " in r.getMessage() and "EXIF" in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.slow

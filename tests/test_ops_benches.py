@@ -198,9 +198,7 @@ def test_bench_options_have_help(bench) -> None:
     from sightline.cli import build_parser
 
     def choices(parser: argparse.ArgumentParser) -> dict:
-        return next(
-            a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)
-        )
+        return next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
 
     sub = choices(choices(build_parser())["bench"])[bench]
     options = [a for a in sub._actions if a.option_strings and a.dest != "help"]

@@ -90,7 +90,6 @@ def test_purge_owner_removes_rows_matches_and_corrections_in_batches(db, db_url,
     assert json.loads(again.stdout)["photos"] == 0
 
 
-
 @pytest.mark.slow
 def test_purge_tombstones_only_past_the_redelivery_window(db, db_url, release) -> None:
     """--older-than 30d removes deleted and gone rows older than 30 days, never a tagged row

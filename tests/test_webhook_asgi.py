@@ -89,7 +89,6 @@ def _serve(redis_url: str, limit: int) -> Iterator[int]:
         proc.wait(20)
 
 
-
 @pytest.mark.slow
 def test_same_checks_as_the_stdlib_server(server: int, redis_url: str) -> None:
     """Token, HEAD liveness, /healthz, bad bodies, the body cap before reading, a missing

@@ -21,8 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--landmarks",
         type=int,
         default=8,
-        help="landmarks in each release (about 30%% of photos are noisy copies of them; "
-        "default 8)",
+        help="landmarks in each release (about 30%% of photos are noisy copies of them; default 8)",
     )
     p.add_argument(
         "--batch",

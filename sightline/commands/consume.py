@@ -83,8 +83,10 @@ def consume_sqs(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     from handlers.sqs_consumer import SqsConsumer
 
-    region = region_of(args.queue) or os.environ.get("AWS_REGION") or os.environ.get(
-        "AWS_DEFAULT_REGION"
+    region = (
+        region_of(args.queue)
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
     )
     sqs = boto3.client("sqs", endpoint_url=args.endpoint_url, region_name=region or "us-east-1")
     try:

@@ -41,7 +41,12 @@ def parse_events(args: argparse.Namespace) -> int:
         config = HandlerConfig.from_env()
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    for action in plan(event, config.owners, allowed_buckets=config.allowed_buckets,
-                       opaque_keys=config.opaque_keys, exclude=config.exclude):
+    for action in plan(
+        event,
+        config.owners,
+        allowed_buckets=config.allowed_buckets,
+        opaque_keys=config.opaque_keys,
+        exclude=config.exclude,
+    ):
         print(json.dumps(action.to_json(), ensure_ascii=False))
     return 0

@@ -271,7 +271,8 @@ def embed_photos(args: argparse.Namespace) -> int:
     else:
         print(
             f"{len(names)} embedding(s) of dim {dim} from model {model.meta.model_version} "
-            f"-> {args.out}" + (f" (rows named in {args.names})" if args.names else "")
+            f"-> {args.out}"
+            + (f" (rows named in {args.names})" if args.names else "")
             + (f"; {len(failed)} photo(s) skipped" if failed else "")
         )
     return 2 if failed else 0
