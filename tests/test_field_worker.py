@@ -142,6 +142,77 @@ def test_delete_of_a_noncurrent_version_keeps_the_photo(
     assert _row(db, bucket, key)[:2] == ("tagged", v2)
 
 
+def test_a_worker_without_a_model_hands_a_revealed_version_on(
+    s3, versioned_bucket, db, db_url, moto_endpoint
+) -> None:
+    """A delete that reveals a current version, taken by a worker with no model (as a
+    ``-Q maintenance`` worker without weights runs): the tag task for that version comes
+    back to be published, and a worker with a model tags it."""
+    from workers.runtime import TagElsewhere
+
+    bucket, key = versioned_bucket, "users/carol/a.jpg"
+    bare = WorkerRuntime(
+        Settings(allow_untrained=False, arch="tiny", s3_endpoint_url=moto_endpoint), db_url
+    )
+    ev = Events(bare, bucket)
+    v1, _ = _put(s3, bucket, key, 3)
+    v2, e2 = _put(s3, bucket, key, 4)
+    s3.delete_object(Bucket=bucket, Key=key, VersionId=v1)
+    (handed,) = ev.run([ev.record(key, "ObjectRemoved:Delete", v1)])
+    assert isinstance(handed, TagElsewhere)
+    assert (handed.task["version_id"], handed.task["etag"]) == (v2, e2)
+    assert _row(db, bucket, key) is None  # nothing written where there is no model
+    assert _runtime(db_url, moto_endpoint).tag_batch([handed.task]) == ["tagged"]
+    assert _row(db, bucket, key)[:2] == ("tagged", v2)
+
+
+@pytest.mark.slow
+def test_a_maintenance_worker_puts_a_revealed_version_on_the_tag_queue(
+    s3, versioned_bucket, db, db_url, redis_url, moto_endpoint, tmp_path
+) -> None:
+    """Real workers: the delete's task reaches a ``-Q maintenance`` worker without weights,
+    which publishes the revealed version's tag task before acking the delete (the task
+    failed as unexpected and was acked away: that version was never tagged); a tag worker
+    then tags it."""
+    import redis
+    from celery import Celery
+
+    from tests.support import start_worker, stop_worker, wait_for, worker_env
+
+    bucket, key = versioned_bucket, "users/carol/a.jpg"
+    v1, _ = _put(s3, bucket, key, 3)
+    v2, _ = _put(s3, bucket, key, 4)
+    s3.delete_object(Bucket=bucket, Key=key, VersionId=v1)
+    ev = Events(None, bucket)  # for its records only
+    record = ev.record(key, "ObjectRemoved:Delete", v1)
+    (action,) = plan(sqs_event({"m": {"Records": [record]}}), OWNERS)
+    Celery(broker=redis_url).send_task(
+        "sightline.forget", kwargs=action.task(), queue="maintenance"
+    )
+    env = worker_env(db_url, redis_url, moto_endpoint)
+    for name in ("SIGHTLINE_ALLOW_UNTRAINED", "SIGHTLINE_WEIGHTS"):
+        env.pop(name, None)
+    r = redis.Redis.from_url(redis_url)
+    worker = start_worker(env, "-Q", "maintenance", log=tmp_path / "maintenance.log")
+    try:
+        wait_for(
+            lambda: r.llen("tag") == 1 and r.llen("maintenance") == 0 and r.hlen("unacked") == 0,
+            timeout=120,
+            what="the revealed version on the tag queue",
+        )
+    finally:
+        stop_worker(worker)
+    assert _row(db, bucket, key) is None
+    env = worker_env(db_url, redis_url, moto_endpoint)
+    worker = start_worker(env, "-Q", "tag", log=tmp_path / "tag.log")
+    try:
+        tagged = lambda: (_row(db, bucket, key) or ("",))[0] == "tagged"  # noqa: E731
+        wait_for(tagged, timeout=180, what="the revealed version tagged")
+    finally:
+        stop_worker(worker)
+    assert _row(db, bucket, key)[:2] == ("tagged", v2)
+
+
 def test_put_delete_put_within_a_second_ends_tagged(s3, db, db_url, moto_endpoint) -> None:
     """Unversioned: Put, Delete, Put of one key; the delete lands first, then one batch holds
     both Puts. Each Put is judged by its own sequencer: the first is stale, the second

@@ -25,7 +25,7 @@ from handlers.contract import (
 )
 from workers.errors import TransientError
 from workers.logs import photo_fields
-from workers.runtime import WorkerRuntime
+from workers.runtime import TagElsewhere, WorkerRuntime
 from workers.settings import BACKOFF_CAP_S
 
 log = logging.getLogger("sightline.worker")
@@ -145,6 +145,10 @@ def forget(self: Task, **kwargs: Any) -> str:
     """Drop a deleted photo's tags, keeping a tombstone that orders later events."""
     rt = runtime()
     outcome = rt.forget(kwargs)
+    if isinstance(outcome, TagElsewhere):
+        # Published before this delete is acked: a worker with a model tags the version.
+        tag.apply_async(kwargs=outcome.task)
+        return "handed to the tag queue"
     rt.metrics.outcome(outcome)
     if isinstance(outcome, TransientError):
         retries, limit = self.request.retries, _retry_policy["max_retries"]

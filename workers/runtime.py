@@ -19,7 +19,7 @@ from workers import job_tasks, jobs
 from workers.db import DatabaseError, ThreadConnections, connect
 from workers.errors import ObjectGone, TransientError
 from workers.fetch import fetch, s3_client
-from workers.inference import SceneLandmarkModel
+from workers.inference import ModelUnavailable, SceneLandmarkModel
 from workers.logs import photo_fields
 from workers.metrics import WorkerMetrics
 from workers.migrate import hold_schema
@@ -37,6 +37,15 @@ log = logging.getLogger("sightline.worker")
 
 # What a task ended as: a status string, or a TransientError to retry.
 Outcome = str | TransientError
+
+
+@dataclass(frozen=True)
+class TagElsewhere:
+    """A delete revealed a current version to tag, and this process has no model (a
+    ``-Q maintenance`` worker loads none): the tag task for it, which the caller publishes
+    to the tag queue before acking the delete."""
+
+    task: dict[str, Any]
 
 
 @dataclass
@@ -388,10 +397,11 @@ class WorkerRuntime:
             self.settings.max_object_bytes,
         )
 
-    def forget(self, task: Mapping[str, Any]) -> Outcome:
+    def forget(self, task: Mapping[str, Any]) -> Outcome | TagElsewhere:
         """A delete event, reconciled with the object's current state before it destroys
         anything (workers.versions): no current version deletes the photo; a current
-        version the row does not hold is tagged; one it holds leaves it as it is ("stale")."""
+        version the row does not hold is tagged (TagElsewhere where this process has no
+        model); one it holds leaves it as it is ("stale")."""
         reason = unstorable(task)
         if reason:
             log.error("refused %r/%r: %s", task.get("bucket"), task.get("key"), reason)
@@ -413,8 +423,14 @@ class WorkerRuntime:
                 current.version_id,
                 extra=photo_fields(task),
             )
+            target = retarget(task, current)
+            try:
+                self.model.load()
+            except ModelUnavailable as exc:
+                log.info("no model in this worker (%s): handed to the tag queue", exc)
+                return TagElsewhere(target)
             # _tag_batch, not tag_batch: the forget task counts this outcome once itself
-            return self._tag_batch([retarget(task, current)])[0]
+            return self._tag_batch([target])[0]
         except TransientError as exc:
             return exc
         except psycopg2.Error as exc:
