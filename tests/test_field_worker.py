@@ -166,6 +166,34 @@ def test_a_worker_without_a_model_hands_a_revealed_version_on(
     assert _row(db, bucket, key)[:2] == ("tagged", v2)
 
 
+def test_an_unexpected_fault_in_a_delete_retries_it(
+    s3, versioned_bucket, db, db_url, moto_endpoint, monkeypatch
+) -> None:
+    """A delete task that meets a fault no code path expects (here the photos table gone
+    from under it) is retried, as a tag batch is: it ended the task and the delete was
+    acked away. (Called directly, a Celery task's retry raises the error it retries with.)"""
+    from workers import app as worker_app
+    from workers.errors import TransientError
+
+    bucket, key = versioned_bucket, "users/carol/a.jpg"
+    v1, _ = _put(s3, bucket, key, 3)
+    _put(s3, bucket, key, 4)
+    s3.delete_object(Bucket=bucket, Key=key, VersionId=v1)
+    rt = _runtime(db_url, moto_endpoint)
+    monkeypatch.setattr(worker_app, "_runtime", rt)
+    record = Events(rt, bucket).record(key, "ObjectRemoved:Delete", v1)
+    (action,) = plan(sqs_event({"m": {"Records": [record]}}), OWNERS)
+    with db, db.cursor() as cur:
+        cur.execute("ALTER TABLE photos RENAME TO photos_away")
+    try:
+        with pytest.raises(TransientError, match="unexpected UndefinedTable"):
+            worker_app.forget(**action.task())
+    finally:
+        with db, db.cursor() as cur:
+            cur.execute("ALTER TABLE photos_away RENAME TO photos")
+    assert worker_app.forget(**action.task()) == "tagged"
+
+
 @pytest.mark.slow
 def test_a_maintenance_worker_puts_a_revealed_version_on_the_tag_queue(
     s3, versioned_bucket, db, db_url, redis_url, moto_endpoint, tmp_path

@@ -144,12 +144,20 @@ def tag(self: Task, requests: list[Any]) -> list[str]:
 def forget(self: Task, **kwargs: Any) -> str:
     """Drop a deleted photo's tags, keeping a tombstone that orders later events."""
     rt = runtime()
-    outcome = rt.forget(kwargs)
-    if isinstance(outcome, TagElsewhere):
-        # Published before this delete is acked: a worker with a model tags the version.
-        tag.apply_async(kwargs=outcome.task)
-        return "handed to the tag queue"
-    rt.metrics.outcome(outcome)
+    try:
+        outcome = rt.forget(kwargs)
+    except Exception as exc:  # a bug or a schema fault: retry the delete, never ack it away
+        log.exception(
+            "delete of %s/%s failed unexpectedly", kwargs.get("bucket"), kwargs.get("key")
+        )
+        rt.metrics.failure("unexpected", 1)
+        outcome = TransientError(f"unexpected {type(exc).__name__}: {exc}")
+    else:
+        if isinstance(outcome, TagElsewhere):
+            # Published before this delete is acked: a worker with a model tags the version.
+            tag.apply_async(kwargs=outcome.task)
+            return "handed to the tag queue"
+        rt.metrics.outcome(outcome)
     if isinstance(outcome, TransientError):
         retries, limit = self.request.retries, _retry_policy["max_retries"]
         if retries >= limit:
