@@ -56,3 +56,32 @@ def test_unwritable_input_path_is_a_one_line_error(tmp_path: Path) -> None:
     done = run_cli("inspect", str(photo), "--save-input", str(tmp_path / "no" / "x.png"), env=TINY)
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "cannot write" in done.stderr
+
+
+@pytest.mark.slow
+def test_a_file_that_is_no_photo_file_is_refused_in_one_line(tmp_path: Path) -> None:
+    """inspect, tag and embed read a photo with the worker's cap on an object: a FIFO (it
+    blocked), a device (/dev/zero grew to 22 GB) and a file over SIGHTLINE_MAX_OBJECT_BYTES
+    (it was read whole) each get one line and exit status 2, and nothing is read."""
+    import os
+
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.jpg"
+    big.write_bytes(mk.jpeg(mk.exif_block(camera=("Acme", "Z9"))) + b"\0" * 4096)
+    env = {**TINY, "SIGHTLINE_MAX_OBJECT_BYTES": "4096"}
+    cases = [
+        (fifo, "not a regular file"),
+        (Path("/dev/zero"), "not a regular file"),
+        (big, f"{big.stat().st_size} bytes exceeds SIGHTLINE_MAX_OBJECT_BYTES (4096)"),
+    ]
+    for path, reason in cases:
+        done = run_cli("inspect", str(path), env=env, timeout=60)
+        assert done.returncode == 2, (path, done.stderr)
+        assert done.stderr.strip().splitlines() == [
+            f"sightline: error: {path}: cannot read: {reason}"
+        ]
+    embed = run_cli("embed", str(big), "--out", str(tmp_path / "e.npy"),
+                    env={**env, "SIGHTLINE_ALLOW_UNTRAINED": "1"}, timeout=120)  # fmt: skip
+    assert embed.returncode != 0 and "exceeds SIGHTLINE_MAX_OBJECT_BYTES" in embed.stderr
+    assert not (tmp_path / "e.npy").exists()

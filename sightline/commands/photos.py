@@ -4,8 +4,10 @@ worker's pipeline on local files."""
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import stat
 import sys
 from pathlib import Path
 
@@ -49,8 +51,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=embed_photos)
 
 
-def _read(path: str) -> bytes:
-    return Path(path).read_bytes()
+def _read(path: str, max_bytes: int) -> bytes:
+    """A photo file's bytes, with the worker's cap on an object (SIGHTLINE_MAX_OBJECT_BYTES).
+    OSError, its strerror one line, for a file that is not a regular file (a FIFO would block,
+    a device never end) or is larger than the cap."""
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(errno.EINVAL, "not a regular file")
+    with open(path, "rb") as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        size = max(st.st_size, len(data))
+        raise OSError(errno.EFBIG, f"{size} bytes exceeds SIGHTLINE_MAX_OBJECT_BYTES ({max_bytes})")
+    return data
 
 
 def inspect_photo(args: argparse.Namespace) -> int:
@@ -60,7 +73,7 @@ def inspect_photo(args: argparse.Namespace) -> int:
     s = Settings.from_env()
     try:
         resize, crop = _input_size(s) if args.save_input else (32, 32)
-        data = _read(args.photo)
+        data = _read(args.photo, s.max_object_bytes)
         photo = decode(data, resize=resize, crop=crop, max_pixels=s.max_pixels)
     except OSError as exc:
         out: dict = {"error": f"cannot read: {exc.strerror}"}
@@ -150,7 +163,7 @@ def tag_photos(args: argparse.Namespace) -> int:
         results: dict[str, dict] = {}
         for path in paths:
             try:
-                datas[path] = _read(path)
+                datas[path] = _read(path, s.max_object_bytes)
             except OSError as exc:
                 results[path] = {"error": f"cannot read: {exc.strerror}"}
         tagged = analyse(list(datas.values()), model, releases, max_pixels=s.max_pixels)
@@ -232,7 +245,11 @@ def embed_photos(args: argparse.Namespace) -> int:
         batch, crops = [], []
         for path in paths[lo : lo + s.batch_size]:
             try:
-                crops.append(prepare(_read(path), model, max_pixels=s.max_pixels).photo.crop)
+                crops.append(
+                    prepare(
+                        _read(path, s.max_object_bytes), model, max_pixels=s.max_pixels
+                    ).photo.crop
+                )
                 batch.append(path)
             except OSError as exc:
                 failed.append({"photo": path, "error": f"cannot read: {exc.strerror}"})
