@@ -1,5 +1,5 @@
 """CLI inputs checked before the work: one line `sightline: error: …`, exit 2, nothing left
-half-done (backfill, embed, consume sqs, retag, weights, release import)."""
+half-done (backfill, embed, consume sqs, retag, weights, release import, status)."""
 
 from __future__ import annotations
 
@@ -208,3 +208,10 @@ def test_usage_errors_are_one_line(capsys, argv, words) -> None:
     assert code == 2 and len(err) == 1, err
     assert err[0].startswith("sightline: error: ") and words in err[0], err
     assert err[0].endswith("--help)"), err
+
+
+@pytest.mark.parametrize("count", ["-1", "10001", "99999999999999999999"])
+def test_status_refuses_a_failure_count_out_of_range(capsys, count) -> None:
+    """--failures is a LIMIT: one beyond bigint ended in "NumericValueOutOfRange"."""
+    code, err = _run(capsys, "status", "--failures", count)
+    assert (code, err) == (2, [f"sightline: error: --failures must be 0 to 10000, not {count}"])

@@ -32,8 +32,8 @@ def status(args: argparse.Namespace) -> int:
     from workers.db import connect
     from workers.settings import Settings
 
-    if args.failures < 0:
-        raise CliError("--failures must be 0 or more")
+    if not 0 <= args.failures <= 10_000:  # a LIMIT: bigint and the terminal bound it anyway
+        raise CliError(f"--failures must be 0 to 10000, not {args.failures}")
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
     if not queues:
         raise CliError("--queues needs at least one queue name")
