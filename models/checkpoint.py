@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -185,14 +186,18 @@ def read_meta(path: str | Path) -> CheckpointMeta:
 def _categories(names: Any) -> tuple[str, ...]:
     """A checkpoint's class names, checked: they become scene rows and album-map keys, and a
     NUL or a control character in one failed every batch's write, not a load. ValueError,
-    one line, naming the first bad one."""
+    one line, naming the first bad one (escaped: ``repr``)."""
     if not isinstance(names, list) or not names:
         raise ValueError("categories must be a non-empty list of class names")
     seen: set[str] = set()
     for i, name in enumerate(names):
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"category {i} is not a class name: {name!r}")
-        if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        if name != name.strip():
+            raise ValueError(f"category {i} has white space around it: {name!r}")
+        # C0 and C1 controls, format characters (bidi overrides), surrogates, unassigned and
+        # private code points, line and paragraph separators
+        if any(unicodedata.category(c)[0] == "C" or c in "\u2028\u2029" for c in name):
             raise ValueError(f"category {i} has a control character: {name!r}")
         if name in seen:
             raise ValueError(f"category {i} repeats {name!r}")

@@ -80,6 +80,11 @@ def test_classifier_width_comes_from_the_checkpoint_categories(tmp_path) -> None
         (("beach", "for\x00est"), "category 1 has a control character"),
         (("beach", "beach"), "category 1 repeats 'beach'"),
         (("beach", " "), "category 1 is not a class name"),
+        (("beach", "alley "), "category 1 has white space around it"),
+        (("beach", "for\x85est"), "category 1 has a control character"),  # C1
+        (("beach", "for\u202eest"), "category 1 has a control character"),  # bidi override
+        (("beach", "for\u2028est"), "category 1 has a control character"),  # line separator
+        (("beach", "for\ud800est"), "category 1 has a control character"),  # lone surrogate
     ],
 )
 def test_checkpoint_class_names_are_checked_at_load(tmp_path, categories, message) -> None:
