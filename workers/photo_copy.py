@@ -158,22 +158,26 @@ def _halves(flat: Sequence[Any]) -> bytes:
     return half.byteswap().tobytes()
 
 
-def _batch_halfvecs(items: Sequence[dict[str, Any]], field: str) -> list[bytes] | None:
-    """Each item's ``field`` as ``_halfvec`` encodes it, converted in one step for the batch
-    (the conversion's fixed cost is most of a row's); None unless every item holds a list of
-    one length, or if any value cannot be encoded (``encode_row`` then says which)."""
+def _batch_halfvecs(items: Sequence[dict[str, Any]], field: str) -> list[bytes | None]:
+    """Each item's ``field`` as ``_halfvec`` encodes it, converted in one step for the items
+    whose value is a list of the batch's common length (the conversion's fixed cost is most
+    of a row's); None for the others (no value: a failed or gone photo; another shape), and
+    for every item if a value cannot be encoded: ``encode_row`` then says which."""
     values = [item.get(field) for item in items]
-    if not values or not all(isinstance(v, list) for v in values):
-        return None
-    n = len(values[0])
-    if not n or any(len(v) != n for v in values):
-        return None
+    lengths = [len(v) for v in values if isinstance(v, list) and v]
+    n = max(set(lengths), key=lengths.count) if lengths else 0
+    chosen = [i for i, v in enumerate(values) if isinstance(v, list) and len(v) == n and n]
+    out: list[bytes | None] = [None] * len(items)
+    if len(chosen) < 2:
+        return out
     try:
-        body = _halves([x for v in values for x in v])
+        body = _halves([x for i in chosen for x in values[i]])
     except (TypeError, ValueError, OverflowError, struct.error):
-        return None
+        return out
     head = _HALFVEC_HEAD.pack(4 + 2 * n, n, 0)
-    return [head + body[k : k + 2 * n] for k in range(0, len(body), 2 * n)]
+    for k, i in enumerate(chosen):
+        out[i] = head + body[2 * n * k : 2 * n * (k + 1)]
+    return out
 
 
 def _to_half(wide: np.ndarray) -> np.ndarray:
@@ -230,10 +234,7 @@ def encode_rows(items: Sequence[dict[str, Any]]) -> bytes:
     ``encode_row`` does."""
     embeddings = _batch_halfvecs(items, "embedding")
     probs = _batch_halfvecs(items, "scene_probs")
-    return b"".join(
-        encode_row(i, item, embeddings[i] if embeddings else None, probs[i] if probs else None)
-        for i, item in enumerate(items)
-    )
+    return b"".join(encode_row(i, item, embeddings[i], probs[i]) for i, item in enumerate(items))
 
 
 def encode_row(
