@@ -31,6 +31,22 @@ def test_counters_checkpoint_and_eta(db) -> None:
         jobs.add(db.cursor(), job_id, written=1)
 
 
+def test_a_listing_job_shows_its_total_once_the_listing_ends(db) -> None:
+    """A bucket listing's size is not known in advance: `jobs show` says so while it lists,
+    and gives what it listed once the source is exhausted (it said "unknown" for ever)."""
+    from sightline.commands.jobs import _detail
+
+    with db, db.cursor() as cur:
+        job_id = jobs.create(cur, "backfill", {"source": "s3://b"})
+        jobs.save_checkpoint(cur, job_id, {"token": "t"}, listed=500, published=5)
+        assert not jobs.get(cur, job_id).source_done
+        listing = _detail(jobs.get(cur, job_id))
+        jobs.save_checkpoint(cur, job_id, {"token": "t", "complete": True}, listed=20)
+        done = _detail(jobs.get(cur, job_id))
+    assert "  total      unknown until the listing ends" in listing.splitlines()
+    assert "  total      520 (listed)" in done.splitlines()
+
+
 def test_state_moves(db) -> None:
     with db, db.cursor() as cur:
         job_id = jobs.create(cur, "retag", {"release": "r2"})

@@ -57,6 +57,11 @@ class Job:
         seconds = (end - self.started_at).total_seconds()
         return self.finished / seconds if self.finished and seconds > 0 else None
 
+    @property
+    def source_done(self) -> bool:
+        """The source is exhausted (``checkpoint.complete``): nothing more will be published."""
+        return isinstance(self.checkpoint, dict) and self.checkpoint.get("complete") is True
+
     def eta_s(self) -> float | None:
         """Seconds left at the rate so far, against ``total`` or else what was published;
         None when unknown (no outcome yet) and for a job that is not running (paused, done,

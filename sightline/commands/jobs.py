@@ -106,12 +106,20 @@ def _line(j: Any) -> str:
             f" {j.published:>10,}  {_eta(j)}")  # fmt: skip
 
 
+def _total(j: Any) -> str:
+    """Objects the job's source holds: known from the start (an inventory's rows), or once a
+    listing is exhausted (what it listed)."""
+    if j.total is not None:
+        return f"{j.total:,}"
+    return f"{j.listed:,} (listed)" if j.source_done else "unknown until the listing ends"
+
+
 def _detail(j: Any) -> str:
     rate = j.rate_per_s()
     lines = [
         f"job {j.id}: {j.kind}, {j.state}",
         f"  params     {json.dumps(j.params)}",
-        f"  total      {'unknown' if j.total is None else f'{j.total:,}'}",
+        f"  total      {_total(j)}",
     ]
     lines += [f"  {name:10} {getattr(j, name):,}" for name in
               ("listed", "published", "done", "failed", "skipped")]  # fmt: skip
