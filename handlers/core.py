@@ -175,6 +175,12 @@ class BatchResult:
     def errors(self) -> list[Action]:
         return [a for a in self.actions if a.action == "error"]
 
+    @property
+    def unreported(self) -> list[Action]:
+        """Errors from a message with no id: a partial batch response cannot name them, so
+        reporting the rest would delete them as done."""
+        return [a for a in self.errors if not a.message_id]
+
     def response(self) -> dict[str, Any]:
         """The Lambda SQS partial batch response: only the failed messages are retried."""
         return {"batchItemFailures": [{"itemIdentifier": m} for m in self.failed_message_ids]}

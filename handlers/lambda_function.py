@@ -39,6 +39,8 @@ def _publisher() -> CeleryPublisher:
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    if not isinstance(event, dict):
+        raise HandlerFailed(f"the event is not a JSON object but a {type(event).__name__}")
     if batch_operations.is_batch_operations(event):
         # S3 Batch Operations reads a result code per task: failures are answered, not raised.
         return batch_operations.handle(
@@ -57,7 +59,8 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         opaque_keys=_CONFIG.opaque_keys,
         exclude=_CONFIG.exclude,
     )
-    if not result.from_sqs and result.errors:
+    if result.errors and (not result.from_sqs or result.unreported):
+        # not SQS, or an SQS message without a messageId: the whole event is retried
         reasons = "; ".join(sorted({a.reason or "?" for a in result.errors}))
         raise HandlerFailed(f"{len(result.errors)} record(s) failed: {reasons}")
     return result.response()

@@ -272,3 +272,37 @@ def test_lambda_sqs_event_reports_failures_instead_of_raising() -> None:
     assert done.returncode == 0, done.stderr
     failed = [f["itemIdentifier"] for f in json.loads(done.stdout)["batchItemFailures"]]
     assert failed == ["msg-good-1", "msg-not-json", "msg-no-bucket", "msg-good-2"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("event", [["x"], None, "text", 3])
+def test_lambda_refuses_an_event_that_is_no_object_in_one_line(event, tmp_path: Path) -> None:
+    """An event that is not a JSON object raises HandlerFailed naming what it is (it raised
+    AttributeError or TypeError from deep inside the planner)."""
+    import os
+
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    env = {**os.environ, "CELERY_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    done = _lambda(path, env)
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == (
+        "handlers.lambda_function.HandlerFailed: the event is not a JSON object but a "
+        f"{type(event).__name__}"
+    )
+
+
+@pytest.mark.slow
+def test_lambda_fails_an_sqs_event_whose_bad_message_has_no_id(redis_url, tmp_path) -> None:
+    """A partial batch response names failed messages by id: one that failed without an id
+    cannot be named, and answering for the others deleted it as done. The invocation fails
+    instead, so SQS retries every message (the good one's task is sent again: idempotent)."""
+    import os
+
+    good = json.loads((FIXTURES / "sqs_malformed.json").read_text())["Records"][0]
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps({"Records": [{"eventSource": "aws:sqs", "body": "garbage"}, good]}))
+    done = _lambda(path, {**os.environ, "CELERY_BROKER_URL": redis_url})
+    assert done.returncode != 0
+    assert "HandlerFailed: 1 record(s) failed" in done.stderr.strip().splitlines()[-1]
