@@ -430,3 +430,40 @@ def test_truncating_photos_empties_every_album(db) -> None:
         cur.execute("SELECT count(*) FROM album_summaries WHERE photos <> 0")
         assert cur.fetchone()[0] == 0
         assert photo_counts(cur)["total"] == 0 and tagged_heads(cur) == []
+
+
+def test_a_delete_event_takes_the_photos_corrections_along(db) -> None:
+    """A delete event leaves a tombstone (status 'deleted'), and an upload at the same key
+    later reuses the row: a hide or an add made for the deleted photo must not apply to the
+    new one (0026; they did). The summaries equal the recount at each step."""
+    with db, db.cursor() as cur:
+        cur.execute(
+            "INSERT INTO releases (version, embedding_dim, model_version, thresholds, status)"
+            " VALUES ('r1', 8, 'm', '{}', 'active')"
+        )
+        cur.execute(
+            "INSERT INTO landmarks (release, landmark_id, name) VALUES ('r1', 'L0', 'Zero'),"
+            " ('r1', 'L1', 'One')"
+        )
+
+        def photo(key: str, seq: str, status: str = "tagged") -> dict:
+            item = {"owner": "alice", "bucket": "b", "key": key, "sequencer": seq, "status": status}
+            if status == "tagged":
+                item.update(model_version="m", model_trained=True,
+                            albums=[["forest", 0.9]], matches=[["r1", "L0", 0.9]])  # fmt: skip
+            return item
+
+        (pid, _), _ = write_photos(cur, [photo("a.jpg", "10"), photo("b.jpg", "10")])
+        cur.execute("SELECT * FROM hide_from_album('alice', %s, 'scene', 'forest')", (pid,))
+        cur.execute("SELECT * FROM add_to_album('alice', %s, 'landmark', 'L1')", (pid,))
+        _check(cur)
+        assert write_photos(cur, [photo("a.jpg", "20", "deleted")])[0][1] == "deleted"
+        cur.execute("SELECT count(*) FROM photo_corrections WHERE photo_id = %s", (pid,))
+        assert cur.fetchone() == (0,)
+        _check(cur)
+        assert write_photos(cur, [photo("a.jpg", "30")]) == [(pid, "tagged")]  # same row
+        cur.execute("SELECT album, photos FROM scene_albums('alice')")
+        assert cur.fetchall() == [("forest", 2)]
+        cur.execute("SELECT landmark_id, photos FROM landmark_albums('alice') ORDER BY 1")
+        assert cur.fetchall() == [("L0", 2)]
+        _check(cur)
