@@ -467,3 +467,66 @@ def test_a_delete_event_takes_the_photos_corrections_along(db) -> None:
         cur.execute("SELECT landmark_id, photos FROM landmark_albums('alice') ORDER BY 1")
         assert cur.fetchall() == [("L0", 2)]
         _check(cur)
+
+
+def test_a_correction_waits_for_a_writer_it_would_have_overwritten(db, db_url) -> None:
+    """A correction recounts its album; a writer holding a delta for that album (a failed
+    photo with an add re-tagged: the owner's adds row +1) commits while the correction
+    waits for the row. The recount counted before it waited and wrote over the writer's +1
+    (a trial: the adds row one short); since 0027 it counts once it holds the row."""
+    import threading
+
+    from tests.support import wait_for
+    from workers.db import connect
+
+    with db, db.cursor() as cur:
+        cur.execute(
+            "INSERT INTO releases (version, embedding_dim, model_version, thresholds, status)"
+            " VALUES ('r1', 8, 'm', '{}', 'active')"
+        )
+        cur.execute(
+            "INSERT INTO landmarks (release, landmark_id, name) VALUES ('r1', 'L0', 'Zero')"
+        )
+        items = [
+            {"owner": "carol", "bucket": "b", "key": f"{i}.jpg", "status": "tagged",
+             "model_version": "m", "albums": [["forest", 0.9]], "matches": []}
+            for i in range(2)
+        ]  # fmt: skip
+        (a, _), (b, _) = write_photos(cur, items)
+        for pid in (a, b):
+            cur.execute("SELECT * FROM add_to_album('carol', %s, 'landmark', 'L0')", (pid,))
+        cur.execute("UPDATE photos SET status = 'failed' WHERE id = %s", (a,))
+        _check(cur)
+    writer = connect(db_url)
+    corrector = connect(db_url)
+    errors: list[BaseException] = []
+
+    def correct() -> None:
+        try:
+            with corrector, corrector.cursor() as cur:
+                cur.execute("SELECT * FROM hide_from_album('carol', %s, 'landmark', 'L0')", (b,))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    try:
+        with writer, writer.cursor() as cur:
+            cur.execute("UPDATE photos SET status = 'tagged' WHERE id = %s", (a,))  # adds +1
+            thread = threading.Thread(target=correct)
+            thread.start()
+
+            def corrector_waits() -> bool:
+                with db, db.cursor() as c:
+                    c.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                              (corrector.get_backend_pid(),))  # fmt: skip
+                    return c.fetchone() == ("Lock",)
+
+            wait_for(corrector_waits, timeout=30, interval=0.05, what="the correction waiting")
+        thread.join(30)
+    finally:
+        writer.close()
+        corrector.close()
+    assert not errors, errors
+    with db, db.cursor() as cur:
+        cur.execute("SELECT landmark_id, photos FROM landmark_albums('carol')")
+        assert cur.fetchall() == [("L0", 1)]  # a, re-tagged; b hidden
+        _check(cur)
