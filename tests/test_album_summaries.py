@@ -530,3 +530,26 @@ def test_a_correction_waits_for_a_writer_it_would_have_overwritten(db, db_url) -
         cur.execute("SELECT landmark_id, photos FROM landmark_albums('carol')")
         assert cur.fetchall() == [("L0", 1)]  # a, re-tagged; b hidden
         _check(cur)
+
+
+def test_a_deleted_photo_takes_no_correction(db) -> None:
+    """A tombstone's row comes back for an upload at its key: a hide or an add made while it
+    was deleted would apply to that new photo, so it is refused (0028), as a label with white
+    space around it is (it made a second album)."""
+    import psycopg2.errors
+
+    with db, db.cursor() as cur:
+        item = {"owner": "alice", "bucket": "b", "key": "a.jpg", "sequencer": "10",
+                "status": "tagged", "model_version": "m", "albums": [["forest", 0.9]],
+                "matches": []}  # fmt: skip
+        ((pid, _),) = write_photos(cur, [item])
+        write_photos(cur, [{**item, "sequencer": "20", "status": "deleted"}])
+    for label, error in (("forest", "is deleted"), (" forest", "white space around it")):
+        with pytest.raises(psycopg2.Error, match=error), db, db.cursor() as cur:
+            cur.execute("SELECT * FROM hide_from_album('alice', %s, 'scene', %s)", (pid, label))
+    with db, db.cursor() as cur:
+        assert write_photos(cur, [{**item, "sequencer": "30"}]) == [(pid, "tagged")]
+        cur.execute("SELECT album, photos FROM scene_albums('alice')")
+        assert cur.fetchall() == [("forest", 1)]
+        with pytest.raises(psycopg2.errors.InvalidParameterValue):
+            cur.execute("SELECT * FROM hide_from_album('alice', %s, 'scene', 'forest ')", (pid,))

@@ -1,0 +1,55 @@
+-- A correction (hide_from_album, add_to_album) takes the photo row FOR SHARE and refuses a
+-- deleted photo. It only checked that the row existed, so (a trial found both):
+-- - a correction of a tombstone (status 'deleted') was stored, and applied to the photo a
+--   later upload at that key brings into the same row (0026 drops corrections when the
+--   tombstone is written, not after);
+-- - a correction committed while a worker wrote that photo could be missed by the worker's
+--   album deltas (they decide "corrected or not" when their trigger runs) and counted twice,
+--   or left on the tombstone that write made. The worker's upsert holds the photo row, so
+--   with the lock the two now take turns.
+-- A label with white space around it is refused too (it made a second album beside the one
+-- it names).
+CREATE OR REPLACE FUNCTION sightline_correct(p_owner text, p_photo_id bigint, p_kind text,
+                                             p_label text, p_verdict text)
+RETURNS TABLE(photo_id bigint, kind text, label text, verdict text,
+              corrected_at timestamp with time zone)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    st text;
+BEGIN
+    IF p_kind IS NULL OR p_kind NOT IN ('scene', 'landmark') THEN
+        RAISE EXCEPTION 'kind must be scene or landmark, not %', coalesce(p_kind, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_label IS NULL OR length(btrim(p_label)) = 0 OR length(p_label) > 200 THEN
+        RAISE EXCEPTION 'label must be 1 to 200 characters'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_label <> btrim(p_label) THEN
+        RAISE EXCEPTION 'label % has white space around it', p_label
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT p.status INTO st FROM photos p
+    WHERE p.id = p_photo_id AND p.owner = p_owner FOR SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'photo % is not a photo of this owner', p_photo_id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF st = 'deleted' THEN
+        RAISE EXCEPTION 'photo % is deleted', p_photo_id
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF p_verdict = 'add' AND p_kind = 'landmark'
+       AND NOT EXISTS (SELECT FROM landmarks l WHERE l.landmark_id = p_label) THEN
+        RAISE EXCEPTION 'no landmark % in any release', p_label
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY
+    INSERT INTO photo_corrections AS c (owner, photo_id, kind, label, verdict)
+    VALUES (p_owner, p_photo_id, p_kind, p_label, p_verdict)
+    ON CONFLICT (owner, photo_id, kind, label)
+        DO UPDATE SET verdict = EXCLUDED.verdict, corrected_at = now()
+    RETURNING c.photo_id, c.kind, c.label, c.verdict, c.corrected_at;
+END
+$$;
