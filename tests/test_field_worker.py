@@ -194,6 +194,46 @@ def test_an_unexpected_fault_in_a_delete_retries_it(
     assert worker_app.forget(**action.task()) == "tagged"
 
 
+def test_a_hand_off_the_broker_refuses_retries_the_delete(
+    s3, versioned_bucket, db, db_url, moto_endpoint, monkeypatch
+) -> None:
+    """The revealed version's tag task could not be published (the broker refused it): the
+    delete is retried, not acked away with the version untagged. The refusal is injected at
+    the publish call (kombu's error), the rest is real: moto, Postgres, the runtime."""
+    from kombu.exceptions import OperationalError
+
+    from workers import app as worker_app
+    from workers.errors import TransientError
+
+    bucket, key = versioned_bucket, "users/carol/a.jpg"
+    v1, _ = _put(s3, bucket, key, 3)
+    _put(s3, bucket, key, 4)
+    s3.delete_object(Bucket=bucket, Key=key, VersionId=v1)
+    bare = WorkerRuntime(
+        Settings(allow_untrained=False, arch="tiny", s3_endpoint_url=moto_endpoint), db_url
+    )
+    monkeypatch.setattr(worker_app, "_runtime", bare)
+
+    def refused(*args: Any, **kwargs: Any) -> None:
+        raise OperationalError("the broker refused the message")
+
+    monkeypatch.setattr(worker_app.tag, "apply_async", refused)
+    record = Events(bare, bucket).record(key, "ObjectRemoved:Delete", v1)
+    (action,) = plan(sqs_event({"m": {"Records": [record]}}), OWNERS)
+    with pytest.raises(TransientError, match="unexpected OperationalError: the broker refused"):
+        worker_app.forget(**action.task())
+
+
+def test_a_delete_task_without_a_key_fails_once(db_url, moto_endpoint, monkeypatch) -> None:
+    """A delete task no retry can make whole (no key) fails at once, in one log line, instead
+    of cycling at the last backoff for ever."""
+    from workers import app as worker_app
+
+    monkeypatch.setattr(worker_app, "_runtime", _runtime(db_url, moto_endpoint))
+    assert worker_app.forget(bucket="b") == "failed"
+    assert worker_app.forget(bucket="b", key="") == "failed"
+
+
 @pytest.mark.slow
 def test_a_maintenance_worker_puts_a_revealed_version_on_the_tag_queue(
     s3, versioned_bucket, db, db_url, redis_url, moto_endpoint, tmp_path

@@ -15,6 +15,7 @@ from typing import Any
 import psycopg2
 from celery import Celery, Task
 from celery_batches import Batches
+from kombu.exceptions import KombuError
 
 from handlers.contract import (
     FORGET_TASK,
@@ -53,6 +54,9 @@ app.conf.update(
 )
 
 _runtime: WorkerRuntime | None = None
+# Errors a later retry can outlive: the database (a schema being upgraded, a server back),
+# the broker or the network. Anything else in a delete task is a bug, retried up to the limit.
+_HEALS = (psycopg2.Error, OSError, KombuError)
 _PAUSED_RECHECK_S = 10.0  # how often a paused job's task comes back to look
 _retry_policy = {"max_retries": 5, "base_s": 2.0, "cap_s": BACKOFF_CAP_S}
 
@@ -144,19 +148,36 @@ def tag(self: Task, requests: list[Any]) -> list[str]:
 def forget(self: Task, **kwargs: Any) -> str:
     """Drop a deleted photo's tags, keeping a tombstone that orders later events."""
     rt = runtime()
+    if not all(isinstance(kwargs.get(k), str) and kwargs.get(k) for k in ("bucket", "key")):
+        log.error("refused a delete task without a bucket and a key: %.300r", kwargs)
+        rt.metrics.failure("unexpected", 1)
+        return "failed"  # no retry makes it one
     try:
         outcome = rt.forget(kwargs)
-    except Exception as exc:  # a bug or a schema fault: retry the delete, never ack it away
-        log.exception(
-            "delete of %s/%s failed unexpectedly", kwargs.get("bucket"), kwargs.get("key")
-        )
-        rt.metrics.failure("unexpected", 1)
-        outcome = TransientError(f"unexpected {type(exc).__name__}: {exc}")
-    else:
         if isinstance(outcome, TagElsewhere):
             # Published before this delete is acked: a worker with a model tags the version.
             tag.apply_async(kwargs=outcome.task)
             return "handed to the tag queue"
+    except Exception as exc:  # a bug, a schema fault, a broker refusing: retry, never ack
+        rt.metrics.failure("unexpected", 1)
+        retries, limit = self.request.retries, _retry_policy["max_retries"]
+        if retries >= limit and not isinstance(exc, _HEALS):
+            # a bug in this code: no retry heals it, and a delete cycling for ever hides it
+            log.error(
+                "gave up on the delete of %s/%s after %d retries: %s: %s",
+                kwargs.get("bucket"),
+                kwargs.get("key"),
+                retries,
+                type(exc).__name__,
+                exc,
+                extra=photo_fields(kwargs),
+            )
+            return "failed"
+        log.exception(
+            "delete of %s/%s failed unexpectedly", kwargs.get("bucket"), kwargs.get("key")
+        )
+        outcome = TransientError(f"unexpected {type(exc).__name__}: {exc}")
+    else:
         rt.metrics.outcome(outcome)
     if isinstance(outcome, TransientError):
         retries, limit = self.request.retries, _retry_policy["max_retries"]
