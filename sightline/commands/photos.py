@@ -54,11 +54,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _read(path: str, max_bytes: int) -> bytes:
     """A photo file's bytes, with the worker's cap on an object (SIGHTLINE_MAX_OBJECT_BYTES).
     OSError, its strerror one line, for a file that is not a regular file (a FIFO would block,
-    a device never end) or is larger than the cap."""
-    st = os.stat(path)
-    if not stat.S_ISREG(st.st_mode):
-        raise OSError(errno.EINVAL, "not a regular file")
-    with open(path, "rb") as f:
+    a device never end) or is larger than the cap. Opened without blocking and checked on
+    the open file, so a path swapped for a FIFO between a check and the open cannot hang."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
         data = f.read(max_bytes + 1)
     if len(data) > max_bytes:
         size = max(st.st_size, len(data))
