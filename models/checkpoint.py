@@ -183,25 +183,36 @@ def read_meta(path: str | Path) -> CheckpointMeta:
     return replace(_parse_meta(path, header), sha256=file_sha256(path))
 
 
+# Characters no class name may hold: C0/C1 controls and surrogates (categories Cc, Cs), line
+# and paragraph separators, and the bidirectional embeddings, overrides and isolates, which
+# reorder what a terminal or an album UI shows. Other format characters stay (ZWNJ in Persian
+# names, ZWJ in emoji sequences), and code points this Python's Unicode tables do not know.
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_MAX_NAME = 200  # characters, as a correction's label (sightline_correct)
+
+
 def _categories(names: Any) -> tuple[str, ...]:
     """A checkpoint's class names, checked: they become scene rows and album-map keys, and a
     NUL or a control character in one failed every batch's write, not a load. ValueError,
-    one line, naming the first bad one (escaped: ``repr``)."""
+    one line, naming the first bad one (escaped: ``repr``). Two names equal once normalised
+    (NFC: "café" composed and decomposed) are a repeat."""
     if not isinstance(names, list) or not names:
         raise ValueError("categories must be a non-empty list of class names")
     seen: set[str] = set()
     for i, name in enumerate(names):
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"category {i} is not a class name: {name!r}")
+        if len(name) > _MAX_NAME:
+            raise ValueError(f"category {i} is longer than {_MAX_NAME} characters")
         if name != name.strip():
             raise ValueError(f"category {i} has white space around it: {name!r}")
-        # C0 and C1 controls, format characters (bidi overrides), surrogates, unassigned and
-        # private code points, line and paragraph separators
-        if any(unicodedata.category(c)[0] == "C" or c in "\u2028\u2029" for c in name):
-            raise ValueError(f"category {i} has a control character: {name!r}")
-        if name in seen:
+        bad = [c for c in name if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") or c in _BIDI]
+        if bad:
+            raise ValueError(f"category {i} has a control character ({bad[0]!r}): {name!r}")
+        key = unicodedata.normalize("NFC", name)
+        if key in seen:
             raise ValueError(f"category {i} repeats {name!r}")
-        seen.add(name)
+        seen.add(key)
     return tuple(names)
 
 

@@ -85,6 +85,8 @@ def test_classifier_width_comes_from_the_checkpoint_categories(tmp_path) -> None
         (("beach", "for\u202eest"), "category 1 has a control character"),  # bidi override
         (("beach", "for\u2028est"), "category 1 has a control character"),  # line separator
         (("beach", "for\ud800est"), "category 1 has a control character"),  # lone surrogate
+        (("caf\u00e9", "cafe\u0301"), "category 1 repeats"),  # the same name, decomposed
+        (("beach", "x" * 201), "category 1 is longer than 200 characters"),
     ],
 )
 def test_checkpoint_class_names_are_checked_at_load(tmp_path, categories, message) -> None:
@@ -94,6 +96,16 @@ def test_checkpoint_class_names_are_checked_at_load(tmp_path, categories, messag
     for read in (load_checkpoint, read_meta):
         with pytest.raises(CheckpointError, match=message):
             read(tmp_path / "c.safetensors")
+
+
+def test_format_characters_names_need_are_kept(tmp_path) -> None:
+    """ZWNJ (Persian "coffee shop"), a ZWJ emoji sequence and a soft hyphen are text, not
+    controls: such names load."""
+    names = ("\u06a9\u0627\u0641\u06cc\u200c\u0634\u0627\u067e", "\U0001f468\u200d\U0001f373",
+             "pho\u00adto")  # fmt: skip
+    net, meta = untrained(arch="tiny", categories=names, embedding_dim=8)
+    save_checkpoint(net, meta, tmp_path / "c.safetensors")
+    assert read_meta(tmp_path / "c.safetensors").categories == names
 
 
 @pytest.mark.parametrize(
