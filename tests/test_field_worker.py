@@ -188,6 +188,13 @@ def test_an_unexpected_fault_in_a_delete_retries_it(
     try:
         with pytest.raises(TransientError, match="unexpected UndefinedTable"):
             worker_app.forget(**action.task())
+        # past the retry limit too: a limit dropped real deletes in an outage (a trial)
+        worker_app.forget.push_request(retries=50)
+        try:
+            with pytest.raises(TransientError, match="unexpected UndefinedTable"):
+                worker_app.forget(**action.task())
+        finally:
+            worker_app.forget.pop_request()
     finally:
         with db, db.cursor() as cur:
             cur.execute("ALTER TABLE photos_away RENAME TO photos")
@@ -222,6 +229,33 @@ def test_a_hand_off_the_broker_refuses_retries_the_delete(
     (action,) = plan(sqs_event({"m": {"Records": [record]}}), OWNERS)
     with pytest.raises(TransientError, match="unexpected OperationalError: the broker refused"):
         worker_app.forget(**action.task())
+
+
+def test_a_delete_past_its_soft_time_limit_is_retried_past_the_retry_limit(
+    db_url, moto_endpoint, monkeypatch
+) -> None:
+    """An outage can end a delete attempt by Celery's soft time limit (a hung S3 HEAD and a
+    database timeout pass 100 s): past the retry limit it is still retried, never dropped
+    (a limit for errors outside a list of healing ones dropped it; a trial). The time limit
+    is injected as the exception Celery raises in the task."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from workers import app as worker_app
+    from workers.errors import TransientError
+
+    rt = _runtime(db_url, moto_endpoint)
+    monkeypatch.setattr(worker_app, "_runtime", rt)
+
+    def hung(task: Any) -> str:
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(rt, "forget", hung)
+    worker_app.forget.push_request(retries=50)
+    try:
+        with pytest.raises(TransientError, match="unexpected SoftTimeLimitExceeded"):
+            worker_app.forget(bucket="b", key="users/alice/a.jpg")
+    finally:
+        worker_app.forget.pop_request()
 
 
 def test_a_delete_task_without_a_key_fails_once(db_url, moto_endpoint, monkeypatch) -> None:

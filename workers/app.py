@@ -15,7 +15,6 @@ from typing import Any
 import psycopg2
 from celery import Celery, Task
 from celery_batches import Batches
-from kombu.exceptions import KombuError
 
 from handlers.contract import (
     FORGET_TASK,
@@ -54,9 +53,6 @@ app.conf.update(
 )
 
 _runtime: WorkerRuntime | None = None
-# Errors a later retry can outlive: the database (a schema being upgraded, a server back),
-# the broker or the network. Anything else in a delete task is a bug, retried up to the limit.
-_HEALS = (psycopg2.Error, OSError, KombuError)
 _PAUSED_RECHECK_S = 10.0  # how often a paused job's task comes back to look
 _retry_policy = {"max_retries": 5, "base_s": 2.0, "cap_s": BACKOFF_CAP_S}
 
@@ -159,23 +155,12 @@ def forget(self: Task, **kwargs: Any) -> str:
             tag.apply_async(kwargs=outcome.task)
             return "handed to the tag queue"
     except Exception as exc:  # a bug, a schema fault, a broker refusing: retry, never ack
-        rt.metrics.failure("unexpected", 1)
-        retries, limit = self.request.retries, _retry_policy["max_retries"]
-        if retries >= limit and not isinstance(exc, _HEALS):
-            # a bug in this code: no retry heals it, and a delete cycling for ever hides it
-            log.error(
-                "gave up on the delete of %s/%s after %d retries: %s: %s",
-                kwargs.get("bucket"),
-                kwargs.get("key"),
-                retries,
-                type(exc).__name__,
-                exc,
-                extra=photo_fields(kwargs),
-            )
-            return "failed"
+        # No limit: an outage also shows as errors no list foresees (a soft time limit
+        # after a hung S3 or database), and giving up there would drop a real delete.
         log.exception(
             "delete of %s/%s failed unexpectedly", kwargs.get("bucket"), kwargs.get("key")
         )
+        rt.metrics.failure("unexpected", 1)
         outcome = TransientError(f"unexpected {type(exc).__name__}: {exc}")
     else:
         rt.metrics.outcome(outcome)
