@@ -194,11 +194,12 @@ _MAX_NAME = 200  # characters, as a correction's label (sightline_correct)
 def _categories(names: Any) -> tuple[str, ...]:
     """A checkpoint's class names, checked: they become scene rows and album-map keys, and a
     NUL or a control character in one failed every batch's write, not a load. ValueError,
-    one line, naming the first bad one (escaped: ``repr``). Two names equal once normalised
-    (NFC: "café" composed and decomposed) are a repeat."""
+    one line, naming the first bad one (escaped: ``repr``). Two names that look the same
+    (equal once normalised to NFC and stripped of invisible format characters: "café"
+    composed and decomposed, "forest" and "forest" + ZWSP) are a repeat."""
     if not isinstance(names, list) or not names:
         raise ValueError("categories must be a non-empty list of class names")
-    seen: set[str] = set()
+    seen: dict[str, int] = {}
     for i, name in enumerate(names):
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"category {i} is not a class name: {name!r}")
@@ -209,10 +210,15 @@ def _categories(names: Any) -> tuple[str, ...]:
         bad = [c for c in name if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") or c in _BIDI]
         if bad:
             raise ValueError(f"category {i} has a control character ({bad[0]!r}): {name!r}")
-        key = unicodedata.normalize("NFC", name)
+        # compared as shown: normalised, without the invisible format characters
+        key = "".join(c for c in unicodedata.normalize("NFC", name)
+                      if unicodedata.category(c) != "Cf")  # fmt: skip
+        if not key.strip():
+            raise ValueError(f"category {i} shows nothing: {name!a}")
         if key in seen:
-            raise ValueError(f"category {i} repeats {name!r}")
-        seen.add(key)
+            raise ValueError(f"category {i} repeats category {seen[key]}: {name!a} looks "
+                             f"like {names[seen[key]]!a}")  # fmt: skip
+        seen[key] = i
     return tuple(names)
 
 

@@ -78,14 +78,16 @@ def test_classifier_width_comes_from_the_checkpoint_categories(tmp_path) -> None
     ("categories", "message"),
     [
         (("beach", "for\x00est"), "category 1 has a control character"),
-        (("beach", "beach"), "category 1 repeats 'beach'"),
+        (("beach", "beach"), "category 1 repeats category 0: 'beach' looks like 'beach'"),
         (("beach", " "), "category 1 is not a class name"),
         (("beach", "alley "), "category 1 has white space around it"),
         (("beach", "for\x85est"), "category 1 has a control character"),  # C1
         (("beach", "for\u202eest"), "category 1 has a control character"),  # bidi override
         (("beach", "for\u2028est"), "category 1 has a control character"),  # line separator
         (("beach", "for\ud800est"), "category 1 has a control character"),  # lone surrogate
-        (("caf\u00e9", "cafe\u0301"), "category 1 repeats"),  # the same name, decomposed
+        (("caf\u00e9", "cafe\u0301"), r"category 1 repeats category 0: 'cafe\\u0301' looks"),
+        (("forest", "forest\u200b"), "category 1 repeats category 0"),  # + zero-width space
+        (("beach", "\u200b"), "category 1 shows nothing"),
         (("beach", "x" * 201), "category 1 is longer than 200 characters"),
     ],
 )
