@@ -54,9 +54,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _read(path: str, max_bytes: int) -> bytes:
     """A photo file's bytes, with the worker's cap on an object (SIGHTLINE_MAX_OBJECT_BYTES).
     OSError, its strerror one line, for a file that is not a regular file (a FIFO would block,
-    a device never end) or is larger than the cap. Opened without blocking and checked on
-    the open file, so a path swapped for a FIFO between a check and the open cannot hang."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    a device never end) or is larger than the cap. Checked before the open, then opened
+    without blocking and checked again on the open file, so a path swapped for a FIFO
+    between the two cannot hang."""
+    if not stat.S_ISREG(os.stat(path).st_mode):  # not opened at all (a tty, a device)
+        raise OSError(errno.EINVAL, "not a regular file")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
