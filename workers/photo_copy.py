@@ -53,11 +53,6 @@ _COLUMNS = (
 )
 
 
-# SQLSTATEs that fail a batch rather than a row (workers.db.CONFLICTS: a deadlock, a
-# serialization failure, a lock timeout; sightline_write_photos re-raises these too).
-_RETRY_BATCH = CONFLICTS
-
-
 class EncodeError(ValueError):
     """An item whose values cannot be COPYed (the per-photo path reports why)."""
 
@@ -314,9 +309,10 @@ def write_photos_copy(
         cur.execute("SELECT idx, photo_id, outcome FROM sightline_write_staged()")
         got = cur.fetchall()
     except psycopg2.Error as exc:
-        # The connection itself failed, or the batch met a deadlock, a serialization failure
-        # or a lock timeout: no row's fault, so the caller retries the batch.
-        if exc.pgcode is None or exc.pgcode in _RETRY_BATCH or not fallback:
+        # The connection itself failed, or the batch met a conflict with another transaction
+        # (workers.db.CONFLICTS; sightline_write_photos re-raises those too): no row's fault,
+        # so the caller retries the batch.
+        if exc.pgcode is None or exc.pgcode in CONFLICTS or not fallback:
             raise
         cur.execute("ROLLBACK TO SAVEPOINT sightline_staged")
         return write_photos(cur, items)
