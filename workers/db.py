@@ -11,7 +11,7 @@ import psycopg2
 import psycopg2.extensions
 from pgvector.psycopg2 import register_vector
 
-from workers.errors import TransientError
+from workers.errors import TransientError, first_line
 
 
 class DatabaseError(RuntimeError):
@@ -97,7 +97,7 @@ class ThreadConnections:
         deadlock, a serialization failure, a lock timeout: psycopg2 counts them operational
         errors) says so and keeps the connection, which the server left usable; anything
         else drops this thread's connection (the next ``get`` opens a new one)."""
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         conn = getattr(self._local, "conn", None)
         if (
             exc.pgcode in CONFLICTS

@@ -41,6 +41,7 @@ def paired_writes(
 
     from sightline.stack import scratch_database
     from workers.db import connect
+    from workers.errors import first_line
     from workers.photo_copy import EncodeError, write_photos_copy
 
     seconds: dict[str, list[float]] = {against: [], "head": []}
@@ -63,9 +64,8 @@ def paired_writes(
                         with conn, conn.cursor() as cur:
                             got = write_photos_copy(cur, chunk[i : i + batch], fallback=False)
                     except (psycopg2.Error, EncodeError) as exc:
-                        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                         raise RuntimeError(
-                            f"the {name} schema's staged write refused the batch: {first}"
+                            f"the {name} schema's staged write refused the batch: {first_line(exc)}"
                         ) from None
                     if any(o != "tagged" for _, o in got):
                         raise RuntimeError(f"the {name} schema refused a bench row: {got}")
