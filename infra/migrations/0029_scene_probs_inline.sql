@@ -1,0 +1,16 @@
+-- Scene probabilities stay in the photo row (storage MAIN instead of halfvec's EXTERNAL).
+-- A photo row holds two halfvecs (1,032 bytes of embedding at 512 dims, 738 of scene
+-- probabilities), which leaves about 260 bytes of PostgreSQL's 2,032-byte TOAST threshold
+-- (four rows a page) for the header and the 28 other columns. Real keys, MD5 ETags, owners
+-- and model versions pass it, and with EXTERNAL the toaster then moved the 738-byte
+-- probabilities out of line: about 840 bytes a photo in the TOAST table and its index, the
+-- heap at about six rows a page (1,365 bytes a photo). With MAIN it first compresses and
+-- moves the row's text values (the sequencer's zero padding compresses; a key or ETag moved
+-- out costs about 100 bytes), and keeps the probabilities inline unless the row would still
+-- pass a whole page (8,160 bytes), so the row fits four to a page. The embedding stays PLAIN
+-- (0012). `sightline bench writes --json` (defaults, 12,000 photos): bytes_per_photo 3,265
+-- -> 3,206, marginal 2,958 -> 2,896 (docs/operations.md).
+-- A catalog change only: rows written before it keep their out-of-line values until they
+-- are written again (a re-tag or new upload) or the table is rewritten (VACUUM FULL,
+-- pg_repack). Partitions take the parent's storage, those made later too.
+ALTER TABLE photos ALTER COLUMN scene_probs SET STORAGE MAIN;
