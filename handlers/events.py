@@ -17,6 +17,9 @@ from urllib.parse import unquote_plus
 
 from handlers.contract import normalize_sequencer
 
+# Postgres stores the size as bigint; S3's own limit is 5 TiB.
+MAX_OBJECT_SIZE = 2**63 - 1
+
 Kind = Literal["created", "removed", "other"]
 
 # S3 record event names (MinIO prefixes them with "s3:"). Only these change an object's
@@ -101,6 +104,8 @@ def object_event(
         size_n = int(size) if size is not None else None
     except ValueError:
         raise EventError(f"object size is not a number: {size!r}") from None
+    if size_n is not None and not 0 <= size_n <= MAX_OBJECT_SIZE:
+        raise EventError(f"object size is not a byte count: {size!r}")
     return ObjectEvent(
         kind=kind,
         bucket=bucket,

@@ -137,6 +137,8 @@ def event_corpus() -> list[tuple[str, dict, str]]:
         ("no key", with_obj(size=5), "no object key"),
         ("size a word", with_obj(key="a.jpg", size="big"), "size is not a number"),
         ("size a float", with_obj(key="a.jpg", size=1.5), "size is not a number"),
+        ("size negative", with_obj(key="a.jpg", size=-5), "size is not a byte count"),
+        ("size past bigint", with_obj(key="a.jpg", size=2**63), "size is not a byte count"),
         ("key not UTF-8", with_obj(key="users/a/%FF%FE.jpg", size=1), "not UTF-8"),
         ("SQS body not JSON", sqs("{nope"), "SQS body is not JSON"),
         ("SQS body not text", sqs({"Records": []}), "SQS body is not a string"),

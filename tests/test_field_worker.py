@@ -18,6 +18,7 @@ from sightline.samples import synthetic_jpeg
 from sightline.sqs_source import s3_record, sqs_event
 from tests import exifmake as mk
 from tests.support import object_task
+from workers.pgtext import unstorable
 from workers.runtime import WorkerRuntime
 from workers.settings import Settings
 from workers.store import stale_tasks, status_item, write_photos
@@ -266,6 +267,37 @@ def test_a_delete_task_without_a_key_fails_once(db_url, moto_endpoint, monkeypat
     monkeypatch.setattr(worker_app, "_runtime", _runtime(db_url, moto_endpoint))
     assert worker_app.forget(bucket="b") == "failed"
     assert worker_app.forget(bucket="b", key="") == "failed"
+
+
+def test_a_bucket_name_s3_cannot_have_fails_at_once(db, db_url, moto_endpoint, caplog) -> None:
+    """botocore refuses the request before sending it: the delete fails once (no retry can
+    make it valid) and the upload's photo is failed with the reason, not retried or parked."""
+    rt = _runtime(db_url, moto_endpoint)
+    bad = "photos bucket"  # a space: no S3 bucket is named so
+    with caplog.at_level(logging.ERROR, logger="workers.runtime"):
+        assert rt.forget({"bucket": bad, "key": "users/alice/a.jpg"}) == "failed"
+    assert any("Invalid bucket name" in r.getMessage() for r in caplog.records)
+    assert rt.tag_batch([object_task(bad, "users/alice/b.jpg")]) == ["failed"]
+    with db, db.cursor() as cur:
+        cur.execute("SELECT status, error FROM photos WHERE bucket = %s", (bad,))
+        status, error = cur.fetchone()
+    assert status == "failed" and error.startswith("invalid S3 request: ")
+    assert "Invalid bucket name" in error and "\n" not in error
+
+
+@pytest.mark.parametrize("size", [-1, 2**63, True, 1.5])
+def test_a_task_whose_size_is_no_byte_count_fails_alone(
+    s3, versioned_bucket, db, db_url, moto_endpoint, size
+) -> None:
+    """A task whose size no bigint column can hold fails by itself, in its batch and as a
+    delete, instead of refusing the batch's one write (or retrying for ever)."""
+    rt = _runtime(db_url, moto_endpoint)
+    b = versioned_bucket
+    _put(s3, b, "users/alice/ok.jpg", 1)
+    assert rt.forget({**object_task(b, "users/alice/a.jpg"), "size": size}) == "failed"
+    bad = {**object_task(b, "users/alice/bad.jpg"), "size": size}
+    assert rt.tag_batch([bad, object_task(b, "users/alice/ok.jpg")]) == ["failed", "tagged"]
+    assert unstorable(bad).startswith("size is not a")
 
 
 @pytest.mark.slow

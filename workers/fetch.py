@@ -10,13 +10,14 @@ from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     ConnectTimeoutError,
+    ParamValidationError,
     ReadTimeoutError,
 )
 from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
-from workers.errors import ObjectGone, TransientError
+from workers.errors import ObjectGone, TransientError, request_refusal
 from workers.photos import PhotoError
 
 _GONE = {"NoSuchKey", "NoSuchVersion", "404", "NotFound"}
@@ -49,7 +50,9 @@ def s3_client(endpoint_url: str | None, timeout_s: float = 30.0) -> Any:
 
 
 def fetch(client: Any, bucket: str, key: str, version_id: str | None, max_bytes: int) -> bytes:
-    """The object's bytes; ObjectGone when deleted, PhotoError when too big."""
+    """The object's bytes; ObjectGone when deleted, PhotoError when too big or when the
+    client refuses the request (a bucket name S3 cannot have), TransientError for faults a
+    retry may cure."""
     args = {"Bucket": bucket, "Key": key}
     if version_id and version_id != "null":
         args["VersionId"] = version_id
@@ -72,6 +75,9 @@ def fetch(client: Any, bucket: str, key: str, version_id: str | None, max_bytes:
         raise
     except (BotoConnectionError, ConnectTimeoutError, ReadTimeoutError) as exc:
         raise TransientError(f"S3 unreachable: {exc}") from exc
+    except ParamValidationError as exc:
+        # refused before it was sent (a BotoCoreError too): retrying cannot make it valid
+        raise PhotoError(f"invalid S3 request: {request_refusal(exc)}") from exc
     except BotoCoreError as exc:
         raise TransientError(f"S3 client error: {exc}") from exc
     if len(data) > max_bytes:

@@ -64,4 +64,6 @@ def unstorable(task: Mapping[str, Any]) -> str | None:
     size = task.get("size")
     if size is not None and (isinstance(size, bool) or not isinstance(size, int)):
         return "size is not a whole number"
+    if size is not None and not 0 <= size < 2**63:  # a bigint column; S3 sizes are >= 0
+        return f"size is not a byte count: {size}"
     return None

@@ -17,7 +17,7 @@ import psycopg2
 
 from workers import job_tasks, jobs
 from workers.db import DatabaseError, ThreadConnections, connect
-from workers.errors import ObjectGone, TransientError
+from workers.errors import ObjectGone, RequestRefused, TransientError
 from workers.fetch import fetch, s3_client
 from workers.inference import ModelUnavailable, SceneLandmarkModel
 from workers.logs import photo_fields
@@ -431,6 +431,9 @@ class WorkerRuntime:
                 return TagElsewhere(target)
             # _tag_batch, not tag_batch: the forget task counts this outcome once itself
             return self._tag_batch([target])[0]
+        except RequestRefused as exc:  # no retry makes it valid: fail once, in one line
+            log.error("refused %r/%r: %s", task.get("bucket"), task.get("key"), exc)
+            return "failed"
         except TransientError as exc:
             return exc
         except psycopg2.Error as exc:

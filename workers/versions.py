@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-from workers.errors import TransientError
+from workers.errors import RequestRefused, TransientError, request_refusal
 
 _ABSENT = {"404", "NoSuchKey", "NotFound", "NoSuchVersion", "MethodNotAllowed", "405"}
 
@@ -43,7 +43,8 @@ class Stored:
 
 def head_current(client: Any, bucket: str, key: str) -> Current | None:
     """HEAD without a version id: the current version, or None when none exists (S3 answers
-    404, or 405 with a delete marker on top). TransientError for anything else."""
+    404, or 405 with a delete marker on top). RequestRefused when the client will not send
+    the request (a bucket name S3 cannot have); TransientError for anything else."""
     try:
         head = client.head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
@@ -51,6 +52,8 @@ def head_current(client: Any, bucket: str, key: str) -> Current | None:
         if code in _ABSENT:
             return None
         raise TransientError(f"S3 HEAD {code}: {exc}") from exc
+    except ParamValidationError as exc:  # a BotoCoreError, but final
+        raise RequestRefused(f"invalid S3 request: {request_refusal(exc)}") from exc
     except BotoCoreError as exc:
         raise TransientError(f"S3 unreachable: {exc}") from exc
     version = head.get("VersionId")
