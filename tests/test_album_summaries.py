@@ -561,3 +561,44 @@ def test_a_deleted_photo_takes_no_correction(db) -> None:
     with db, db.cursor() as cur:  # inside a label, white space is the label's
         cur.execute("SELECT * FROM add_to_album('alice', %s, 'scene', 'forest path')", (pid,))
         _check(cur)
+
+
+def test_a_label_that_shows_wrongly_or_like_another_is_refused(db) -> None:
+    """Control characters anywhere, bidirectional controls, and invisible format characters
+    at an end are refused in one line (0031): each made an album beside the one it looks
+    like. ZWNJ and ZWJ inside a label, and accents, are the label's."""
+    import psycopg2.errors
+
+    with db, db.cursor() as cur:
+        item = {"owner": "alice", "bucket": "b", "key": "a.jpg", "status": "tagged",
+                "model_version": "m", "albums": [["city", 0.9]], "matches": []}  # fmt: skip
+        ((pid, _),) = write_photos(cur, [item])
+    refused = {
+        "ci\nty": "control character",
+        "ci\tty": "control character",
+        "ci\x85ty": "control character",
+        "ci\u2028ty": "control character",
+        "\u202ecity": "control character",
+        "city\u2067": "control character",
+        "city\u200b": "invisible character at an end",
+        "\ufeffcity": "invisible character at an end",
+        "\u200d": "invisible character at an end",
+        "city\u00ad": "invisible character at an end",
+    }
+    for label, reason in refused.items():
+        with pytest.raises(psycopg2.errors.InvalidParameterValue) as err, db, db.cursor() as cur:
+            cur.execute("SELECT * FROM add_to_album('alice', %s, 'scene', %s)", (pid, label))
+        line = err.value.diag.message_primary
+        assert reason in line and "\n" not in line, (label, line)
+    kept = [
+        "caf\u00e9 terrace",
+        "\u0645\u06cc\u200c\u062f\u0627\u0646",
+        "\U0001f468\u200d\U0001f469",
+    ]
+    with db, db.cursor() as cur:
+        for label in kept:
+            cur.execute("SELECT * FROM add_to_album('alice', %s, 'scene', %s)", (pid, label))
+        cur.execute("SELECT album FROM scene_albums('alice')")
+        albums_now = {r[0] for r in cur.fetchall()}
+        _check(cur)
+    assert albums_now == {"city", *kept}

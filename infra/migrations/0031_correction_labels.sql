@@ -1,0 +1,69 @@
+-- A correction's label is checked as a checkpoint's class names are (models/checkpoint.py),
+-- latest definition from 0028_corrections_lock_the_photo. Changed (a trial found these
+-- accepted, each making an album beside the one it looks like, or a label an album UI
+-- shows wrongly):
+-- - control characters anywhere (a newline, a tab, C1), line and paragraph separators, and
+--   the bidirectional embeddings, overrides and isolates, which reorder what a UI shows;
+-- - invisible format characters at either end (zero-width space, word joiner, BOM, soft
+--   hyphen, ZWNJ, ZWJ: "city" + ZWSP was a second "city"), or a label of nothing else;
+--   inside a label ZWNJ and ZWJ stay (Persian names, emoji sequences).
+-- Error messages quote the label and kind as JSON, so each stays one line.
+CREATE OR REPLACE FUNCTION sightline_correct(p_owner text, p_photo_id bigint, p_kind text,
+                                             p_label text, p_verdict text)
+RETURNS TABLE(photo_id bigint, kind text, label text, verdict text,
+              corrected_at timestamp with time zone)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    st text;
+    ws constant text := '[\s\u001c-\u001f\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]';
+    -- changed: invisible format characters (Cf) a label may not begin or end with
+    cf constant text := '[\u00ad\u180e\u200b-\u200d\u2060-\u2064\ufeff]';
+    -- changed: never anywhere (Cc, Zl, Zp, bidirectional controls)
+    ctl constant text := '[\u0001-\u001f\u007f-\u009f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]';
+BEGIN
+    IF p_kind IS NULL OR p_kind NOT IN ('scene', 'landmark') THEN
+        RAISE EXCEPTION 'kind must be scene or landmark, not %',
+            coalesce(to_json(left(p_kind, 60))::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_label IS NULL OR length(btrim(p_label)) = 0 OR length(p_label) > 200 THEN
+        RAISE EXCEPTION 'label must be 1 to 200 characters'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- white space as Python's str.strip() sees it (a checkpoint's class names are checked so)
+    IF p_label ~ ('^' || ws || '|' || ws || '$') THEN
+        RAISE EXCEPTION 'label % has white space around it', to_json(left(p_label, 60))
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_label ~ ctl THEN
+        RAISE EXCEPTION 'label % has a control character', to_json(left(p_label, 60))
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_label ~ ('^' || cf || '|' || cf || '$') THEN
+        RAISE EXCEPTION 'label % has an invisible character at an end',
+            to_json(left(p_label, 60)) USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT p.status INTO st FROM photos p
+    WHERE p.id = p_photo_id AND p.owner = p_owner FOR SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'photo % is not a photo of this owner', p_photo_id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF st = 'deleted' THEN
+        RAISE EXCEPTION 'photo % is deleted', p_photo_id
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF p_verdict = 'add' AND p_kind = 'landmark'
+       AND NOT EXISTS (SELECT FROM landmarks l WHERE l.landmark_id = p_label) THEN
+        RAISE EXCEPTION 'no landmark % in any release', to_json(left(p_label, 60))
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY
+    INSERT INTO photo_corrections AS c (owner, photo_id, kind, label, verdict)
+    VALUES (p_owner, p_photo_id, p_kind, p_label, p_verdict)
+    ON CONFLICT (owner, photo_id, kind, label)
+        DO UPDATE SET verdict = EXCLUDED.verdict, corrected_at = now()
+    RETURNING c.photo_id, c.kind, c.label, c.verdict, c.corrected_at;
+END
+$$;
