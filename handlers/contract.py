@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
 TAG_TASK = "sightline.tag"
@@ -27,6 +28,15 @@ QUEUES = (TAG_QUEUE, MAINTENANCE_QUEUE)  # every queue a worker consumes
 
 _SEQ_WIDTH = 64
 _HEX = re.compile(r"^[0-9A-Fa-f]+$")
+# RFC 3339 as S3, MinIO and EventBridge write event times; a date alone, minutes without
+# seconds and an offset without its colon pass too. Python's fromisoformat takes more (week
+# dates, "08Z", ",5" fractions, offsets to 23:59) than Postgres' timestamptz, and a time the
+# database refuses failed the whole batch's write.
+_EVENT_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}"
+    r"(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?)?"
+)
+_MAX_OFFSET = timedelta(hours=16)  # Postgres takes UTC offsets up to 15:59:59
 
 
 class _ObjectIdentity(TypedDict):
@@ -36,7 +46,7 @@ class _ObjectIdentity(TypedDict):
     etag: str | None
     size: int | None
     sequencer: str | None  # normalised, see normalize_sequencer
-    event_time: str | None  # ISO 8601
+    event_time: str | None  # RFC 3339, see event_time_problem
     owner: str
 
 
@@ -74,3 +84,21 @@ def parse_broker_options(raw: str | None) -> dict[str, Any]:
     if not isinstance(options, dict):
         raise ValueError("SIGHTLINE_BROKER_OPTIONS must be a JSON object")
     return options
+
+
+def event_time_problem(value: str) -> str | None:
+    """Why an event time cannot be stored, in a few words; None when it can.
+
+    Accepted: RFC 3339 (``2024-05-01T08:15:00.123Z``, ``+05:30`` offsets), also a date alone
+    or minutes without seconds, each a real date and time both here and in Postgres.
+    """
+    if not _EVENT_TIME.fullmatch(value):
+        return "not an RFC 3339 time"
+    try:
+        when = datetime.fromisoformat(value.upper())
+    except ValueError as exc:
+        return f"not a real date and time ({exc})"
+    offset = when.utcoffset()
+    if offset is not None and abs(offset) >= _MAX_OFFSET:
+        return "its UTC offset is beyond 15:59"
+    return None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import unquote_plus
 
-from handlers.contract import normalize_sequencer
+from handlers.contract import event_time_problem, normalize_sequencer
 
 # Postgres stores the size as bigint; S3's own limit is 5 TiB.
 MAX_OBJECT_SIZE = 2**63 - 1
@@ -106,6 +106,10 @@ def object_event(
         raise EventError(f"object size is not a number: {size!r}") from None
     if size_n is not None and not 0 <= size_n <= MAX_OBJECT_SIZE:
         raise EventError(f"object size is not a byte count: {size!r}")
+    when = optional_text(event_time)
+    problem = event_time_problem(when) if when is not None else None
+    if problem:
+        raise EventError(f"event time {when[:60]!r} is {problem}")
     return ObjectEvent(
         kind=kind,
         bucket=bucket,
@@ -114,7 +118,7 @@ def object_event(
         etag=optional_text(etag),
         size=size_n,
         sequencer=normalize_sequencer(optional_text(sequencer)),
-        event_time=optional_text(event_time),
+        event_time=when,
         event_name=event_name,
         content_type=optional_text(content_type),
     )

@@ -124,6 +124,9 @@ def event_corpus() -> list[tuple[str, dict, str]]:
     def with_obj(**obj: object) -> dict:
         return {"Records": [{**rec, "s3": {**rec["s3"], "object": obj}}]}
 
+    def at(when: str) -> dict:
+        return {"Records": [{**rec, "eventTime": when}]}
+
     sns = {"TopicArn": "t", "Message": "<xml/>"}
     eventbridge = {"detail-type": "Object Created", "source": "evil", "detail": {}}
     return [
@@ -139,6 +142,12 @@ def event_corpus() -> list[tuple[str, dict, str]]:
         ("size a float", with_obj(key="a.jpg", size=1.5), "size is not a number"),
         ("size negative", with_obj(key="a.jpg", size=-5), "size is not a byte count"),
         ("size past bigint", with_obj(key="a.jpg", size=2**63), "size is not a byte count"),
+        ("time a week date", at("2024-W18-3T08:15:00Z"), "not an RFC 3339 time"),
+        ("time comma fraction", at("2024-05-01T08:15:00,5Z"), "not an RFC 3339 time"),
+        ("time hour only", at("2024-05-01T08Z"), "not an RFC 3339 time"),
+        ("time offset 23:59", at("2024-05-01T08:15:00+23:59"), "beyond 15:59"),
+        ("time month 13", at("2024-13-01T08:15:00Z"), "not a real date and time"),
+        ("time a word", at("yesterday"), "not an RFC 3339 time"),
         ("key not UTF-8", with_obj(key="users/a/%FF%FE.jpg", size=1), "not UTF-8"),
         ("SQS body not JSON", sqs("{nope"), "SQS body is not JSON"),
         ("SQS body not text", sqs({"Records": []}), "SQS body is not a string"),

@@ -300,6 +300,44 @@ def test_a_task_whose_size_is_no_byte_count_fails_alone(
     assert unstorable(bad).startswith("size is not a")
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"event_time": "2024-W18-3T08:15:00Z"},  # Python reads week dates, Postgres does not
+        {"event_time": "2024-05-01T08:15:00,5Z"},
+        {"event_time": "2024-05-01T08:15:00+23:59"},
+        {"event_time": "2024-05-01T08Z"},
+        {"event_time": 1714551300},
+        {"bucket": None},
+        {"key": ""},
+    ],
+)
+def test_a_task_postgres_cannot_store_fails_alone(
+    s3, versioned_bucket, db, db_url, moto_endpoint, change
+) -> None:
+    """An event time Python parses and Postgres refuses, or a task without a bucket or key:
+    that task fails by itself (its batch's other photos are tagged; a delete fails once)
+    instead of the batch's write raising, and the delete retrying for ever."""
+    rt = _runtime(db_url, moto_endpoint)
+    b = versioned_bucket
+    _put(s3, b, "users/alice/ok.jpg", 2)
+    bad = {**object_task(b, "users/alice/bad.jpg"), **change}
+    if "bucket" in change:
+        del bad["bucket"]
+    assert rt.forget(bad) == "failed"
+    good = {**object_task(b, "users/alice/ok.jpg"), "event_time": "2024-05-01T08:15:00.123Z"}
+    assert rt.tag_batch([bad, good]) == ["failed", "tagged"]
+
+
+def test_event_times_as_s3_and_eventbridge_write_them_pass() -> None:
+    from handlers.contract import event_time_problem
+
+    for when in ("2024-05-01T08:15:00.123Z", "2024-05-01T10:15:00+00:00", "2024-05-01T08:15Z",
+                 "2024-05-01", "2024-05-01 08:15:00+0530", "2024-05-01t08:15:00z",
+                 "2024-05-01T08:15:00.123456789-15:59"):  # fmt: skip
+        assert event_time_problem(when) is None, when
+
+
 @pytest.mark.slow
 def test_a_maintenance_worker_puts_a_revealed_version_on_the_tag_queue(
     s3, versioned_bucket, db, db_url, redis_url, moto_endpoint, tmp_path

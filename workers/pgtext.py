@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
+
+from handlers.contract import event_time_problem
 
 ERROR_MAX = 1000  # characters kept of an error or warning message
 # C0 controls but tab, newline and carriage return, DEL, C1 controls: never in a camera name.
@@ -55,12 +56,14 @@ def unstorable(task: Mapping[str, Any]) -> str | None:
             value.encode("utf-8")
         except UnicodeEncodeError:
             return f"{name} is not valid Unicode (a lone surrogate)"
+    for name in ("bucket", "key"):
+        if not task.get(name):
+            return f"task has no {name}"
     when = task.get("event_time")
     if when is not None:
-        try:
-            datetime.fromisoformat(str(when))
-        except ValueError:
-            return f"event_time is not an ISO 8601 time: {clean_text(when, 40)!r}"
+        problem = event_time_problem(when) if isinstance(when, str) else "not text"
+        if problem:
+            return f"event_time {clean_text(str(when), 40)!r} is {problem}"
     size = task.get("size")
     if size is not None and (isinstance(size, bool) or not isinstance(size, int)):
         return "size is not a whole number"
