@@ -100,5 +100,5 @@ def event_time_problem(value: str) -> str | None:
         return f"not a real date and time ({exc})"
     offset = when.utcoffset()
     if offset is not None and abs(offset) >= _MAX_OFFSET:
-        return "its UTC offset is beyond 15:59"
+        return "out of range (a UTC offset past 15:59)"
     return None

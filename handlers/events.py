@@ -10,6 +10,7 @@ body) are ``handlers/envelopes.py``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -19,6 +20,7 @@ from handlers.contract import event_time_problem, normalize_sequencer
 
 # Postgres stores the size as bigint; S3's own limit is 5 TiB.
 MAX_OBJECT_SIZE = 2**63 - 1
+_DIGITS = re.compile(r"[0-9]+")
 
 Kind = Literal["created", "removed", "other"]
 
@@ -98,18 +100,14 @@ def object_event(
             raise EventError(f"object key is not UTF-8 once decoded: {raw_key!r}") from exc
     else:
         key = raw_key
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int | str)):
-        raise EventError(f"object size is not a number: {size!r}")
     try:
-        size_n = int(size) if size is not None else None
-    except ValueError:
-        raise EventError(f"object size is not a number: {size!r}") from None
-    if size_n is not None and not 0 <= size_n <= MAX_OBJECT_SIZE:
-        raise EventError(f"object size is not a byte count: {size!r}")
-    when = optional_text(event_time)
-    problem = event_time_problem(when) if when is not None else None
-    if problem:
-        raise EventError(f"event time {when[:60]!r} is {problem}")
+        size_n = _byte_count(size)
+        when = optional_text(event_time)
+        problem = event_time_problem(when) if when is not None else None
+        if problem:
+            raise EventError(f"event time {when[:60]!r} is {problem}")
+    except EventError as exc:  # the object is known by now: say which one
+        raise EventError(f"{bucket}/{key[:200]!r}: {exc}") from None
     return ObjectEvent(
         kind=kind,
         bucket=bucket,
@@ -122,6 +120,20 @@ def object_event(
         event_name=event_name,
         content_type=optional_text(content_type),
     )
+
+
+def _byte_count(size: Any) -> int | None:
+    """An object's size: an int, or a string of ASCII digits (``int()`` would also take
+    "1_000", " 5" and other scripts' digits); None when absent."""
+    if size is None:
+        return None
+    if isinstance(size, str) and _DIGITS.fullmatch(size):
+        size = int(size)
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise EventError(f"object size is not a number: {size!r}")
+    if not 0 <= size <= MAX_OBJECT_SIZE:
+        raise EventError(f"object size is not a byte count: {size!r}")
+    return size
 
 
 def optional_text(value: Any) -> str | None:
