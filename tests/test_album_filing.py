@@ -176,3 +176,69 @@ def test_upgrade_to_0011_keeps_the_albums_a_library_showed(empty_db_url) -> None
     conn.close()
     assert [a["album"] for a in before] == [a["album"] for a in after] == ["forest"]
     assert page["sort_at"].isoformat() == "2019-07-01T12:00:00+00:00"  # was the processing time
+
+
+@pytest.mark.parametrize("change", ["rewrite", "delete"])
+def test_a_photo_written_during_a_refile_batch_keeps_its_own_albums(db, db_url, change) -> None:
+    """A worker rewrites (or deletes) a photo after a re-file batch read it and before the
+    batch replaces its album rows: the batch must not file the new version by the old
+    probabilities, nor give the deleted photo album rows (the batch reruns on the conflict)."""
+    import psycopg2
+
+    from workers import retag
+    from workers.store import write_photos
+
+    sm = SceneMap.load()
+    n = len(sm.categories)
+
+    def probs(cls: str) -> list[float]:
+        v = np.full(n, 0.0, dtype=np.float32)
+        v[sm.categories.index(cls)] = 1.0
+        return v.tolist()
+
+    def item(cls: str, seq: str) -> dict:
+        album = sm.albums_by_class[sm.categories.index(cls)]
+        return {"owner": "alice", "bucket": "b", "key": "p.jpg", "sequencer": seq,
+                "status": "tagged", "model_version": "m", "scene_probs": probs(cls),
+                "albums": [[album, 1.0]], "matches": []}  # fmt: skip
+
+    with db, db.cursor() as cur:
+        ((pid, _),) = write_photos(cur, [item("bamboo_forest", "10")])
+    beach = sm.albums_by_class[sm.categories.index("beach")]
+    later = (
+        item("beach", "20")
+        if change == "rewrite"
+        else {
+            "owner": "alice",
+            "bucket": "b",
+            "key": "p.jpg",
+            "sequencer": "20",
+            "status": "deleted",
+        }
+    )
+    real, fired = retag.as_array, []
+
+    def read_then_race(value):  # after the batch's read: another writer commits
+        if not fired:
+            fired.append(True)
+            other = psycopg2.connect(db_url)
+            with other, other.cursor() as cur:
+                write_photos(cur, [later])
+            other.close()
+        return real(value)
+
+    retag.as_array = read_then_race
+    try:
+        retag_scenes(db, sm, progress=False)
+    finally:
+        retag.as_array = real
+    with db, db.cursor() as cur:
+        cur.execute("SELECT album FROM photo_albums WHERE photo_id = %s ORDER BY rank", (pid,))
+        rows = [r[0] for r in cur.fetchall()]
+        cur.execute("SELECT album, photos FROM scene_albums('alice')")
+        summary = cur.fetchall()
+    assert fired
+    if change == "rewrite":
+        assert rows == [beach] and summary == [(beach, 1)]
+    else:
+        assert rows == [] and summary == []

@@ -22,6 +22,14 @@ from models.scenes import SceneMap
 from workers import pgcopy
 from workers.releases import ReleaseRefused, activate, as_array, load_index
 
+# What a concurrent writer makes a re-tag or re-file batch meet; the batch runs again (its
+# rows are replaced whole, so a rerun repeats work, never adds to it).
+RERUN = (
+    psycopg2.errors.SerializationFailure,
+    psycopg2.errors.DeadlockDetected,
+    psycopg2.errors.UniqueViolation,
+)
+
 # A re-tag's matches, (release, photo id, landmark id, score) per row through execute_values,
 # each with its photo's owner: the partition key (0017) must be known when the row is routed.
 MATCHES_INSERT = (
@@ -107,7 +115,7 @@ def retag_batch(
     for attempt in range(5):
         try:
             return _batch(conn, version, index, model_version, after, limit)
-        except (psycopg2.errors.SerializationFailure, psycopg2.errors.UniqueViolation):
+        except RERUN:
             if attempt == 4:
                 raise
     raise AssertionError("unreachable")
@@ -198,7 +206,6 @@ def retag_scenes(
     """
     from tqdm import tqdm
 
-    n_classes = len(scene_map.categories)
     with conn, conn.cursor() as cur:
         cur.execute(
             "SELECT count(*) FROM photos WHERE scene_probs IS NOT NULL AND status = 'tagged'"
@@ -207,42 +214,69 @@ def retag_scenes(
     after, done = 0, 0
     with tqdm(total=total, unit="photo", desc="scene map", disable=not progress) as bar:
         while True:
-            with conn, conn.cursor() as cur:
-                cur.execute(
-                    # Only tagged photos are album members (a failed or deleted one has none).
-                    # Owner, sort key and trained flag go with each album row (membership).
-                    "SELECT id, scene_probs, owner, "
-                    "sightline_sort_at(taken_at, taken_at_local, event_time, created_at), "
-                    "coalesce(model_trained, false) FROM photos WHERE scene_probs IS NOT NULL "
-                    "AND status = 'tagged' AND id > %s ORDER BY id LIMIT %s",
-                    (after, batch_size),
-                )
-                got = cur.fetchall()
-                rows = [(r[0], as_array(r[1])) for r in got]  # halfvec -> float32
-                if not rows:
-                    break
-                ids = [r[0] for r in rows]
-                if any(len(r[1]) != n_classes for r in rows):
-                    raise ReleaseRefused(
-                        f"stored scene probabilities do not have the map's {n_classes} classes"
-                    )
-                probs = np.stack([r[1] for r in rows])
-                # As at serving: the map's sift classes get nothing, the rest sum to 1.
-                albums = scene_map.file(scene_map.renormalise(probs), k=k)
-                cur.execute("SELECT sightline_album_defer()")  # summaries once, in key order
-                cur.execute("DELETE FROM photo_albums WHERE photo_id = ANY(%s)", (ids,))
-                execute_values(
-                    cur,
-                    "INSERT INTO photo_albums (photo_id, rank, album, score, owner, sort_at, "
-                    "trained) VALUES %s",
-                    [
-                        (row[0], r + 1, a, s, row[2], row[3], row[4])
-                        for row, al in zip(got, albums)
-                        for r, (a, s) in enumerate(al)
-                    ],
-                    page_size=5000,
-                )
-                cur.execute("SELECT sightline_album_flush()")
+            ids = _refile_retried(conn, scene_map, after, batch_size, k)
+            if not ids:
+                break
             after, done = ids[-1], done + len(ids)
             bar.update(len(ids))
     return done
+
+
+def _refile_retried(conn: Any, scene_map: SceneMap, after: int, limit: int, k: int) -> list[int]:
+    """One re-file batch (``_refile_batch``), run again when a concurrent write conflicts."""
+    for attempt in range(5):
+        try:
+            return _refile_batch(conn, scene_map, after, limit, k)
+        except RERUN:
+            if attempt == 4:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _refile_batch(conn: Any, scene_map: SceneMap, after: int, limit: int, k: int) -> list[int]:
+    """Re-file the next ``limit`` tagged photos after id ``after`` in one transaction; their ids.
+
+    Repeatable read, as the landmark batches: a worker that rewrites or deletes one of these
+    photos after the read makes the delete of its album rows a serialization failure (the
+    batch reruns and reads the new version), where read committed deleted the worker's new
+    rows and filed the photo by its old probabilities, or filed a deleted photo again.
+    """
+    n_classes = len(scene_map.categories)
+    with conn, conn.cursor() as cur:
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cur.execute(
+            # Only tagged photos are album members (a failed or deleted one has none).
+            # Owner, sort key and trained flag go with each album row (membership).
+            "SELECT id, scene_probs, owner, "
+            "sightline_sort_at(taken_at, taken_at_local, event_time, created_at), "
+            "coalesce(model_trained, false) FROM photos WHERE scene_probs IS NOT NULL "
+            "AND status = 'tagged' AND id > %s ORDER BY id LIMIT %s",
+            (after, limit),
+        )
+        got = cur.fetchall()
+        rows = [(r[0], as_array(r[1])) for r in got]  # halfvec -> float32
+        if not rows:
+            return []
+        ids = [r[0] for r in rows]
+        if any(len(r[1]) != n_classes for r in rows):
+            raise ReleaseRefused(
+                f"stored scene probabilities do not have the map's {n_classes} classes"
+            )
+        probs = np.stack([r[1] for r in rows])
+        # As at serving: the map's sift classes get nothing, the rest sum to 1.
+        albums = scene_map.file(scene_map.renormalise(probs), k=k)
+        cur.execute("SELECT sightline_album_defer()")  # summaries once, in key order
+        cur.execute("DELETE FROM photo_albums WHERE photo_id = ANY(%s)", (ids,))
+        execute_values(
+            cur,
+            "INSERT INTO photo_albums (photo_id, rank, album, score, owner, sort_at, "
+            "trained) VALUES %s",
+            [
+                (row[0], r + 1, a, s, row[2], row[3], row[4])
+                for row, al in zip(got, albums)
+                for r, (a, s) in enumerate(al)
+            ],
+            page_size=5000,
+        )
+        cur.execute("SELECT sightline_album_flush()")
+    return ids

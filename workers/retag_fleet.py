@@ -30,7 +30,7 @@ from models.scenes import SceneMap, load_categories
 from workers import jobs, pgcopy
 from workers.migrate import hold_schema
 from workers.releases import ReleaseRefused, activate_in, as_array, load_index
-from workers.retag import MATCHES_INSERT, MATCHES_TEMPLATE
+from workers.retag import MATCHES_INSERT, MATCHES_TEMPLATE, RERUN
 
 log = logging.getLogger("sightline.retag")
 
@@ -267,7 +267,7 @@ def run_chunk(conn: Any, job_id: int, chunk: int, *, worker: str = "") -> ChunkO
         try:
             outcome = _run(conn, job_id, chunk, worker)
             break
-        except (psycopg2.errors.SerializationFailure, psycopg2.errors.UniqueViolation) as exc:
+        except RERUN as exc:
             if attempt == _RETRIES - 1:
                 raise
             log.info("job %s chunk %s conflicted (%s): running it again", job_id, chunk, exc)
