@@ -116,8 +116,11 @@ class Backfill:
             if state != "running":
                 out.state = state or "gone"
                 return out
-            sent = self._publish(work.tasks)
-            if sent is None:  # cancelled while waiting for the queue
+            sent, stopped = self._publish(work.tasks)
+            if stopped:  # cancelled while waiting for the queue: count what went out
+                with self.conn, self.conn.cursor() as cur:
+                    jobs.add(cur, self.job_id, published=sent)
+                out.published += sent
                 out.state = self.state() or "gone"
                 return out
             with self.conn, self.conn.cursor() as cur:
@@ -141,17 +144,20 @@ class Backfill:
             out.state = jobs.state_of(cur, self.job_id) or "gone"
         return out
 
-    def _publish(self, tasks: list[ObjectTask]) -> int | None:
-        """Send tasks in chunks under the pacing; the number sent, None if the job stopped."""
+    def _publish(self, tasks: list[ObjectTask]) -> tuple[int, bool]:
+        """Send tasks in chunks under the pacing: (the number sent, whether the job stopped
+        first). A pause, here as between pages, waits: the publisher goes on after a resume,
+        where it left, with the page's sent chunks counted once."""
         sent = 0
         step = self.pacing.chunk_size()
         for start in range(0, len(tasks), step):
             chunk = tasks[start : start + step]
-            if not self.pacing.before(len(chunk), lambda: self.state() == "running"):
-                return None
+            live = self.pacing.before(len(chunk), lambda: self.state() in ("running", "paused"))
+            if not live or self._wait_while_paused() != "running":
+                return sent, True
             self._send(chunk)
             sent += len(chunk)
-        return sent
+        return sent, False
 
     def _send(self, chunk: list[ObjectTask]) -> None:
         todo = chunk
