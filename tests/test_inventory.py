@@ -162,7 +162,12 @@ def test_inventory_backfill_publishes_upload_tasks(
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("fmt", "body"),
-    [("CSV", b"\x1f\x8bnot gzip at all"), ("CSV", b"\xff\xfe\x00bad"), ("Parquet", b"a,b\n")],
+    [
+        ("CSV", b"\x1f\x8bnot gzip at all"),
+        ("CSV", gzip.compress(b"a,b\n" * 100)[:10] + b"\x00\xff" * 50),  # a gzip of garbage
+        ("CSV", b"\xff\xfe\x00bad"),
+        ("Parquet", b"a,b\n"),
+    ],
 )
 def test_corrupt_inventory_file_fails_the_job_in_one_line(
     moto_endpoint, db, db_url, redis_url, fmt: str, body: bytes
@@ -214,3 +219,33 @@ def test_a_job_has_one_publisher(inventory, db, db_url, redis_url, moto_endpoint
     out = run_cli("backfill", "--inventory", manifests["CSV"], "--resume", str(job_id), env=env)
     assert out.returncode == 0, out.stderr
     assert len(_queued(redis_url)) == 3
+
+
+@pytest.mark.slow
+def test_rows_repeated_across_pages_and_files_are_published_once(
+    moto_endpoint, db, db_url, redis_url
+) -> None:
+    """An inventory repeating keys (in a page, across pages and across data files) publishes
+    each key once, so the job's published count is what the workers will count (a repeat
+    left it running for good)."""
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint)
+    dest = f"inv-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=dest)
+    row = lambda k: ["src", f"users/a/{k}.jpg", "", "true", "false", "10", WHEN, f"e{k}"]  # noqa: E731
+    files = {"d/1.csv": _csv([row(1), row(1), row(2), row(3)]),
+             "d/2.csv.gz": gzip.compress(_csv([row(3), row(4), row(2)]))}  # fmt: skip
+    for key, body in files.items():
+        s3.put_object(Bucket=dest, Key=key, Body=body)
+    manifest = {"sourceBucket": "src", "destinationBucket": f"arn:aws:s3:::{dest}",
+                "fileFormat": "CSV", "fileSchema": SCHEMA,
+                "files": [{"key": k, "size": len(b), "MD5checksum": "x"}
+                          for k, b in files.items()]}  # fmt: skip
+    s3.put_object(Bucket=dest, Key="m/manifest.json", Body=json.dumps(manifest).encode())
+    out = run_cli("backfill", "--inventory", f"s3://{dest}/m/manifest.json", "--json",
+                  "--page-size", "2", env=worker_env(db_url, redis_url, moto_endpoint))  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    job = json.loads(out.stdout)
+    assert (job["listed"], job["published"]) == (7, 4)
+    assert sorted(t["key"] for t in _queued(redis_url)) == [
+        f"users/a/{k}.jpg" for k in (1, 2, 3, 4)
+    ]

@@ -10,6 +10,7 @@ counted as published again but not re-sent, so the job's counts stay exact.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -172,6 +173,12 @@ def photo_pages(
             return
 
 
+def _digest(bucket: str, key: str) -> bytes:
+    return hashlib.blake2b(
+        f"{bucket}\0{key}".encode(errors="surrogatepass"), digest_size=16
+    ).digest()
+
+
 def listed_work(
     pages: Iterator[Any],
     cur_of: Callable[[], Any],
@@ -182,9 +189,22 @@ def listed_work(
     job_id: int,
 ) -> Iterator[Work]:
     """Listing or inventory pages -> Work for ``missing`` or ``all``. ``cur_of`` gives a
-    cursor context (one short transaction per page)."""
+    cursor context (one short transaction per page).
+
+    A key listed again in the same run (an inventory's data files repeating rows) is
+    dropped: the workers count a photo once per job, so a second task for it would leave the
+    job's published count above its outcomes for good. The run remembers a 16-byte digest
+    per key it published, about 100 bytes each (100 MB for a million keys); a listing never
+    repeats a key, so only malformed inventories pay for it.
+    """
+    seen: set[bytes] = set()
     for page in pages:
-        tasks = to_tasks(page.objects, owners, exclude, job_id=job_id, force=selection == "all")
+        tasks = []
+        for t in to_tasks(page.objects, owners, exclude, job_id=job_id, force=selection == "all"):
+            digest = _digest(t["bucket"], t["key"])
+            if digest not in seen:
+                seen.add(digest)
+                tasks.append(t)
         with cur_of() as cur:
             send, counted = select_listed(cur, tasks, selection, job_id)
         yield Work(len(page.objects), send, counted, page.position)

@@ -7,6 +7,7 @@ import csv
 import gzip
 import io
 import json
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -225,9 +226,10 @@ def inventory_pages(
                 if (n - skip) % page_size == 0:
                     yield Page(batch, {"file": f, "row": n})
                     batch = []
-        except (ValueError, OSError, EOFError, csv.Error) as exc:
-            # a corrupt data file (bad gzip, not UTF-8, not Parquet: pyarrow's errors are
-            # ValueError/OSError) fails the job with its name, not with a traceback
+        except (ValueError, OSError, EOFError, csv.Error, zlib.error) as exc:
+            # a corrupt data file (bad gzip: a bad header is OSError, a bad body zlib.error;
+            # not UTF-8; not Parquet: pyarrow's errors are ValueError/OSError) fails the job
+            # with its name, not with a traceback
             raise SourceError(
                 f"inventory file {key} is not readable {manifest.file_format} "
                 f"(after row {n}): {exc}"
