@@ -118,11 +118,13 @@ def photo_pages(
     failed_kind: str = "all",
     position: dict[str, Any] | None = None,
     page_size: int = 1000,
+    exclude: Exclusions | None = None,
 ) -> Iterator[Work]:
     """``stale-model`` and ``failed`` work from the photos table, keyset-paged by photo id.
 
     Each task carries the photo's stored identity (sequencer, event time), so its write
-    passes the sequencer guard exactly when no newer event has arrived since.
+    passes the sequencer guard exactly when no newer event has arrived since. Keys
+    ``exclude`` matches (SIGHTLINE_EXCLUDE) are left out, as listings leave them out.
     """
     if selection == "stale-model":
         if not model_version:
@@ -154,6 +156,8 @@ def photo_pages(
         for _id, owner, b, key, version, etag, size, seq, at, job in rows:
             if job == job_id:
                 counted += 1
+                continue
+            if exclude is not None and exclude.match(key):
                 continue
             task = ObjectTask(
                 bucket=b,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
 import time
@@ -165,8 +166,8 @@ def backfill(args: argparse.Namespace) -> int:
         raise CliError("--page-size and --max-queue must be 1 or more")
     if args.failed_kind is not None and args.selection != "failed":
         raise CliError("--failed-kind goes with --failed")
-    if args.rate is not None and args.rate <= 0:
-        raise CliError("--rate must be more than 0 tasks/s")
+    if args.rate is not None and not (math.isfinite(args.rate) and args.rate > 0):
+        raise CliError(f"--rate must be a number of tasks/s above 0, not {args.rate}")
     bucket, prefix = sources.parse_source(args.source) if args.source else ("", "")
     if args.selection in ("stale-model", "failed") and not bucket:
         raise CliError(f"--{args.selection} needs s3://BUCKET[/PREFIX]")
@@ -206,8 +207,12 @@ def backfill(args: argparse.Namespace) -> int:
                 raise CliError(f"job {job_id} is a {job.kind} job, not a backfill")
             if job.state not in ("running", "paused"):
                 raise CliError(f"job {job_id} is {job.state}; only a live job resumes")
+            if job.params != params:  # its source and selection are the job's, not others
+                raise CliError(
+                    f"job {job_id} backfills {json.dumps(job.params)}; resume it with the "
+                    "same source and selection"
+                )
             position = {k: v for k, v in (job.checkpoint or {}).items() if k != "complete"}
-            params = job.params
         else:
             job_id = jobs.create(cur, "backfill", params)
             position = {}
@@ -228,7 +233,7 @@ def backfill(args: argparse.Namespace) -> int:
 
     owners, exclude = config.owners, config.exclude
     if params["selection"] in ("stale-model", "failed"):
-        pages = _db_pages(cursor, bucket, prefix, params, job_id, position, args.page_size)
+        pages = _db_pages(cursor, bucket, prefix, params, job_id, position, args.page_size, exclude)
     else:
         if manifest is not None:
             listing = sources.inventory_pages(s3, manifest, position, args.page_size)
@@ -314,6 +319,7 @@ def _db_pages(
     job_id: int,
     position: dict[str, Any],
     page_size: int,
+    exclude: Any,
 ) -> Any:
     from sightline.backfill.select import photo_pages
 
@@ -330,6 +336,7 @@ def _db_pages(
                 failed_kind=params.get("failed_kind", "all"),
                 position=position,
                 page_size=page_size,
+                exclude=exclude,
             )
             work = next(pages, None)
         if work is None:
