@@ -100,10 +100,21 @@ class SceneMap:
         Raises SceneMapError naming the first bad row.
         """
         categories = categories or load_categories()
-        text = Path(path).read_text() if path else (_DATA / "scene_map.csv").read_text()
+        try:
+            text = Path(path).read_text() if path else (_DATA / "scene_map.csv").read_text()
+        except UnicodeDecodeError as exc:
+            raise SceneMapError(
+                f"scene map is not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from None
         mapping: dict[str, str | None] = {}
         thresholds: dict[str, float] = {}
-        for row in csv.DictReader(text.splitlines()):
+        reader = csv.DictReader(text.splitlines())
+        if not {"places365_class", "album"} <= set(reader.fieldnames or ()):
+            raise SceneMapError(
+                "scene map has no header row naming places365_class and album "
+                f"(first row: {','.join(reader.fieldnames or [])[:80]!r})"
+            )
+        for row in reader:
             name = (row.get("places365_class") or "").strip()
             if not name:
                 continue
@@ -114,7 +125,11 @@ class SceneMap:
             cell = (row.get("threshold") or "").strip()
             if cell:
                 _add_threshold(thresholds, name, mapping[name], cell)
-        return cls.from_albums(mapping, categories, excluded=excluded, thresholds=thresholds)
+        scene_map = cls.from_albums(mapping, categories, excluded=excluded, thresholds=thresholds)
+        # A file about to be put in force (a stored map loads through from_albums as it is)
+        if not any(scene_map.albums_by_class):
+            raise SceneMapError("scene map puts no class in an album: every album would be empty")
+        return scene_map
 
     @classmethod
     def from_albums(

@@ -73,6 +73,29 @@ def test_a_map_with_a_duplicate_or_unknown_class_is_rejected(tmp_path, extra, me
         SceneMap.load(path)
 
 
+@pytest.mark.slow
+def test_a_map_that_is_not_text_headerless_or_all_drops_is_refused(tmp_path: Path):
+    """Each a trial made: bytes that are not UTF-8 (a UnicodeDecodeError escaped), rows
+    without the header (reported as 365 missing classes), and every album cell empty (put
+    in force, it emptied every scene album)."""
+    rows = SHIPPED.read_text().splitlines()
+    cases = {
+        b"\xff\xfe": "not UTF-8 text",
+        "\n".join(rows[1:]).encode(): "no header row naming places365_class and album",
+        ("places365_class,album\n" + "".join(f"{r.split(',')[0]},\n" for r in rows[1:])).encode():
+            "puts no class in an album",
+    }  # fmt: skip
+    for body, message in cases.items():
+        path = tmp_path / "map.csv"
+        path.write_bytes(body)
+        with pytest.raises(SceneMapError, match=message):
+            SceneMap.load(path)
+    proc = run_cli("retag", "--scene-map", str(tmp_path / "map.csv"), "--local",
+                   env={"DATABASE_URL": "postgresql:///nowhere"})  # fmt: skip
+    assert proc.returncode == 2 and "puts no class in an album" in proc.stderr
+    assert len(proc.stderr.splitlines()) == 1
+
+
 def test_a_sift_list_with_an_unknown_class_is_rejected(tmp_path: Path):
     """A sift list naming a class Places365 lacks is refused; 'none' keeps every class."""
     path = tmp_path / "sift.txt"
