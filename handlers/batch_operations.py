@@ -64,8 +64,9 @@ def handle(
     results: list[TaskResult] = []
     work: list[tuple[TaskResult, Action]] = []
     for task in raw_tasks if isinstance(raw_tasks, list) else []:
-        if not isinstance(task, Mapping):
-            continue  # no taskId to answer for
+        if not isinstance(task, Mapping):  # answered, so results pair with tasks
+            results.append(TaskResult("", "PermanentFailure", "task is not a JSON object"))
+            continue
         result = TaskResult(str(task.get("taskId") or ""), "Succeeded", "")
         results.append(result)
         try:

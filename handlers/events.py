@@ -20,6 +20,8 @@ from handlers.contract import event_time_problem, normalize_sequencer
 
 # Postgres stores the size as bigint; S3's own limit is 5 TiB.
 MAX_OBJECT_SIZE = 2**63 - 1
+# S3's (and MinIO's) longest key, in UTF-8 bytes: a longer one names no object.
+MAX_KEY_BYTES = 1024
 _DIGITS = re.compile(r"[0-9]+")
 
 Kind = Literal["created", "removed", "other"]
@@ -100,6 +102,8 @@ def object_event(
             raise EventError(f"object key is not UTF-8 once decoded: {raw_key!r}") from exc
     else:
         key = raw_key
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise EventError(f"object key is longer than S3's {MAX_KEY_BYTES} bytes: {key[:60]!r}…")
     try:
         size_n = _byte_count(size)
         when = optional_text(event_time)

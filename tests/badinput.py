@@ -140,6 +140,7 @@ def event_corpus() -> list[tuple[str, dict, str]]:
         ("no key", with_obj(size=5), "no object key"),
         ("size a word", with_obj(key="a.jpg", size="big"), "size is not a number"),
         ("size a float", with_obj(key="a.jpg", size=1.5), "size is not a number"),
+        ("key past 1024 bytes", with_obj(key="users/a/" + "é" * 510 + ".jpg"), "longer than S3"),
         ("size negative", with_obj(key="a.jpg", size=-5), "a.jpg'?: object size is not a byte"),
         ("size negative text", with_obj(key="a.jpg", size="-5"), "size is not a number"),
         ("size with underscore", with_obj(key="a.jpg", size="1_000"), "size is not a number"),

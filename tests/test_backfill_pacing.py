@@ -90,3 +90,11 @@ def test_a_pause_while_the_queue_is_full_waits(db, db_url, redis_url, then) -> N
     else:
         assert sent == [2] and out.published == 2 and out.state == "cancelled"
         assert _counts(db, job_id) == ("cancelled", 2)
+
+
+def test_a_chunk_is_never_more_than_the_queue_may_hold() -> None:
+    """The depth is checked between chunks: a 500-task chunk overshot --max-queue 50 by 450."""
+    assert Pacing(max_queue=50).chunk_size() == 50
+    assert Pacing(max_queue=5000).chunk_size() == 500
+    assert Pacing(max_queue=None).chunk_size() == 500
+    assert Pacing(max_queue=50, rate=40).chunk_size() == 10

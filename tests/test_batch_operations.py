@@ -35,6 +35,8 @@ def _invocation(schema: str) -> dict:
             {"taskId": "t3", "s3Key": "users/ann/.thumbnails/1.jpg", **where("pics")},
             {"taskId": "t4", "s3Key": "", **where("pics")},
             {"taskId": "t5", "s3Key": "elsewhere/x.jpg", **where("pics")},
+            {"taskId": "t6", "s3Key": "users/ann/" + "x" * 1100 + ".jpg", **where("pics")},
+            "not a task",
         ],
     }  # fmt: skip
 
@@ -77,6 +79,11 @@ def test_batch_operations_publish_and_answer_per_task(schema, redis_url, tmp_pat
     assert codes["t3"] == ("Succeeded", "ignored: excluded by SIGHTLINE_EXCLUDE (*/.thumbnails/*)")
     assert codes["t4"] == ("PermanentFailure", "record has no object key")
     assert codes["t5"] == ("Succeeded", "ignored: key outside the owner pattern")
+    assert codes["t6"][0] == "PermanentFailure"
+    assert codes["t6"][1].startswith("object key is longer than S3's 1024 bytes")
+    assert len(answer["results"]) == 7  # one a task, the string too
+    assert answer["results"][-1] == {"taskId": "", "resultCode": "PermanentFailure",
+                                     "resultString": "task is not a JSON object"}  # fmt: skip
     [(headers, body)] = drain(redis_url, "tag", 1)
     assert headers["task"] == "sightline.tag"
     task = body[1]

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from handlers.contract import event_time_problem
+from handlers.events import MAX_KEY_BYTES
 
 ERROR_MAX = 1000  # characters kept of an error or warning message
 # C0 controls but tab, newline and carriage return, DEL, C1 controls: never in a camera name.
@@ -59,6 +60,8 @@ def unstorable(task: Mapping[str, Any]) -> str | None:
     for name in ("bucket", "key"):
         if not task.get(name):
             return f"task has no {name}"
+    if len(task["key"].encode("utf-8")) > MAX_KEY_BYTES:  # S3 answers 414, retried in vain
+        return f"key is longer than S3's {MAX_KEY_BYTES} bytes"
     when = task.get("event_time")
     if when is not None:
         problem = event_time_problem(when) if isinstance(when, str) else "not text"

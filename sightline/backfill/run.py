@@ -40,9 +40,11 @@ class Pacing:
     waited_s: float = field(default=0.0)
 
     def chunk_size(self) -> int:
+        # never more than max_queue at once: the depth is checked between chunks
+        chunk = min(self.chunk, self.max_queue) if self.max_queue else self.chunk
         if self.rate:  # small chunks keep a low rate smooth
-            return max(1, min(self.chunk, int(self.rate / 4) or 1))
-        return self.chunk
+            return max(1, min(chunk, int(self.rate / 4) or 1))
+        return chunk
 
     def before(self, n: int, alive: Callable[[], bool]) -> bool:
         """Block until ``n`` tasks may go; False when the job stopped while waiting."""
