@@ -106,6 +106,10 @@ def test_jobs_list_shows_no_eta_for_a_job_that_is_not_running(db) -> None:
         cancelled = jobs.move(cur, job_id, "cancelled")
     assert _line(fresh).split()[-1] == "unknown"
     assert _line(running).split()[-1] == "1m40s"  # 50 left at 0.5/s
+    # `sightline status` prints the ETA as `jobs` does (it printed "100 s")
+    from sightline.commands.status import job_line
+
+    assert job_line(running.to_json()).endswith("(eta 1m40s)")
     for job in (paused, cancelled):
         assert job.eta_s() is None
         assert _line(job).split()[-1] == "-"

@@ -89,15 +89,18 @@ def act(args: argparse.Namespace) -> int:
 
 
 def _eta(job: Any) -> str:
-    """The ETA column: ``-`` for a job that is not running, ``unknown`` before its first
-    outcome, else minutes and seconds (hours and minutes past an hour)."""
-    if job.state != "running":
+    return eta_text(job.state, job.eta_s())
+
+
+def eta_text(state: str, seconds: float | None) -> str:
+    """A job's ETA as `jobs` and `status` print it: ``-`` for a job that is not running,
+    ``unknown`` before its first outcome, else minutes and seconds (hours and minutes past
+    an hour)."""
+    if state != "running":
         return "-"
-    seconds = job.eta_s()
     if seconds is None:
         return "unknown"
-    seconds = int(seconds)
-    h, rest = divmod(seconds, 3600)
+    h, rest = divmod(int(seconds), 3600)
     return f"{h}h{rest // 60:02d}m" if h else f"{rest // 60}m{rest % 60:02d}s"
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from handlers.contract import QUEUES
 from sightline.cli import CliError
+from sightline.commands.jobs import eta_text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -106,6 +107,15 @@ def _model_lines(m: dict[str, Any]) -> list[str]:
     return lines
 
 
+def job_line(j: dict[str, Any]) -> str:
+    """A live job in `status`, from its JSON (``workers.jobs.Job.to_json``)."""
+    return (
+        f"job {j['id']:<6} {j['kind']} {j['state']}: {j['done']:,} done, "
+        f"{j['failed']:,} failed, {j['skipped']:,} skipped of {j['published']:,} published"
+        f" (eta {eta_text(j['state'], j['eta_s'])})"
+    )
+
+
 def _text(r: dict[str, Any]) -> str:
     lines = _model_lines(r["model"])
     lines.append("photos")
@@ -132,14 +142,7 @@ def _text(r: dict[str, Any]) -> str:
         if sm
         else "scene map       none stored (workers file by their own until one starts)"
     )
-    for j in r["jobs"]:
-        eta = j["eta_s"]
-        left = "-" if j["state"] != "running" else "unknown" if eta is None else f"{eta:,.0f} s"
-        lines.append(
-            f"job {j['id']:<6} {j['kind']} {j['state']}: {j['done']:,} done, "
-            f"{j['failed']:,} failed, {j['skipped']:,} skipped of {j['published']:,} published"
-            f" (eta {left})"
-        )
+    lines += [job_line(j) for j in r["jobs"]]
     q = r["queues"]
     lines.append(f"queues on {q['broker'] or 'no broker'} ({q['kind']})")
     if q["error"]:
