@@ -17,7 +17,6 @@ import pytest
 import redis
 
 from sightline.backfill.sources import Manifest, SourceError, inventory_pages, read_manifest
-from sightline.commands.backfill import _PUBLISHER_LOCK
 from tests.support import run_cli, worker_env
 from workers import jobs
 from workers.db import connect
@@ -206,7 +205,7 @@ def test_a_job_has_one_publisher(inventory, db, db_url, redis_url, moto_endpoint
         job_id = jobs.create(cur, "backfill", params)
     holder = connect(db_url)  # stands for the first backfill's connection
     with holder, holder.cursor() as cur:
-        cur.execute("SELECT pg_try_advisory_lock(%s, %s)", (_PUBLISHER_LOCK, job_id))
+        cur.execute("SELECT pg_try_advisory_lock(%s, %s)", (jobs.PUBLISHER_LOCK, job_id))
         assert cur.fetchone()[0]
     out = run_cli("backfill", "--inventory", manifests["CSV"], "--resume", str(job_id), env=env)
     assert out.returncode == 2

@@ -114,3 +114,36 @@ def test_jobs_list_shows_no_eta_for_a_job_that_is_not_running(db) -> None:
         assert job.eta_s() is None
         assert _line(job).split()[-1] == "-"
         assert "  eta        -" in _detail(job).splitlines()
+
+
+def test_a_backfill_no_process_publishes_says_so(db, db_url) -> None:
+    """A live backfill whose listing is not done and whose publisher's session lock is free
+    (killed, terminal closed) shows how to resume it in place of an ETA; while a session
+    holds the lock, or once the listing is done, it does not."""
+    import psycopg2
+
+    from sightline.commands.jobs import _line
+    from sightline.commands.status import job_line
+
+    with db, db.cursor() as cur:
+        job_id = jobs.create(cur, "backfill", {"source": "s3://b", "selection": "missing"})
+        other = jobs.create(cur, "retag", {"release": "r"})
+    publisher = psycopg2.connect(db_url)
+    publisher.autocommit = True
+    with publisher.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(%s, %s)", (jobs.PUBLISHER_LOCK, job_id))
+        assert cur.fetchone()[0]
+    with db, db.cursor() as cur:
+        assert not jobs.get(cur, job_id).publisher_gone
+    publisher.close()  # its lock goes with the session, as with a kill -9
+    with db, db.cursor() as cur:
+        gone = jobs.get(cur, job_id)
+        assert gone.publisher_gone and not jobs.get(cur, other).publisher_gone
+        listed = {j.id: j.publisher_gone for j in jobs.list_jobs(cur, live_only=True)}
+        jobs.save_checkpoint(cur, job_id, {"complete": True})
+        done_listing = jobs.get(cur, job_id)
+    assert listed == {job_id: True, other: False}
+    assert _line(gone).endswith("no publisher: run the same backfill again to resume")
+    assert "no publisher" in job_line(gone.to_json())
+    assert gone.to_json()["publisher_gone"] is True
+    assert not done_listing.publisher_gone

@@ -45,6 +45,10 @@ class Job:
     started_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    # A live backfill whose listing is not done and that no backfill process publishes (its
+    # session lock, PUBLISHER_LOCK, is free): killed, or its terminal closed. Running the
+    # same command again resumes it. Read from pg_locks with the row, not a column.
+    publisher_gone: bool = False
 
     @property
     def finished(self) -> int:
@@ -83,7 +87,17 @@ class Job:
         return out
 
 
-_COLUMNS = ", ".join(Job.__dataclass_fields__)
+# The session advisory lock (PUBLISHER_LOCK, job id) a backfill holds while it publishes.
+PUBLISHER_LOCK = 0x5167
+_PUBLISHER_GONE = (
+    "(kind = 'backfill' AND state IN ('running', 'paused') "
+    "AND NOT coalesce(checkpoint @> '{\"complete\": true}', false) "
+    "AND NOT EXISTS (SELECT FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted "
+    f"AND l.classid = {PUBLISHER_LOCK} AND l.objid = jobs.id::oid AND l.objsubid = 2 "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())))"
+)
+_COLUMNS = ", ".join(n for n in Job.__dataclass_fields__ if n != "publisher_gone")
+_COLUMNS += f", {_PUBLISHER_GONE}"
 
 
 def create(cur: Any, kind: str, params: dict[str, Any], *, total: int | None = None) -> int:

@@ -220,7 +220,7 @@ def backfill(args: argparse.Namespace) -> int:
         # --resume) while the first still runs would publish every page again. A session
         # lock, taken before this transaction commits a new job, ends with the process,
         # so a killed backfill's job resumes.
-        cur.execute("SELECT pg_try_advisory_lock(%s, %s)", (_PUBLISHER_LOCK, job_id))
+        cur.execute("SELECT pg_try_advisory_lock(%s, %s)", (jobs.PUBLISHER_LOCK, job_id))
         if not cur.fetchone()[0]:
             raise CliError(
                 f"job {job_id} is being published by another backfill; let it finish, or "
@@ -296,7 +296,6 @@ def backfill(args: argparse.Namespace) -> int:
 
 
 # pg_try_advisory_lock(namespace, job id): the namespace keeps these apart from other locks.
-_PUBLISHER_LOCK = 0x5167
 
 
 def _filtered(pages: Any, bucket: str, prefix: str) -> Any:

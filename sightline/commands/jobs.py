@@ -89,13 +89,15 @@ def act(args: argparse.Namespace) -> int:
 
 
 def _eta(job: Any) -> str:
-    return eta_text(job.state, job.eta_s())
+    return eta_text(job.state, job.eta_s(), job.publisher_gone)
 
 
-def eta_text(state: str, seconds: float | None) -> str:
-    """A job's ETA as `jobs` and `status` print it: ``-`` for a job that is not running,
-    ``unknown`` before its first outcome, else minutes and seconds (hours and minutes past
-    an hour)."""
+def eta_text(state: str, seconds: float | None, publisher_gone: bool = False) -> str:
+    """A job's ETA as `jobs` and `status` print it: what to do for a backfill no process
+    publishes any more, ``-`` for a job that is not running, ``unknown`` before its first
+    outcome, else minutes and seconds (hours and minutes past an hour)."""
+    if publisher_gone:
+        return "no publisher: run the same backfill again to resume"
     if state != "running":
         return "-"
     if seconds is None:

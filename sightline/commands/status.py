@@ -112,7 +112,7 @@ def job_line(j: dict[str, Any]) -> str:
     return (
         f"job {j['id']:<6} {j['kind']} {j['state']}: {j['done']:,} done, "
         f"{j['failed']:,} failed, {j['skipped']:,} skipped of {j['published']:,} published"
-        f" (eta {eta_text(j['state'], j['eta_s'])})"
+        f" (eta {eta_text(j['state'], j['eta_s'], j.get('publisher_gone', False))})"
     )
 
 
