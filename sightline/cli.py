@@ -65,7 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from handlers.config import SettingsError, apply_file
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given and given[0].startswith("-") and given[0] not in ("-h", "--help"):
+        # argparse would report the missing COMMAND, not the option it does not know
+        parser.error(f"unrecognized arguments: {given[0]} (a COMMAND comes first)")
+    args = parser.parse_args(given)
     try:
         apply_file()  # sightline.toml fills what the environment leaves unset
         return int(args.func(args) or 0)

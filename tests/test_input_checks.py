@@ -108,6 +108,14 @@ def test_worker_flags_refuse_counts_below_one(capsys, flag, value):
     ]
 
 
+def test_an_unknown_option_before_the_command_is_named(capsys):
+    """`sightline --bogus` said a COMMAND was required, not which option it did not know."""
+    code, err, _ = _run(capsys, "--bogus")
+    assert code == 2
+    assert err == ["sightline: error: unrecognized arguments: --bogus (a COMMAND comes first) "
+                   "(see: sightline --help)"]  # fmt: skip
+
+
 def test_events_parse_takes_bytes_that_are_not_utf8_as_not_json(capsys, tmp_path):
     path = tmp_path / "event.json"
     path.write_bytes(b'{"Records": "\xff\xfe caf\xe9"}')
