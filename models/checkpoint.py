@@ -168,7 +168,18 @@ def load_checkpoint(path: str | Path) -> tuple[SightlineNet, CheckpointMeta]:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not fit arch {meta.arch!r}: {exc}") from exc
+    bad = nonfinite_tensor(state)
+    if bad:  # every photo's output would be NaN: refuse at load, not per photo
+        raise CheckpointError(f"{path}: tensor {bad} holds NaN or infinite values")
     return model.eval(), replace(meta, sha256=file_sha256(path))
+
+
+def nonfinite_tensor(state: Any) -> str | None:
+    """The name of the first floating-point tensor with a NaN or an infinity, else None."""
+    for name, t in state.items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all():
+            return name
+    return None
 
 
 def read_meta(path: str | Path) -> CheckpointMeta:

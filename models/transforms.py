@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -10,6 +11,9 @@ from torch import Tensor
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# Input sides a transform may ask for, in pixels: a network's input is crop x crop, so the
+# bound is its memory (torchvision's models serve at 224 to 600).
+MIN_SIDE, MAX_SIDE = 16, 2048
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,20 @@ class InputTransform:
     crop: int = 224
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        """ValueError, one line, for values no photo can be served at: a checkpoint's
+        metadata carries them, and a crop of 0 failed every photo, 99,999 took 22 GB."""
+        if not MIN_SIDE <= self.crop <= self.resize <= MAX_SIDE:
+            raise ValueError(
+                f"transform needs {MIN_SIDE} <= crop <= resize <= {MAX_SIDE} px, got crop "
+                f"{self.crop} and resize {self.resize}"
+            )
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            if len(values) != 3 or not all(math.isfinite(v) for v in values):
+                raise ValueError(f"transform {name} needs 3 finite values, got {values}")
+        if min(self.std) <= 0:
+            raise ValueError(f"transform std values must be above 0, got {self.std}")
 
     def to_dict(self) -> dict:
         return asdict(self)

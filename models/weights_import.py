@@ -30,6 +30,7 @@ from models.checkpoint import (
     CheckpointMeta,
     HeadProvenance,
     file_sha256,
+    nonfinite_tensor,
     save_checkpoint,
 )
 from models.network import ARCHS, SightlineNet, sightline_net
@@ -113,6 +114,9 @@ def import_weights(
         raise WeightsImportError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
     path = Path(path)
     state, file_arch = read_source(path)
+    bad = nonfinite_tensor(state)
+    if bad:
+        raise WeightsImportError(f"{path}: tensor {bad} holds NaN or infinite values")
     arch = pick_arch(state, given=arch, file_arch=file_arch)
     categories = load_categories()
     fc = state.get("fc.weight")

@@ -171,3 +171,46 @@ def test_load_checkpoint_and_read_meta_refuse_a_bad_file_alike(tmp_path, case: s
         read_meta(path)
     assert str(loaded.value) == str(read.value) and "\n" not in str(read.value)
     assert str(path) in str(read.value)
+
+
+@pytest.mark.parametrize(
+    ("transform", "message"),
+    [
+        ({"crop": 0}, "transform needs 16 <= crop <= resize <= 2048 px, got crop 0"),
+        ({"crop": 99_999, "resize": 100_000}, "got crop 99999 and resize 100000"),
+        ({"crop": 300, "resize": 256}, "got crop 300 and resize 256"),
+        ({"mean": [0.5, 0.5]}, "transform mean needs 3 finite values"),
+        ({"std": [0.2, 0.0, 0.2]}, "transform std values must be above 0"),
+        ({"std": [0.2, float("nan"), 0.2]}, "transform std needs 3 finite values"),
+    ],
+)
+def test_a_transform_no_photo_can_be_served_at_is_refused_at_load(
+    tmp_path, transform, message
+) -> None:
+    """A checkpoint's transform is metadata: crop 0 failed every photo in the worker, a crop
+    of 99,999 took 22 GB for one photo; both loaded as if fine."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    net, meta = untrained(arch="tiny", categories=load_categories(), embedding_dim=8)
+    good = tmp_path / "good.safetensors"
+    save_checkpoint(net, meta, good)
+    data = json.loads(meta.to_json())
+    data["transform"] = {**data["transform"], **transform}
+    bad = tmp_path / "bad.safetensors"
+    save_file(load_file(good), str(bad), metadata={"sightline": json.dumps(data)})
+    for read in (load_checkpoint, read_meta):
+        with pytest.raises(CheckpointError, match=message.replace("(", r"\(")):
+            read(bad)
+
+
+def test_a_tensor_with_nan_is_refused_at_load(tmp_path) -> None:
+    """NaN weights made every photo fail one by one ("the network gave NaN"); now the load
+    refuses the file, naming the tensor."""
+    net, meta = untrained(arch="tiny", categories=load_categories(), embedding_dim=8)
+    with torch.no_grad():
+        net.state_dict()["scene_fc.weight"].fill_(float("nan"))
+    save_checkpoint(net, meta, tmp_path / "nan.safetensors")
+    with pytest.raises(CheckpointError, match=r"tensor scene_fc\.weight holds NaN or infinite"):
+        load_checkpoint(tmp_path / "nan.safetensors")
