@@ -180,3 +180,37 @@ def test_explain_refuses_bad_input_with_one_line(tmp_path: Path, setup, env, mes
     proc = run_cli("explain", str(photo), "--out", str(tmp_path / "cam.png"), env=env)
     assert proc.returncode == 2 and message in proc.stderr
     assert proc.stderr.count("\n") == 1 and not (tmp_path / "cam.png").exists()
+
+
+@pytest.mark.slow
+def test_explain_decodes_as_the_worker_does(tmp_path: Path) -> None:
+    """A trial found `explain` decoding on its own: a 16-bit scan drawn white (its scenes
+    not those of the same scan at 8 bits), a long strip scaled to an 11.7 GB input, a FIFO
+    waited on for ever, Pillow's bomb error as a traceback. Now it reads and decodes as the
+    worker does, and cuts a strip to 8:1."""
+    import os
+
+    from tests.badinput import _png_declaring
+
+    grey = np.tile(np.linspace(20, 230, 96, dtype=np.uint8), (64, 1))
+    Image.fromarray(grey).save(tmp_path / "scan8.png")
+    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "scan16.png")  # I;16
+    Image.fromarray(np.full((50_000, 3, 3), 128, np.uint8)).save(tmp_path / "strip.png")
+    (tmp_path / "bomb.png").write_bytes(_png_declaring(60_000, 60_000))
+    os.mkfifo(tmp_path / "fifo.jpg")
+
+    def explain(name: str):
+        return run_cli("explain", str(tmp_path / name), "--out", str(tmp_path / "cam.png"),
+                       "--json", env=UNTRAINED, timeout=120)  # fmt: skip
+
+    eight, sixteen = (json.loads(explain(n).stdout) for n in ("scan8.png", "scan16.png"))
+    assert sixteen["scenes"] == eight["scenes"] and sixteen["size"] == [96, 64]
+    strip = explain("strip.png")
+    assert strip.returncode == 0, strip.stderr
+    got = json.loads(strip.stdout)
+    assert got["size"] == [3, 50_000] and got["drawn"] == [3, 24]
+    assert got["cut"] == "the centre 3x24 of 3x50000 (at most 8:1)"
+    for name, message in (("bomb.png", "image too large"), ("fifo.jpg", "not a regular file")):
+        proc = explain(name)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+        assert len(proc.stderr.splitlines()) == 1

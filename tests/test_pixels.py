@@ -160,3 +160,21 @@ def test_inspect_follows_the_setting(panorama: bytes, tmp_path: Path) -> None:
     low = run_cli("inspect", str(path), "--json", env={"SIGHTLINE_MAX_PIXELS": "50000000"})
     assert low.returncode == 2
     assert "exceeds 50000000" in json.loads(low.stdout)["error"]
+
+
+def test_a_long_strip_is_cropped_before_it_is_resized(monkeypatch) -> None:
+    """A 3 x 50,000 PNG (a few KB) was resized whole to 256 x 4.3 M pixels (4.5 GB peak) for
+    a 224 crop. Past 16 crops' area only the crop's source region is resized: the same crop
+    within one level of the whole resize."""
+    from PIL import ImageFilter
+
+    import workers.photos as photos
+
+    rng = np.random.default_rng(0)
+    strip = Image.fromarray(rng.integers(0, 255, (4000, 40, 3), dtype=np.uint8))
+    buf = io.BytesIO()
+    strip.filter(ImageFilter.GaussianBlur(3)).save(buf, format="PNG")
+    cropped = decode(buf.getvalue(), resize=256, crop=224).crop.astype(int)
+    monkeypatch.setattr(photos, "_WHOLE_RESIZE_CROPS", 10**9)
+    whole = decode(buf.getvalue(), resize=256, crop=224).crop.astype(int)
+    assert cropped.shape == (224, 224, 3) and np.abs(cropped - whole).max() <= 1

@@ -7,7 +7,9 @@ from __future__ import annotations
 import io
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -16,6 +18,7 @@ from workers.exif import ExifFacts, facts_from_image  # also registers the HEIC 
 from workers.pixels import to_rgb
 
 DEFAULT_MAX_PIXELS = 100_000_000  # SIGHTLINE_MAX_PIXELS's default
+T = TypeVar("T")
 
 # EXIF orientation -> the transposes that undo it (EXIF 2.32, tag 0x0112).
 _T = Image.Transpose
@@ -70,13 +73,24 @@ def decode(
     unrecognised bytes); above ``max_pixels`` (width x height as the header declares it) the
     raster is refused before it is allocated.
     """
+    return _guarded(lambda: _decode(data, resize, crop, max_pixels), data, max_pixels)
+
+
+def decode_whole(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """The whole photo as the worker sees it, for drawing on (``sightline explain``): RGB
+    by its true bit depth, EXIF orientation undone, the same pixel cap. Raises PhotoError."""
+    return _guarded(lambda: _open_oriented(data, max_pixels, draft=None)[0], data, max_pixels)
+
+
+def _guarded(fn: Callable[[], T], data: bytes, max_pixels: int) -> T:
+    """Run a decode with Pillow's bomb check at ``max_pixels``, its errors as PhotoError."""
     if not data:
         raise PhotoError("empty file")
     set_pixel_cap(max_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return _decode(data, resize, crop, max_pixels)
+            return fn()
     except PhotoError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -90,7 +104,11 @@ def decode(
         raise PhotoError(f"corrupt or truncated image: {exc}") from exc
 
 
-def _decode(data: bytes, resize: int, crop: int, max_pixels: int) -> DecodedPhoto:
+def _open_oriented(
+    data: bytes, max_pixels: int, draft: int | None
+) -> tuple[Image.Image, str, int, int, int, tuple[int, int], ExifFacts]:
+    """(RGB image with its orientation undone, format, width and height after orientation,
+    orientation, the decoded raster's size, EXIF facts)."""
     img = Image.open(io.BytesIO(data))
     fmt = img.format or "unknown"
     w, h = img.size
@@ -98,8 +116,8 @@ def _decode(data: bytes, resize: int, crop: int, max_pixels: int) -> DecodedPhot
         raise PhotoError("image has no pixels")
     if w * h > max_pixels:
         raise PhotoError(f"image too large: {w}x{h} pixels exceeds {max_pixels}")
-    # JPEG: let libjpeg scale by 1/2, 1/4 or 1/8 while decoding (never a full decode).
-    img.draft("RGB", (resize, resize))
+    if draft:  # JPEG: let libjpeg scale by 1/2, 1/4 or 1/8 while decoding (no full decode)
+        img.draft("RGB", (draft, draft))
     img.load()
     decoded_size = img.size
     facts = facts_from_image(img)
@@ -108,9 +126,27 @@ def _decode(data: bytes, resize: int, crop: int, max_pixels: int) -> DecodedPhot
     for step in _UNDO.get(orientation, ()):
         img = img.transpose(step)
     out_w, out_h = (h, w) if orientation in {5, 6, 7, 8} else (w, h)
+    return img, fmt, out_w, out_h, orientation, decoded_size, facts
+
+
+# Resized whole, a long strip (3 x 50,000 px, a few KB of PNG) became 256 x 4.3 M pixels:
+# 4.5 GB for one photo. Past this many crops' area only the crop's own region is resized.
+_WHOLE_RESIZE_CROPS = 16
+
+
+def _decode(data: bytes, resize: int, crop: int, max_pixels: int) -> DecodedPhoto:
+    img, fmt, out_w, out_h, orientation, decoded_size, facts = _open_oriented(
+        data, max_pixels, draft=resize
+    )
     scale = resize / min(img.size)
     new_size = (max(crop, round(img.size[0] * scale)), max(crop, round(img.size[1] * scale)))
-    img = img.resize(new_size, Image.Resampling.BILINEAR)
     left, top = (new_size[0] - crop) // 2, (new_size[1] - crop) // 2
-    arr = np.asarray(img.crop((left, top, left + crop, top + crop)), dtype=np.uint8)
+    if new_size[0] * new_size[1] <= _WHOLE_RESIZE_CROPS * crop * crop:
+        img = img.resize(new_size, Image.Resampling.BILINEAR)
+        img = img.crop((left, top, left + crop, top + crop))
+    else:  # the same crop, resized from its source region alone
+        sx, sy = img.size[0] / new_size[0], img.size[1] / new_size[1]
+        box = (left * sx, top * sy, (left + crop) * sx, (top + crop) * sy)
+        img = img.resize((crop, crop), Image.Resampling.BILINEAR, box=box)
+    arr = np.asarray(img, dtype=np.uint8)
     return DecodedPhoto(arr, fmt, out_w, out_h, orientation, decoded_size, facts)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,26 +26,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=explain_photo)
 
 
-def _load_photo(path: Path, max_pixels: int):
-    from PIL import Image, ImageOps, UnidentifiedImageError
+# A photo is drawn whole, its shorter side at the network's crop size; a longer side past
+# this many shorter sides is centre-cropped first (a 3 x 50,000 strip became a 3.7 M pixel
+# wide input: 11.7 GB), and what is drawn is scaled to DISPLAY_MAX pixels at most.
+MAX_ASPECT = 8
+DISPLAY_MAX = 2048
 
-    import workers.photos  # noqa: F401  (registers the HEIC opener)
+
+def _load_photo(path: Path, s: Any):
+    """The photo as the worker decodes it (``workers.photos.decode_whole``: bit depth,
+    orientation, the pixel cap; read with the worker's byte cap, never a FIFO), cut to
+    MAX_ASPECT:1 and scaled to DISPLAY_MAX at most; (image, its size as decoded, what was
+    cut or None)."""
     from sightline.cli import CliError
+    from sightline.commands.photos import _read
+    from workers.photos import PhotoError, decode_whole
 
     try:
-        with Image.open(path) as img:
-            if img.width * img.height > max_pixels:
-                raise CliError(f"{path}: {img.width}x{img.height} pixels exceeds {max_pixels}")
-            img = ImageOps.exif_transpose(img) or img
-            return img.convert("RGB")
-    except UnidentifiedImageError:
-        raise CliError(f"{path}: not an image (format not recognised)") from None
+        photo = decode_whole(_read(str(path), s.max_object_bytes), max_pixels=s.max_pixels)
     except OSError as exc:
-        if exc.errno is None:  # PIL's own decode errors carry no errno
-            raise CliError(f"{path}: cannot decode image: {exc}") from None
         raise CliError(f"{path}: cannot read: {exc.strerror}") from None  # as `inspect` says
-    except (SyntaxError, ValueError) as exc:
-        raise CliError(f"{path}: cannot decode image: {exc}") from None
+    except PhotoError as exc:
+        raise CliError(f"{path}: {exc}") from None
+    w, h = photo.size
+    cut = None
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        cw, ch = min(w, MAX_ASPECT * h), min(h, MAX_ASPECT * w)
+        left, top = (w - cw) // 2, (h - ch) // 2
+        photo = photo.crop((left, top, left + cw, top + ch))
+        cut = f"the centre {cw}x{ch} of {w}x{h} (at most {MAX_ASPECT}:1)"
+    photo.thumbnail((DISPLAY_MAX, DISPLAY_MAX))
+    return photo, (w, h), cut
 
 
 def _centroids(args: argparse.Namespace, dim: int):
@@ -84,7 +96,7 @@ def explain_photo(args: argparse.Namespace) -> int:
     net, meta = load_network(s, args.weights)
     sm = SceneMap.for_checkpoint(meta, s.scene_map, sift=s.sift)
     centroids, names = _centroids(args, meta.embedding_dim)
-    photo = _load_photo(args.photo, s.max_pixels)
+    photo, full_size, cut = _load_photo(args.photo, s)
     t = meta.transform
     # The whole photo, shorter side at the crop size: the map covers every pixel.
     scale = t.crop / min(photo.size)
@@ -129,7 +141,9 @@ def explain_photo(args: argparse.Namespace) -> int:
         raise CliError(f"cannot write {exc.filename}: {exc.strerror}") from None
     summary = {
         "photo": str(args.photo),
-        "size": [photo.width, photo.height],
+        "size": list(full_size),
+        "drawn": [photo.width, photo.height],
+        "cut": cut,
         "model_version": meta.model_version,
         "trained": meta.trained,
         "heads": meta.heads(),
