@@ -307,10 +307,19 @@ def load_or_untrained(
     an untrained ``arch`` over the shipped Places365 categories with that arch's default
     transform (its outputs mean nothing, and ``meta.trained`` says so).
 
+    A checkpoint none of whose heads is trained (a torchvision trunk imported with random
+    heads) is an untrained network too: it needs ``allow_untrained`` as well.
+
     Raises NoWeights when there are neither, CheckpointError for an unreadable checkpoint.
     """
     if weights:
-        return load_checkpoint(weights)
+        net, meta = load_checkpoint(weights)
+        if not allow_untrained and not (meta.scene_head.trained or meta.embedding_head.trained):
+            raise NoWeights(
+                f"{weights}: neither head of this checkpoint is trained (its outputs are noise); "
+                "serving it needs SIGHTLINE_ALLOW_UNTRAINED=1"
+            )
+        return net, meta
     if allow_untrained:
         return untrained(arch=arch, categories=load_categories(), transform=default_transform(arch))
     raise NoWeights("no weights, and running an untrained network is not allowed")

@@ -23,7 +23,7 @@ from models.scenes import load_categories
 from models.weights_import import WeightsImportError, import_weights
 from sightline.samples import synthetic_jpeg
 from tests.support import run_cli
-from workers.inference import SceneLandmarkModel
+from workers.inference import ModelUnavailable, SceneLandmarkModel
 from workers.pipeline import LiveRelease, TagResult, analyse
 
 # Below 2 x 256 px on the short side libjpeg's DCT draft does not scale, so both sides
@@ -75,9 +75,10 @@ def _torchvision_probs(model: torch.nn.Module, data: bytes) -> np.ndarray:
         return torch.softmax(model(x), dim=1)[0].numpy()
 
 
-def _served(path: Path) -> tuple[SceneLandmarkModel, TagResult]:
+def _served(path: Path, allow_untrained: bool = False) -> tuple[SceneLandmarkModel, TagResult]:
     """The serving path: decode, fp32 forward pass, all 365 classes kept."""
-    model = SceneLandmarkModel(weights=str(path), sift_path="none", device="cpu", cpu_bf16="off")
+    model = SceneLandmarkModel(weights=str(path), sift_path="none", device="cpu", cpu_bf16="off",
+                               allow_untrained=allow_untrained)  # fmt: skip
     (result,) = analyse([PHOTO], model)
     assert isinstance(result, TagResult)
     return model, result
@@ -148,7 +149,9 @@ def test_torchvision_imagenet_trunk_gives_torchvisions_probabilities(tmp_path) -
     reference.fc.load_state_dict(net.scene_fc.state_dict())
     want = _torchvision_probs(reference.eval(), PHOTO)
     assert 0.02 < want.max() < 0.9
-    _, served = _served(out)
+    with pytest.raises(ModelUnavailable, match="neither head of this checkpoint is trained"):
+        _served(out)  # random heads are an untrained network: served only when allowed
+    _, served = _served(out, allow_untrained=True)
     np.testing.assert_allclose(served.probs, want, atol=1e-5, rtol=0)
     assert np.abs(served.probs - want).max() < 2e-6  # measured here: 4.2e-7
 

@@ -98,9 +98,11 @@ class SceneLandmarkModel:
                 net, meta = load_or_untrained(
                     self.weights, allow_untrained=self.allow_untrained, arch=self.arch
                 )
-            except NoWeights:
+            except NoWeights as exc:
                 raise ModelUnavailable(
-                    "no weights: set SIGHTLINE_WEIGHTS to a sightline checkpoint, or "
+                    str(exc)
+                    if self.weights
+                    else "no weights: set SIGHTLINE_WEIGHTS to a sightline checkpoint, or "
                     "SIGHTLINE_ALLOW_UNTRAINED=1 to run an untrained network (demo, tests)"
                 ) from None
             if not self.weights:

@@ -78,7 +78,7 @@ def tiny_models(folder: Path) -> tuple[Any, Any]:
         )
         path = folder / f"tiny-seed{seed}.safetensors"
         save_checkpoint(net, meta, path)
-        model = SceneLandmarkModel(weights=str(path), device="cpu")
+        model = SceneLandmarkModel(weights=str(path), device="cpu", allow_untrained=True)
         model.load()
         out.append(model)
     return out[0], out[1]
