@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -77,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say("sightline: interrupted")
         return 130
     except (CliError, SettingsError) as exc:
-        _say(f"sightline: error: {exc}")
+        _say(f"sightline: error: {one_line(exc)}")
         return 2
     except Exception as exc:  # never a bare traceback; SIGHTLINE_DEBUG=1 shows it
         if os.environ.get("SIGHTLINE_DEBUG"):
@@ -96,12 +97,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             "ReleaseRefused",
             "JobError",
             "SourceError",
+            "DataError",
         }
         kind = type(exc).__name__
-        # one line: a server's error adds HINT and CONTEXT lines, which SIGHTLINE_DEBUG shows
-        text = (str(exc).strip().splitlines() or [""])[0]
+        text = one_line(exc)
         _say(f"sightline: error: {text}" if kind in known else f"sightline: {kind}: {text}")
         return 2 if kind in known else 1
+
+
+_RAISED_IN = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?(?:[A-Za-z_]\w*): ")
+
+
+def one_line(exc: BaseException) -> str:
+    """An error's message in one line: the first (a server's error adds HINT and CONTEXT
+    lines, which SIGHTLINE_DEBUG shows), or, for an error re-raised from a DataLoader
+    worker process ("Caught DataError in DataLoader worker process 4." and the worker's
+    traceback), the original error's own last line without its class name."""
+    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    if len(lines) > 1 and lines[1].startswith("Original Traceback"):
+        return _RAISED_IN.sub("", lines[-1].strip(), count=1)
+    return lines[0]
 
 
 def report_error(message: str) -> None:

@@ -7,10 +7,13 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from sightline.cli import main
+from tests.support import run_cli
 from workers.settings import ARCH_NAMES, Settings
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -215,3 +218,41 @@ def test_empty_release_list_and_corrections_say_so_in_text_only(capsys, monkeypa
     assert _run(capsys, "release", "list", "--json") == (0, [], "[]\n")
     assert _run(capsys, "corrections", "export") == (0, [], "no corrections\n")
     assert _run(capsys, "corrections", "export", "--json") == (0, [], "")
+
+
+def test_an_error_from_a_dataloader_worker_is_its_own_last_line() -> None:
+    """torch re-raises a worker process's error as "Caught DataError in DataLoader worker
+    process 4." plus that process's traceback; the CLI printed all of it, or only that first
+    line with no file named. Now the original error's message, which names the file."""
+    from sightline.cli import one_line
+
+    raised = ValueError(
+        "Caught DataError in DataLoader worker process 4.\n"
+        "Original Traceback (most recent call last):\n"
+        '  File "/x/data.py", line 9, in __getitem__\n'
+        "    raise DataError(...)\n"
+        "models.training.data.DataError: cannot read image /d/beach/bad.jpg: cannot identify"
+    )
+    assert one_line(raised) == "cannot read image /d/beach/bad.jpg: cannot identify"
+    assert one_line(ValueError("refused\nHINT: see the docs")) == "refused"
+
+
+@pytest.mark.slow
+def test_eval_names_the_photo_it_cannot_read(tmp_path) -> None:
+    for name in ("forest_path", "beach"):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            Image.fromarray(np.full((32, 32, 3), 40 * i, np.uint8)).save(
+                tmp_path / name / f"{i}.jpg"
+            )
+    (tmp_path / "beach" / "bad.jpg").write_bytes(b"not an image at all")
+    untrained = {
+        "SIGHTLINE_ALLOW_UNTRAINED": "1",
+        "SIGHTLINE_ARCH": "tiny",
+        "SIGHTLINE_WEIGHTS": "",
+    }
+    out = run_cli("eval", "scenes", "--data", str(tmp_path), env=untrained)
+    assert out.returncode == 2
+    err = [ln for ln in out.stderr.splitlines() if ln.startswith("sightline")]
+    assert err == [f"sightline: error: cannot read image {tmp_path}/beach/bad.jpg: cannot "
+                   f"identify image file '{tmp_path}/beach/bad.jpg'"], out.stderr  # fmt: skip
