@@ -163,11 +163,20 @@ def load_checkpoint(path: str | Path) -> tuple[SightlineNet, CheckpointMeta]:
     path = Path(path)
     header, state = _read_checkpoint(path, tensors=True)
     meta = _parse_meta(path, header)
-    model = build_from_meta(meta)
+    try:
+        model = build_from_meta(meta)
+    except ValueError as exc:  # an arch this version does not know
+        raise CheckpointError(f"{path}: {exc}") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit arch {meta.arch!r}: {exc}") from exc
+        # torch lists each tensor on its own line after a heading: one line, tensors named
+        detail = " ".join(str(exc).split()).removeprefix(
+            "Error(s) in loading state_dict for SightlineNet: "
+        )
+        raise CheckpointError(
+            f"{path}: weights do not fit arch {meta.arch!r}: {detail[:400]}"
+        ) from exc
     bad = nonfinite_tensor(state)
     if bad:  # every photo's output would be NaN: refuse at load, not per photo
         raise CheckpointError(f"{path}: tensor {bad} holds NaN or infinite values")

@@ -151,5 +151,7 @@ def import_weights(
         embedding_head=UNTRAINED,
         source={"kind": source, "file": path.name, "sha256": digest, "arch": file_arch or ""},
     )
+    if not Path(out).parent.is_dir():  # safetensors says only "I/O error"
+        raise WeightsImportError(f"cannot write {out}: its folder does not exist")
     out_sha = save_checkpoint(net.eval(), meta, out)
     return ImportResult(meta, report.tensors, report.classifier, out_sha)

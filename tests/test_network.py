@@ -214,3 +214,29 @@ def test_a_tensor_with_nan_is_refused_at_load(tmp_path) -> None:
     save_checkpoint(net, meta, tmp_path / "nan.safetensors")
     with pytest.raises(CheckpointError, match=r"tensor scene_fc\.weight holds NaN or infinite"):
         load_checkpoint(tmp_path / "nan.safetensors")
+
+
+def test_an_unknown_arch_or_a_tensor_that_does_not_fit_is_named_in_one_line(tmp_path) -> None:
+    """An arch this version lacks was a bare ValueError (exit 1); a tensor of another shape
+    said only "Error(s) in loading state_dict for SightlineNet:" on its first line."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    net, meta = untrained(arch="tiny", categories=load_categories(), embedding_dim=8)
+    good = tmp_path / "good.safetensors"
+    save_checkpoint(net, meta, good)
+    data = json.loads(meta.to_json())
+    vit = tmp_path / "vit.safetensors"
+    save_file(
+        load_file(good), str(vit), metadata={"sightline": json.dumps({**data, "arch": "vit_h"})}
+    )
+    wide = tmp_path / "wide.safetensors"
+    save_file(load_file(good), str(wide),
+              metadata={"sightline": json.dumps({**data, "embedding_dim": 16})})  # fmt: skip
+    with pytest.raises(CheckpointError, match="vit_h") as err:
+        load_checkpoint(vit)
+    assert "\n" not in str(err.value)
+    with pytest.raises(CheckpointError, match=r"size mismatch for embed_fc\.weight") as err:
+        load_checkpoint(wide)
+    assert "\n" not in str(err.value)

@@ -262,3 +262,12 @@ def test_rows_keep_each_heads_provenance_and_a_release_of_their_model_is_refused
     with db, db.cursor() as cur:
         cur.execute("SELECT count(*) FROM releases")
         assert cur.fetchone()[0] == 0
+
+
+def test_an_out_path_in_a_missing_folder_is_refused_in_one_line(tmp_path) -> None:
+    """safetensors said only "I/O error: No such file or directory" (exit 1)."""
+    src = tmp_path / "resnet50.pth"
+    torch.save(torchvision.models.resnet50().state_dict(), src)
+    out = tmp_path / "missing" / "x.safetensors"
+    with pytest.raises(WeightsImportError, match="its folder does not exist"):
+        import_weights(src, source="torchvision", out=out)
