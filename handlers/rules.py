@@ -10,7 +10,7 @@ from handlers.events import ObjectEvent
 
 # GIF is tagged by its first frame (what Pillow decodes on open); the README says so.
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".gif", ".heic", ".heif", ".webp", ".tif", ".tiff"}
+    {".jpg", ".jpeg", ".jfif", ".png", ".gif", ".heic", ".heif", ".avif", ".webp", ".tif", ".tiff"}
 )
 # SIGHTLINE_OPAQUE_KEYS: keys with no extension (photo services that store objects under ids,
 # e.g. users/42/8f3a9c...) are tagged and the worker sniffs the bytes; a non-image ends

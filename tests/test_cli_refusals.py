@@ -45,6 +45,27 @@ def test_weights_refuse_a_text_file_as_not_a_checkpoint(capsys, notes, tmp_path)
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--crop", "0"], "got crop 0 and resize 256"),  # read as the default before
+        (["--crop", "300"], "got crop 300 and resize 256"),
+        (["--resize", "100000", "--crop", "99999"], "got crop 99999 and resize 100000"),
+    ],
+)
+def test_weights_import_refuses_a_transform_no_photo_can_be_served_at(
+    capsys, notes, tmp_path, flags, message
+) -> None:
+    out = tmp_path / "x.safetensors"
+    code, err = _run(capsys, "weights", "import", str(notes), "--from", "torchvision",
+                     "--out", str(out), *flags)  # fmt: skip
+    assert code == 2 and len(err) == 1
+    assert (
+        err[0].startswith("sightline: error: --resize/--crop: transform needs")
+        and message in err[0]
+    )
+
+
 def test_release_import_of_a_text_file_gives_no_pickle_advice(capsys, notes) -> None:
     from models.release import ReleaseError, load_release
 

@@ -77,6 +77,17 @@ def test_filters_keep_only_images_with_an_owner() -> None:
     ]
 
 
+@pytest.mark.parametrize("ext", [".jfif", ".JFIF", ".avif"])
+def test_jfif_and_avif_uploads_are_tagged(ext: str) -> None:
+    """Pillow decodes both (JPEG under another name; AVIF); the handler ignored them."""
+    from handlers.events import object_event
+    from handlers.rules import Exclusions, skip_reason
+
+    ev = object_event(kind="created", bucket="b", raw_key=f"users/a/p{ext}", url_encoded=False,
+                      size=10)  # fmt: skip
+    assert skip_reason(ev, Exclusions.parse(None)) is None
+
+
 def test_default_owner_takes_keys_outside_the_pattern() -> None:
     """With a default owner, a key outside the pattern is tagged for that owner."""
     owners = OwnerRule("users/{owner}/", "family")

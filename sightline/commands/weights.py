@@ -100,11 +100,16 @@ def import_cmd(args: argparse.Namespace) -> int:
     if args.embedding_dim < 1:
         raise CliError("--embedding-dim must be at least 1")
     transform = None
-    if args.resize or args.crop:
+    if args.resize is not None or args.crop is not None:  # 0 is a value, refused below
         base = InputTransform()
-        transform = replace(base, resize=args.resize or base.resize, crop=args.crop or base.crop)
-        if transform.crop > transform.resize:
-            raise CliError("--crop must not exceed --resize")
+        try:
+            transform = replace(
+                base,
+                resize=base.resize if args.resize is None else args.resize,
+                crop=base.crop if args.crop is None else args.crop,
+            )
+        except ValueError as exc:
+            raise CliError(f"--resize/--crop: {exc}") from None
     try:
         result = import_weights(
             args.file,
