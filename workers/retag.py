@@ -241,42 +241,49 @@ def _refile_batch(conn: Any, scene_map: SceneMap, after: int, limit: int, k: int
     batch reruns and reads the new version), where read committed deleted the worker's new
     rows and filed the photo by its old probabilities, or filed a deleted photo again.
     """
-    n_classes = len(scene_map.categories)
     with conn, conn.cursor() as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        cur.execute(
-            # Only tagged photos are album members (a failed or deleted one has none).
-            # Owner, sort key and trained flag go with each album row (membership).
-            "SELECT id, scene_probs, owner, "
-            "sightline_sort_at(taken_at, taken_at_local, event_time, created_at), "
-            "coalesce(model_trained, false) FROM photos WHERE scene_probs IS NOT NULL "
-            "AND status = 'tagged' AND id > %s ORDER BY id LIMIT %s",
-            (after, limit),
+        return refile(cur, scene_map, "id > %s ORDER BY id LIMIT %s", (after, limit), k)
+
+
+def refile(cur: Any, scene_map: SceneMap, where: str, params: tuple, k: int) -> list[int]:
+    """Replace the album rows of the tagged photos ``where`` selects (an id range, in id
+    order) by the map's filing of their stored probabilities; the ids re-filed. Owner, sort
+    key and trained flag go with each album row (membership). Call in a repeatable-read
+    transaction (``_refile_batch``, the fleet's chunks). Raises ReleaseRefused when the
+    stored probabilities are not the map's classes."""
+    cur.execute(
+        # Only tagged photos are album members (a failed or deleted one has none).
+        "SELECT id, scene_probs, owner, "
+        "sightline_sort_at(taken_at, taken_at_local, event_time, created_at), "
+        "coalesce(model_trained, false) FROM photos WHERE scene_probs IS NOT NULL "
+        f"AND status = 'tagged' AND {where}",
+        params,
+    )
+    got = cur.fetchall()
+    if not got:
+        return []
+    probs_rows = [as_array(r[1]) for r in got]  # halfvec -> float32
+    n_classes = len(scene_map.categories)
+    if any(len(p) != n_classes for p in probs_rows):
+        raise ReleaseRefused(
+            f"stored scene probabilities do not have the map's {n_classes} classes"
         )
-        got = cur.fetchall()
-        rows = [(r[0], as_array(r[1])) for r in got]  # halfvec -> float32
-        if not rows:
-            return []
-        ids = [r[0] for r in rows]
-        if any(len(r[1]) != n_classes for r in rows):
-            raise ReleaseRefused(
-                f"stored scene probabilities do not have the map's {n_classes} classes"
-            )
-        probs = np.stack([r[1] for r in rows])
-        # As at serving: the map's sift classes get nothing, the rest sum to 1.
-        albums = scene_map.file(scene_map.renormalise(probs), k=k)
-        cur.execute("SELECT sightline_album_defer()")  # summaries once, in key order
-        cur.execute("DELETE FROM photo_albums WHERE photo_id = ANY(%s)", (ids,))
-        execute_values(
-            cur,
-            "INSERT INTO photo_albums (photo_id, rank, album, score, owner, sort_at, "
-            "trained) VALUES %s",
-            [
-                (row[0], r + 1, a, s, row[2], row[3], row[4])
-                for row, al in zip(got, albums)
-                for r, (a, s) in enumerate(al)
-            ],
-            page_size=5000,
-        )
-        cur.execute("SELECT sightline_album_flush()")
+    ids = [r[0] for r in got]
+    # As at serving: the map's sift classes get nothing, the rest sum to 1.
+    albums = scene_map.file(scene_map.renormalise(np.stack(probs_rows)), k=k)
+    cur.execute("SELECT sightline_album_defer()")  # summaries once, in key order
+    cur.execute("DELETE FROM photo_albums WHERE photo_id = ANY(%s)", (ids,))
+    execute_values(
+        cur,
+        "INSERT INTO photo_albums (photo_id, rank, album, score, owner, sort_at, trained) "
+        "VALUES %s",
+        [
+            (row[0], r + 1, a, sc, row[2], row[3], row[4])
+            for row, al in zip(got, albums)
+            for r, (a, sc) in enumerate(al)
+        ],
+        page_size=5000,
+    )
+    cur.execute("SELECT sightline_album_flush()")
     return ids

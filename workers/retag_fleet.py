@@ -21,7 +21,6 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import psycopg2.errors
 from psycopg2.extras import execute_values
 
@@ -29,8 +28,8 @@ from models.landmarks import LandmarkIndex
 from models.scenes import SceneMap, load_categories
 from workers import jobs, pgcopy
 from workers.migrate import hold_schema
-from workers.releases import ReleaseRefused, activate_in, as_array, load_index
-from workers.retag import MATCHES_INSERT, MATCHES_TEMPLATE, RERUN
+from workers.releases import ReleaseRefused, activate_in, load_index
+from workers.retag import MATCHES_INSERT, MATCHES_TEMPLATE, RERUN, refile
 
 log = logging.getLogger("sightline.retag")
 
@@ -321,7 +320,9 @@ def _run(conn: Any, job_id: int, chunk: int, worker: str) -> ChunkOutcome:
             photos, matches = _rematch(cur, params["release"], after, last)
         elif kind == "remap":
             k = int(params.get("max_albums", 3))
-            photos, matches = _refile(cur, scene_map_of(params), after, last, k), 0
+            ids = refile(cur, scene_map_of(params), "id > %s AND id <= %s ORDER BY id",
+                         (after, last), k)  # fmt: skip
+            photos, matches = len(ids), 0
         else:
             raise ReleaseRefused(f"job {job_id} is a {kind} job, not one of {KINDS}")
         cur.execute(
@@ -379,47 +380,6 @@ def _rematch(cur: Any, version: str, after: int, last: int) -> tuple[int, int]:
         )
     cur.execute("SELECT sightline_album_flush()")
     return len(rows), len(m.photo)
-
-
-def _refile(cur: Any, scene_map: SceneMap, after: int, last: int, k: int = 3) -> int:
-    """Re-file one range's tagged photos as workers/retag.retag_scenes does (same rule, same
-    rows: owner, sort key and trained flag go with each album row)."""
-    cur.execute(
-        # Only tagged photos are album members (a failed or deleted one has none).
-        "SELECT id, scene_probs, owner, "
-        "sightline_sort_at(taken_at, taken_at_local, event_time, created_at), "
-        "coalesce(model_trained, false) FROM photos WHERE scene_probs IS NOT NULL "
-        "AND status = 'tagged' AND id > %s AND id <= %s ORDER BY id",
-        (after, last),
-    )
-    got = cur.fetchall()
-    if not got:
-        return 0
-    probs_rows = [as_array(r[1]) for r in got]  # halfvec -> float32
-    n_classes = len(scene_map.categories)
-    if any(len(p) != n_classes for p in probs_rows):
-        raise ReleaseRefused(
-            f"stored scene probabilities do not have the map's {n_classes} classes"
-        )
-    ids = [r[0] for r in got]
-    probs = np.stack(probs_rows)
-    # As at serving: the map's sift classes get nothing, the rest sum to 1.
-    albums = scene_map.file(scene_map.renormalise(probs), k=k)
-    cur.execute("SELECT sightline_album_defer()")  # summaries once, in key order
-    cur.execute("DELETE FROM photo_albums WHERE photo_id = ANY(%s)", (ids,))
-    execute_values(
-        cur,
-        "INSERT INTO photo_albums (photo_id, rank, album, score, owner, sort_at, trained) "
-        "VALUES %s",
-        [
-            (row[0], r + 1, a, sc, row[2], row[3], row[4])
-            for row, al in zip(got, albums)
-            for r, (a, sc) in enumerate(al)
-        ],
-        page_size=5000,
-    )
-    cur.execute("SELECT sightline_album_flush()")
-    return len(ids)
 
 
 def close_if_complete(conn: Any, job_id: int, *, worker: str = "") -> bool:
