@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from handlers.contract import event_time_problem
-from handlers.events import MAX_KEY_BYTES
+from handlers.events import MAX_KEY_BYTES, MAX_OBJECT_SIZE
 
 ERROR_MAX = 1000  # characters kept of an error or warning message
 # C0 controls but tab, newline and carriage return, DEL, C1 controls: never in a camera name.
@@ -70,6 +70,6 @@ def unstorable(task: Mapping[str, Any]) -> str | None:
     size = task.get("size")
     if size is not None and (isinstance(size, bool) or not isinstance(size, int)):
         return "size is not a whole number"
-    if size is not None and not 0 <= size < 2**63:  # a bigint column; S3 sizes are >= 0
+    if size is not None and not 0 <= size <= MAX_OBJECT_SIZE:  # the handler's bound (bigint)
         return f"size is not a byte count: {size}"
     return None
