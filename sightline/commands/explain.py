@@ -39,11 +39,12 @@ def _load_photo(path: Path, s: Any):
     MAX_ASPECT:1 and scaled to DISPLAY_MAX at most; (image, its size as decoded, what was
     cut or None)."""
     from sightline.cli import CliError
-    from sightline.commands.photos import _read
+    from sightline.commands.photos import read_photo_file
     from workers.photos import PhotoError, decode_whole
 
     try:
-        photo = decode_whole(_read(str(path), s.max_object_bytes), max_pixels=s.max_pixels)
+        data = read_photo_file(str(path), s.max_object_bytes)
+        photo = decode_whole(data, max_pixels=s.max_pixels)
     except OSError as exc:
         raise CliError(f"{path}: cannot read: {exc.strerror}") from None  # as `inspect` says
     except PhotoError as exc:

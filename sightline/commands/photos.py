@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=embed_photos)
 
 
-def _read(path: str, max_bytes: int) -> bytes:
+def read_photo_file(path: str, max_bytes: int) -> bytes:
     """A photo file's bytes, with the worker's cap on an object (SIGHTLINE_MAX_OBJECT_BYTES).
     OSError, its strerror one line, for a file that is not a regular file (a FIFO would block,
     a device never end) or is larger than the cap. Checked before the open, then opened
@@ -78,7 +78,7 @@ def inspect_photo(args: argparse.Namespace) -> int:
     s = Settings.from_env()
     try:
         resize, crop = _input_size(s) if args.save_input else (32, 32)
-        data = _read(args.photo, s.max_object_bytes)
+        data = read_photo_file(args.photo, s.max_object_bytes)
         photo = decode(data, resize=resize, crop=crop, max_pixels=s.max_pixels)
     except OSError as exc:
         out: dict = {"error": f"cannot read: {exc.strerror}"}
@@ -168,7 +168,7 @@ def tag_photos(args: argparse.Namespace) -> int:
         results: dict[str, dict] = {}
         for path in paths:
             try:
-                datas[path] = _read(path, s.max_object_bytes)
+                datas[path] = read_photo_file(path, s.max_object_bytes)
             except OSError as exc:
                 results[path] = {"error": f"cannot read: {exc.strerror}"}
         tagged = analyse(list(datas.values()), model, releases, max_pixels=s.max_pixels)
@@ -252,7 +252,7 @@ def embed_photos(args: argparse.Namespace) -> int:
             try:
                 crops.append(
                     prepare(
-                        _read(path, s.max_object_bytes), model, max_pixels=s.max_pixels
+                        read_photo_file(path, s.max_object_bytes), model, max_pixels=s.max_pixels
                     ).photo.crop
                 )
                 batch.append(path)
