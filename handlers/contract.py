@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict
 
 TAG_TASK = "sightline.tag"
@@ -28,13 +28,14 @@ QUEUES = (TAG_QUEUE, MAINTENANCE_QUEUE)  # every queue a worker consumes
 
 _SEQ_WIDTH = 64
 _HEX = re.compile(r"^[0-9A-Fa-f]+$")
-# RFC 3339 as S3, MinIO and EventBridge write event times; a date alone, minutes without
-# seconds and an offset without its colon pass too. Python's fromisoformat takes more (week
+# RFC 3339 as S3, MinIO and EventBridge write event times (upper-case T and Z: the
+# workers' own parsing takes no other); a date alone, minutes without seconds and an offset
+# without its colon pass too. Python's fromisoformat takes more (week
 # dates, "08Z", ",5" fractions, offsets to 23:59) than Postgres' timestamptz, and a time the
 # database refuses failed the whole batch's write.
 _EVENT_TIME = re.compile(
     r"\d{4}-\d{2}-\d{2}"
-    r"(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?)?"
+    r"(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?"
 )
 _MAX_OFFSET = timedelta(hours=16)  # Postgres takes UTC offsets up to 15:59:59
 
@@ -95,10 +96,14 @@ def event_time_problem(value: str) -> str | None:
     if not _EVENT_TIME.fullmatch(value):
         return "not an RFC 3339 time"
     try:
-        when = datetime.fromisoformat(value.upper())
+        when = datetime.fromisoformat(value)
     except ValueError as exc:
         return f"not a real date and time ({exc})"
     offset = when.utcoffset()
     if offset is not None and abs(offset) >= _MAX_OFFSET:
         return "out of range (a UTC offset past 15:59)"
+    try:  # stored as UTC: 9999-12-31T23:59-15:00 is year 10,000, which no reader can take
+        (when if offset is not None else when.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        return "out of range (years 1 to 9999 in UTC)"
     return None

@@ -22,7 +22,7 @@ from handlers.contract import event_time_problem, normalize_sequencer
 MAX_OBJECT_SIZE = 2**63 - 1
 # S3's (and MinIO's) longest key, in UTF-8 bytes: a longer one names no object.
 MAX_KEY_BYTES = 1024
-_DIGITS = re.compile(r"[0-9]+")
+_DIGITS = re.compile(r"[0-9]{1,19}")  # int() of 4,300+ digits raises, past 19 it is no size
 
 Kind = Literal["created", "removed", "other"]
 
@@ -133,8 +133,10 @@ def _byte_count(size: Any) -> int | None:
         return None
     if isinstance(size, str) and _DIGITS.fullmatch(size):
         size = int(size)
+    elif isinstance(size, str) and size.isascii() and size.isdigit():
+        raise EventError(f"object size is not a byte count: {size[:30]!r}…")
     if isinstance(size, bool) or not isinstance(size, int):
-        raise EventError(f"object size is not a number: {size!r}")
+        raise EventError(f"object size is not a number: {str(size)[:40]!r}")
     if not 0 <= size <= MAX_OBJECT_SIZE:
         raise EventError(f"object size is not a byte count: {size!r}")
     return size

@@ -36,8 +36,13 @@ class InputTransform:
         for name, values in (("mean", self.mean), ("std", self.std)):
             if len(values) != 3 or not all(math.isfinite(v) for v in values):
                 raise ValueError(f"transform {name} needs 3 finite values, got {values}")
-        if min(self.std) <= 0:
-            raise ValueError(f"transform std values must be above 0, got {self.std}")
+        # float32 tensors carry them: 1e-50 became 0 and 1e39 infinity (NaN for every photo);
+        # inputs scaled 0..1 or 0..255 need far less room than this
+        if max(abs(v) for v in self.mean) > 1000 or not all(1e-3 <= v <= 1000 for v in self.std):
+            raise ValueError(
+                f"transform needs |mean| <= 1000 and 0.001 <= std <= 1000, got mean "
+                f"{self.mean} and std {self.std}"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -21,7 +21,9 @@ def load_network(settings: Settings, weights: str | None = None) -> tuple[Any, A
             allow_untrained=settings.allow_untrained,
             arch=settings.arch,
         )
-    except NoWeights:
+    except NoWeights as exc:
+        if weights or settings.weights:  # a checkpoint refused (no trained head): say why
+            raise CliError(str(exc)) from None
         raise CliError(
             "no weights: set SIGHTLINE_WEIGHTS (or --weights), or SIGHTLINE_ALLOW_UNTRAINED=1 "
             "to run an untrained network"

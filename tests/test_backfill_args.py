@@ -13,14 +13,14 @@ from workers.store import write_photos
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("rate", ["nan", "inf", "-1", "0"])
+@pytest.mark.parametrize("rate", ["nan", "inf", "-1", "0", "1e-300"])
 def test_a_rate_that_is_no_number_of_tasks_is_refused_before_any_job(
     db, db_url, redis_url, moto_endpoint, rate
 ) -> None:
     out = run_cli("backfill", "s3://photos", f"--rate={rate}",
                   env=worker_env(db_url, redis_url, moto_endpoint))  # fmt: skip
     assert out.returncode == 2, out.stderr
-    assert out.stderr.startswith("sightline: error: --rate must be a number of tasks/s above 0")
+    assert out.stderr.startswith("sightline: error: --rate must be a number of tasks/s from 0.001")
     assert len(out.stderr.splitlines()) == 1
     with db, db.cursor() as cur:
         cur.execute("SELECT count(*) FROM jobs")

@@ -89,6 +89,7 @@ def test_a_pause_while_the_queue_is_full_waits(db, db_url, redis_url, then) -> N
         assert _counts(db, job_id) == ("running", 6)  # done when the workers count them
     else:
         assert sent == [2] and out.published == 2 and out.state == "cancelled"
+        assert out.listed == 6  # the page was listed; its checkpoint was never written
         assert _counts(db, job_id) == ("cancelled", 2)
 
 

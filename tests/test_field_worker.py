@@ -307,6 +307,8 @@ def test_a_task_whose_size_is_no_byte_count_fails_alone(
         {"event_time": "2024-05-01T08:15:00,5Z"},
         {"event_time": "2024-05-01T08:15:00+23:59"},
         {"event_time": "2024-05-01T08Z"},
+        {"event_time": "2024-06-01t00:00:00z"},  # raised out of the batch's triage
+        {"event_time": "9999-12-31T23:59:59-15:00"},  # year 10,000 in UTC
         {"event_time": 1714551300},
         {"bucket": None},
         {"key": ""},
@@ -334,9 +336,16 @@ def test_event_times_as_s3_and_eventbridge_write_them_pass() -> None:
     from handlers.contract import event_time_problem
 
     for when in ("2024-05-01T08:15:00.123Z", "2024-05-01T10:15:00+00:00", "2024-05-01T08:15Z",
-                 "2024-05-01", "2024-05-01 08:15:00+0530", "2024-05-01t08:15:00z",
-                 "2024-05-01T08:15:00.123456789-15:59"):  # fmt: skip
+                 "2024-05-01", "2024-05-01 08:15:00+0530", "0001-01-01T00:00:00Z",
+                 "2024-05-01T08:15:00.123456789-15:59", "9999-12-31T23:59:59Z"):  # fmt: skip
         assert event_time_problem(when) is None, when
+    # the workers' own parsing takes upper-case T and Z only (a lower-case time failed the
+    # batch), and years past 9999 or before 1 in UTC break every later read of the photo
+    for when, problem in (("2024-05-01t08:15:00Z", "not an RFC 3339 time"),
+                          ("2024-05-01T08:15:00z", "not an RFC 3339 time"),
+                          ("9999-12-31T23:59:59-15:00", "years 1 to 9999"),
+                          ("0001-01-01T00:00:00+15:00", "years 1 to 9999")):  # fmt: skip
+        assert problem in (event_time_problem(when) or ""), when
 
 
 @pytest.mark.slow

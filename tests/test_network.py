@@ -180,8 +180,10 @@ def test_load_checkpoint_and_read_meta_refuse_a_bad_file_alike(tmp_path, case: s
         ({"crop": 99_999, "resize": 100_000}, "got crop 99999 and resize 100000"),
         ({"crop": 300, "resize": 256}, "got crop 300 and resize 256"),
         ({"mean": [0.5, 0.5]}, "transform mean needs 3 finite values"),
-        ({"std": [0.2, 0.0, 0.2]}, "transform std values must be above 0"),
+        ({"std": [0.2, 0.0, 0.2]}, "0.001 <= std <= 1000"),
         ({"std": [0.2, float("nan"), 0.2]}, "transform std needs 3 finite values"),
+        ({"std": [1e-50, 0.2, 0.2]}, "0.001 <= std <= 1000"),  # 0 in float32
+        ({"mean": [1e39, 0.0, 0.0]}, "|mean| <= 1000"),  # infinity in float32
     ],
 )
 def test_a_transform_no_photo_can_be_served_at_is_refused_at_load(

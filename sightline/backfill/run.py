@@ -121,7 +121,8 @@ class Backfill:
             sent, stopped = self._publish(work.tasks)
             if stopped:  # cancelled while waiting for the queue: count what went out
                 with self.conn, self.conn.cursor() as cur:
-                    jobs.add(cur, self.job_id, published=sent)
+                    jobs.add(cur, self.job_id, listed=work.listed, published=sent)
+                out.listed += work.listed
                 out.published += sent
                 out.state = self.state() or "gone"
                 return out

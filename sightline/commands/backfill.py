@@ -13,6 +13,9 @@ from typing import Any
 
 from sightline.cli import CliError
 
+# The lowest --rate: one task in about 17 minutes (a rate of 1e-300 overflowed the sleep).
+MIN_RATE = 0.001
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -166,8 +169,8 @@ def backfill(args: argparse.Namespace) -> int:
         raise CliError("--page-size and --max-queue must be 1 or more")
     if args.failed_kind is not None and args.selection != "failed":
         raise CliError("--failed-kind goes with --failed")
-    if args.rate is not None and not (math.isfinite(args.rate) and args.rate > 0):
-        raise CliError(f"--rate must be a number of tasks/s above 0, not {args.rate}")
+    if args.rate is not None and not (math.isfinite(args.rate) and args.rate >= MIN_RATE):
+        raise CliError(f"--rate must be a number of tasks/s from {MIN_RATE}, not {args.rate}")
     bucket, prefix = sources.parse_source(args.source) if args.source else ("", "")
     if args.selection in ("stale-model", "failed") and not bucket:
         raise CliError(f"--{args.selection} needs s3://BUCKET[/PREFIX]")
