@@ -4,9 +4,11 @@
 -- shows wrongly):
 -- - control characters anywhere (a newline, a tab, C1), line and paragraph separators, and
 --   the bidirectional embeddings, overrides and isolates, which reorder what a UI shows;
--- - invisible format characters at either end (zero-width space, word joiner, BOM, soft
---   hyphen, ZWNJ, ZWJ: "city" + ZWSP was a second "city"), or a label of nothing else;
---   inside a label ZWNJ and ZWJ stay (Persian names, emoji sequences).
+-- - invisible characters at either end (format characters such as the zero-width space,
+--   word joiner, BOM, soft hyphen, ZWNJ, ZWJ, tags; the Hangul and Braille blanks: "city"
+--   + ZWSP was a second "city"), or a label of nothing else; the zero-width space, word
+--   joiner, BOM and tags anywhere; inside a label ZWNJ, ZWJ and variation selectors stay
+--   (Persian names, emoji sequences).
 -- Error messages quote the label and kind as JSON, so each stays one line.
 CREATE OR REPLACE FUNCTION sightline_correct(p_owner text, p_photo_id bigint, p_kind text,
                                              p_label text, p_verdict text)
@@ -18,9 +20,12 @@ DECLARE
     st text;
     ws constant text := '[\s\u001c-\u001f\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]';
     -- changed: invisible format characters (Cf) a label may not begin or end with
-    cf constant text := '[\u00ad\u180e\u200b-\u200d\u2060-\u2064\ufeff]';
+    cf constant text := '[\u00ad\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200d\u2060-\u206f\u2800\u3164\ufeff\uffa0\ufff9-\ufffb\U0001d173-\U0001d17a\U000e0000-\U000e007f]';
     -- changed: never anywhere (Cc, Zl, Zp, bidirectional controls)
     ctl constant text := '[\u0001-\u001f\u007f-\u009f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]';
+    -- changed: invisible anywhere, so "ci" + ZWSP + "ty" is no second "city" (ZWNJ, ZWJ and
+    -- variation selectors stay inside: Persian names, emoji sequences)
+    hidden constant text := '[\u200b\u2060\ufeff\U000e0000-\U000e007f]';
 BEGIN
     IF p_kind IS NULL OR p_kind NOT IN ('scene', 'landmark') THEN
         RAISE EXCEPTION 'kind must be scene or landmark, not %',
@@ -38,6 +43,10 @@ BEGIN
     END IF;
     IF p_label ~ ctl THEN
         RAISE EXCEPTION 'label % has a control character', to_json(left(p_label, 60))
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_label ~ hidden THEN
+        RAISE EXCEPTION 'label % has an invisible character', to_json(left(p_label, 60))
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF p_label ~ ('^' || cf || '|' || cf || '$') THEN
