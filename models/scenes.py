@@ -7,6 +7,8 @@ from the stored probability vectors without the network.
 from __future__ import annotations
 
 import csv
+import io
+import unicodedata
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -101,14 +103,16 @@ class SceneMap:
         """
         categories = categories or load_categories()
         try:
-            text = Path(path).read_text() if path else (_DATA / "scene_map.csv").read_text()
+            # utf-8-sig: a "CSV UTF-8" file from a spreadsheet begins with a byte-order mark
+            where = Path(path) if path else _DATA / "scene_map.csv"
+            text = where.read_text(encoding="utf-8-sig")
         except UnicodeDecodeError as exc:
             raise SceneMapError(
                 f"scene map is not UTF-8 text ({exc.reason} at byte {exc.start})"
             ) from None
         mapping: dict[str, str | None] = {}
         thresholds: dict[str, float] = {}
-        reader = csv.DictReader(text.splitlines())
+        reader = csv.DictReader(io.StringIO(text, newline=""))  # a quoted newline stays
         if not {"places365_class", "album"} <= set(reader.fieldnames or ()):
             raise SceneMapError(
                 "scene map has no header row naming places365_class and album "
@@ -121,6 +125,9 @@ class SceneMap:
             if name in mapping:
                 raise SceneMapError(f"scene map lists {name!r} twice")
             album = (row.get("album") or "").strip()
+            problem = album_label_problem(album)
+            if problem:
+                raise SceneMapError(f"scene map's album for {name!r}: {problem}")
             mapping[name] = None if album in ("", DROP) else album
             cell = (row.get("threshold") or "").strip()
             if cell:
@@ -309,3 +316,30 @@ def _add_threshold(thresholds: dict[str, float], name: str, album: str | None, c
             f"scene map row {name!r}: album {album!r} has two thresholds, "
             f"{thresholds[album]:g} and {value:g}"
         )
+
+
+# Characters an album label may not hold anywhere (Cc, line and paragraph separators,
+# bidirectional controls, and invisible ones that make a look-alike of another label), and
+# those it may not begin or end with: the same rule as a correction's label (migration 0031).
+_HIDDEN = frozenset("\u200b\u2060\ufeff")
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_BLANK = frozenset("\u115f\u1160\u2800\u3164\uffa0")
+_MAX_LABEL = 200
+
+
+def album_label_problem(label: str) -> str | None:
+    """Why ``label`` cannot name an album, in a few words; None when it can. Refused: over
+    200 characters, control and bidirectional characters, separators, zero-width spaces,
+    word joiners and BOMs anywhere, and invisible characters at either end."""
+    if len(label) > _MAX_LABEL:
+        return f"longer than {_MAX_LABEL} characters"
+    for c in label:
+        cat = unicodedata.category(c)
+        if cat in ("Cc", "Cs", "Zl", "Zp") or c in _BIDI:
+            return f"{label[:60]!a} has a control character"
+        if c in _HIDDEN or 0xE0000 <= ord(c) <= 0xE007F:
+            return f"{label[:60]!a} has an invisible character"
+    for c in (label[:1], label[-1:]):
+        if c and (unicodedata.category(c) == "Cf" or c in _BLANK):
+            return f"{label[:60]!a} has an invisible character at an end"
+    return None

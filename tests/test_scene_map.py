@@ -96,6 +96,34 @@ def test_a_map_that_is_not_text_headerless_or_all_drops_is_refused(tmp_path: Pat
     assert len(proc.stderr.splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    ("album", "message"),
+    [
+        ("city\u202e", "has a control character"),
+        ("ci\tty", "has a control character"),
+        ("city\u200b", "has an invisible character"),
+        ("\u3164", "invisible character at an end"),
+        ("x" * 201, "longer than 200 characters"),
+        ('"x\ny"', "has a control character"),  # a quoted newline is the label's, not a row's
+    ],
+)
+def test_an_album_label_that_shows_wrongly_is_refused(tmp_path: Path, album, message):
+    """A map's album labels follow the rule corrections' labels do (0031): a trial put
+    'city' + RLO in force, and a quoted 'x\\ny' became 'xy'."""
+    rows = SHIPPED.read_text().splitlines()
+    path = tmp_path / "map.csv"
+    path.write_text("\n".join([rows[0], f"airfield,{album}", *(r for r in rows[1:]
+                                if not r.startswith("airfield,"))]) + "\n")  # fmt: skip
+    with pytest.raises(SceneMapError, match=message):
+        SceneMap.load(path)
+
+
+def test_a_map_saved_with_a_byte_order_mark_loads(tmp_path: Path):
+    path = tmp_path / "map.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + SHIPPED.read_bytes())
+    assert SceneMap.load(path).albums_by_class == SceneMap.load().albums_by_class
+
+
 def test_a_sift_list_with_an_unknown_class_is_rejected(tmp_path: Path):
     """A sift list naming a class Places365 lacks is refused; 'none' keeps every class."""
     path = tmp_path / "sift.txt"
