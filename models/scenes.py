@@ -320,7 +320,7 @@ def _add_threshold(thresholds: dict[str, float], name: str, album: str | None, c
 
 # Characters an album label may not hold anywhere (Cc, line and paragraph separators,
 # bidirectional controls, and invisible ones that make a look-alike of another label), and
-# those it may not begin or end with: the same rule as a correction's label (migration 0031).
+# those it may not begin or end with: the same rule as a correction's label (migration 0028).
 _HIDDEN = frozenset("\u200b\u2060\ufeff")
 _BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _BLANK = frozenset("\u115f\u1160\u2800\u3164\uffa0")

@@ -565,7 +565,7 @@ def test_a_deleted_photo_takes_no_correction(db) -> None:
 
 def test_a_label_that_shows_wrongly_or_like_another_is_refused(db) -> None:
     """Control characters anywhere, bidirectional controls, and invisible format characters
-    at an end are refused in one line (0031): each made an album beside the one it looks
+    at an end are refused in one line (0028): each made an album beside the one it looks
     like. ZWNJ and ZWJ inside a label, and accents, are the label's."""
     import psycopg2.errors
 

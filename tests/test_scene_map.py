@@ -108,7 +108,7 @@ def test_a_map_that_is_not_text_headerless_or_all_drops_is_refused(tmp_path: Pat
     ],
 )
 def test_an_album_label_that_shows_wrongly_is_refused(tmp_path: Path, album, message):
-    """A map's album labels follow the rule corrections' labels do (0031): a trial put
+    """A map's album labels follow the rule corrections' labels do (0028): a trial put
     'city' + RLO in force, and a quoted 'x\\ny' became 'xy'."""
     rows = SHIPPED.read_text().splitlines()
     path = tmp_path / "map.csv"
