@@ -15,7 +15,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from models.network import SightlineNet, sightline_net
-from models.scenes import load_categories
+from models.scenes import control_character, load_categories
 from models.transforms import InputTransform, default_transform
 
 _META_KEY = "sightline"
@@ -203,11 +203,6 @@ def read_meta(path: str | Path) -> CheckpointMeta:
     return replace(_parse_meta(path, header), sha256=file_sha256(path))
 
 
-# Characters no class name may hold: C0/C1 controls and surrogates (categories Cc, Cs), line
-# and paragraph separators, and the bidirectional embeddings, overrides and isolates, which
-# reorder what a terminal or an album UI shows. Other format characters stay (ZWNJ in Persian
-# names, ZWJ in emoji sequences), and code points this Python's Unicode tables do not know.
-_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _MAX_NAME = 200  # characters, as a correction's label (sightline_correct)
 
 
@@ -227,9 +222,9 @@ def _categories(names: Any) -> tuple[str, ...]:
             raise ValueError(f"category {i} is longer than {_MAX_NAME} characters")
         if name != name.strip():
             raise ValueError(f"category {i} has white space around it: {name!r}")
-        bad = [c for c in name if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") or c in _BIDI]
+        bad = control_character(name)  # models.scenes: the album labels' rule too
         if bad:
-            raise ValueError(f"category {i} has a control character ({bad[0]!r}): {name!r}")
+            raise ValueError(f"category {i} has a control character ({bad!r}): {name!r}")
         # compared as shown: normalised, without the invisible format characters
         key = "".join(c for c in unicodedata.normalize("NFC", name)
                       if unicodedata.category(c) != "Cf")  # fmt: skip

@@ -322,6 +322,8 @@ def _add_threshold(thresholds: dict[str, float], name: str, album: str | None, c
 # bidirectional controls, and invisible ones that make a look-alike of another label), and
 # those it may not begin or end with: the same rule as a correction's label (migration 0028).
 _HIDDEN = frozenset("\u200b\u2060\ufeff")
+# The bidirectional embeddings, overrides and isolates: they reorder what a terminal or an
+# album UI shows.
 _BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _BLANK = frozenset("\u115f\u1160\u2800\u3164\uffa0")
 _MAX_LABEL = 200
@@ -333,13 +335,22 @@ def album_label_problem(label: str) -> str | None:
     word joiners and BOMs anywhere, and invisible characters at either end."""
     if len(label) > _MAX_LABEL:
         return f"longer than {_MAX_LABEL} characters"
+    if control_character(label):
+        return f"{label[:60]!a} has a control character"
     for c in label:
-        cat = unicodedata.category(c)
-        if cat in ("Cc", "Cs", "Zl", "Zp") or c in _BIDI:
-            return f"{label[:60]!a} has a control character"
         if c in _HIDDEN or 0xE0000 <= ord(c) <= 0xE007F:
             return f"{label[:60]!a} has an invisible character"
     for c in (label[:1], label[-1:]):
         if c and (unicodedata.category(c) == "Cf" or c in _BLANK):
             return f"{label[:60]!a} has an invisible character at an end"
+    return None
+
+
+def control_character(text: str) -> str | None:
+    """The first character of ``text`` no label or class name may hold, else None: C0/C1
+    controls and surrogates (Cc, Cs), line and paragraph separators, bidirectional controls.
+    Other format characters are not here (ZWNJ in Persian names, ZWJ in emoji sequences)."""
+    for c in text:
+        if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") or c in _BIDI:
+            return c
     return None
