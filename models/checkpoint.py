@@ -41,7 +41,9 @@ class HeadProvenance:
 
     @classmethod
     def from_dict(cls, data: dict) -> HeadProvenance:
-        return cls(trained=bool(data["trained"]), source=str(data.get("source", "")))
+        """Raises ValueError unless ``trained`` is a JSON boolean: ``bool("no")`` is True, and
+        a head must never read as trained by accident."""
+        return cls(trained=_flag(data["trained"]), source=str(data.get("source", "")))
 
     def describe(self) -> str:
         """Either `real (SOURCE)` or `UNTRAINED (SOURCE)`: what status lines print."""
@@ -122,7 +124,7 @@ class CheckpointMeta:
             embedding = HeadProvenance.from_dict(data["heads"]["embedding"])
         else:  # written before per-head provenance: one flag covered both heads
             old = HeadProvenance(
-                trained=bool(data.get("trained", True)),
+                trained=_flag(data.get("trained", True)),
                 source="checkpoint predates per-head provenance",
             )
             scene = embedding = old
@@ -265,6 +267,13 @@ def _read_checkpoint(path: Path, *, tensors: bool) -> tuple[Any, dict[str, Any] 
         raise
     except Exception as exc:  # a foreign or corrupt file: one clear line, never a traceback
         raise CheckpointError(f"{path}: cannot read checkpoint ({exc})") from exc
+
+
+def _flag(value: Any) -> bool:
+    """A metadata flag, which must be true or false (not "yes", 1 or null)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"trained must be true or false, not {json.dumps(value)}")
+    return value
 
 
 def _parse_meta(path: Path, header: Any) -> CheckpointMeta:

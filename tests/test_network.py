@@ -242,3 +242,27 @@ def test_an_unknown_arch_or_a_tensor_that_does_not_fit_is_named_in_one_line(tmp_
     with pytest.raises(CheckpointError, match=r"size mismatch for embed_fc\.weight") as err:
         load_checkpoint(wide)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("flag", ["yes", "false", 1, None])
+def test_a_head_whose_trained_flag_is_not_a_boolean_is_refused(tmp_path, flag) -> None:
+    """`"trained": "false"` read as trained (bool of a non-empty string), so an untrained
+    head's labels would have been written as a trained model's."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    net, meta = untrained(arch="tiny", categories=load_categories(), embedding_dim=8)
+    good = tmp_path / "good.safetensors"
+    save_checkpoint(net, meta, good)
+    data = json.loads(meta.to_json())
+    data["heads"]["scene"]["trained"] = flag
+    bad = tmp_path / "bad.safetensors"
+    save_file(load_file(good), str(bad), metadata={"sightline": json.dumps(data)})
+    for read in (load_checkpoint, read_meta):
+        with pytest.raises(CheckpointError, match="trained must be true or false"):
+            read(bad)
+    old = {k: v for k, v in data.items() if k != "heads"} | {"trained": flag}
+    save_file(load_file(good), str(bad), metadata={"sightline": json.dumps(old)})
+    with pytest.raises(CheckpointError, match="trained must be true or false"):
+        read_meta(bad)
