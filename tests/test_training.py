@@ -212,6 +212,19 @@ def test_resume_without_a_saved_run_is_one_clear_error(places, tmp_path: Path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
+def test_a_negative_worker_count_is_one_clear_error(places, tmp_path: Path):
+    """--workers -1 reached the DataLoader, whose ValueError came after the data scan."""
+    for what in ("scene", "landmarks"):
+        extra = ["--scene", str(tmp_path / "none.safetensors")] if what == "landmarks" else []
+        proc = run_cli(
+            "train", what, "--data", str(places), "--out", str(tmp_path), *extra,
+            "--workers", "-1",
+        )  # fmt: skip
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip() == "sightline: error: --workers must be 0 or more, got -1"
+
+
 # ---------------------------------------------------------------------------- landmarks
 LANDMARKS = [
     ("eiffel", (200, 50, 50), 1),

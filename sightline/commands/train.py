@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="photos per batch (default: 64)")
-    p.add_argument("--workers", type=int, default=8, help="data-loading processes")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=min(8, os.cpu_count() or 1),
+        help="data-loading processes (default: the CPUs, at most 8; 0 loads in this process)",
+    )
     p.add_argument("--device", default=None, help="auto, cpu, cuda (default: SIGHTLINE_DEVICE)")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -97,6 +103,8 @@ def _positive(args: argparse.Namespace, *names: str) -> None:
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise CliError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if args.workers < 0:
+        raise CliError(f"--workers must be 0 or more, got {args.workers}")
 
 
 def train_scene_cmd(args: argparse.Namespace) -> int:
