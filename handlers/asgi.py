@@ -132,9 +132,10 @@ def app_from_env() -> WebhookASGI:
     """The app as uvicorn's factory builds it in each worker process, from the environment:
     the handler's settings plus SIGHTLINE_WEBHOOK_BODY_TIMEOUT_S (default 10) and
     SIGHTLINE_WEBHOOK_PUBLISH_THREADS (default 8). Raises ValueError on bad settings."""
-    from handlers.config import HandlerConfig
+    from handlers.config import HandlerConfig, apply_file
     from handlers.publish import CeleryPublisher
 
+    apply_file()  # sightline.toml fills what the environment leaves unset, as for stdlib
     config = HandlerConfig.from_env()
     if not config.broker_url:
         raise ValueError("CELERY_BROKER_URL is not set")
@@ -146,12 +147,7 @@ def app_from_env() -> WebhookASGI:
             "SIGHTLINE_WEBHOOK_BODY_TIMEOUT_S and SIGHTLINE_WEBHOOK_PUBLISH_THREADS must be numbers"
         ) from None
     publisher = CeleryPublisher(config.broker_url, config.broker_options)
-    app = WebhookApp(
-        config.webhook_token or "",
-        config.owners,
-        publisher,
-        allowed_buckets=config.allowed_buckets,
-    )
+    app = WebhookApp.from_config(config, publisher)
     return WebhookASGI(
         app, body_timeout_s=timeout_s, publish_threads=threads, on_shutdown=publisher.close
     )

@@ -37,6 +37,7 @@ _EVENT_TIME = re.compile(
     r"\d{4}-\d{2}-\d{2}"
     r"(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?"
 )
+_FRACTION = re.compile(r"\.\d+")
 _MAX_OFFSET = timedelta(hours=16)  # Postgres takes UTC offsets up to 15:59:59
 
 
@@ -103,7 +104,12 @@ def event_time_problem(value: str) -> str | None:
     if offset is not None and abs(offset) >= _MAX_OFFSET:
         return "out of range (a UTC offset past 15:59)"
     try:  # stored as UTC: 9999-12-31T23:59-15:00 is year 10,000, which no reader can take
-        (when if offset is not None else when.replace(tzinfo=UTC)).astimezone(UTC)
+        utc = (when if offset is not None else when.replace(tzinfo=UTC)).astimezone(UTC)
+        fraction = _FRACTION.search(value, 10)
+        if fraction and len(fraction.group()) > 7:
+            # Python cuts a fraction to microseconds, Postgres rounds it: .9999999 can be
+            # the next microsecond, and at the end of 9999 the next year
+            utc + timedelta(microseconds=1)
     except OverflowError:
         return "out of range (years 1 to 9999 in UTC)"
     return None

@@ -94,6 +94,8 @@ def _json(text: Any, what: str) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise EventError(f"{what} is not JSON: {exc}") from None
+    except RecursionError:  # "[[[[…": under SQS's 256 KiB, too deep for json
+        raise EventError(f"{what} is not an event: JSON nested too deep") from None
 
 
 # SNS-in-SQS nests twice at most (SQS -> SNS -> S3); anything deeper is not a real shape.

@@ -55,6 +55,19 @@ class WebhookApp:
         self.opaque_keys = opaque_keys
         self.exclude = exclude
 
+    @classmethod
+    def from_config(cls, config: HandlerConfig, publisher: Publisher) -> WebhookApp:
+        """The app both servers run: every handler setting (owners, allowed buckets, opaque
+        keys, exclusions) from ``config``. Raises ValueError without a token."""
+        return cls(
+            config.webhook_token or "",
+            config.owners,
+            publisher,
+            allowed_buckets=config.allowed_buckets,
+            opaque_keys=config.opaque_keys,
+            exclude=config.exclude,
+        )
+
     def authorized(self, header: str | None) -> bool:
         return hmac.compare_digest((header or "").encode(), self._expected)
 
@@ -64,6 +77,8 @@ class WebhookApp:
             event = json.loads(body)
         except ValueError as exc:
             return 400, {"error": f"body is not JSON: {exc}"}
+        except RecursionError:
+            return 400, {"error": "body is not an event: JSON nested too deep"}
         if not isinstance(event, dict):
             return 400, {"error": "body is not a JSON object"}
         result = handle(
@@ -169,14 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from handlers.publish import CeleryPublisher
 
         publisher = CeleryPublisher(config.broker_url, config.broker_options)
-        app = WebhookApp(
-            config.webhook_token or "",
-            config.owners,
-            publisher,
-            allowed_buckets=config.allowed_buckets,
-            opaque_keys=config.opaque_keys,
-            exclude=config.exclude,
-        )
+        app = WebhookApp.from_config(config, publisher)
         server = make_server(app, args.host, args.port)
     except (ValueError, OSError) as exc:
         print(f"sightline webhook: error: {exc}", file=sys.stderr)

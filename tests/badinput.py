@@ -129,6 +129,7 @@ def event_corpus() -> list[tuple[str, dict, str]]:
 
     sns = {"TopicArn": "t", "Message": "<xml/>"}
     eventbridge = {"detail-type": "Object Created", "source": "evil", "detail": {}}
+    deep = "[" * 100_000 + "]" * 100_000  # under SQS's 256 KiB; too deep for json
     return [
         ("empty object", {}, "not a known event envelope"),
         ("empty Records", {"Records": []}, "empty 'Records'"),
@@ -155,11 +156,14 @@ def event_corpus() -> list[tuple[str, dict, str]]:
         ("time a word", at("yesterday"), "not an RFC 3339 time"),
         ("time lower case", at("2024-05-01t08:15:00z"), "not an RFC 3339 time"),
         ("time past 9999 in UTC", at("9999-12-31T23:59:59-15:00"), "years 1 to 9999"),
+        ("time rounds past 9999", at("9999-12-31T23:59:59.9999999Z"), "years 1 to 9999"),
         ("size of 5000 digits", with_obj(key="a.jpg", size="9" * 5000), "not a byte count"),
         ("key not UTF-8", with_obj(key="users/a/%FF%FE.jpg", size=1), "not UTF-8"),
         ("SQS body not JSON", sqs("{nope"), "SQS body is not JSON"),
         ("SQS body not text", sqs({"Records": []}), "SQS body is not a string"),
         ("SNS message not JSON", sqs(json.dumps(sns)), "SNS Message is not JSON"),
+        ("SQS body nested too deep", sqs(deep), "SQS body .*too deep"),
+        ("SNS message too deep", sqs(json.dumps({**sns, "Message": deep})), "SNS .*too deep"),
         ("EventBridge from elsewhere", eventbridge, "not aws.s3"),
         ("nested too deep", _nested_sns(8), "nested too deep"),
     ]  # fmt: skip

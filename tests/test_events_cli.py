@@ -35,6 +35,7 @@ def test_events_parse_prints_the_handlers_plan() -> None:
         (["events", "parse", "/nonexistent.json"], None, "cannot read"),
         (["events", "parse", "-"], "{not json", "not JSON"),
         (["events", "parse", "-"], "[1, 2]", "an event is a JSON object"),
+        (["events", "parse", "-"], "[" * 100_000 + "]" * 100_000, "JSON nested too deep"),
     ],
 )
 def test_events_parse_bad_input_is_one_line(

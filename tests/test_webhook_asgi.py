@@ -65,10 +65,10 @@ def server(redis_url: str) -> Iterator[int]:
     yield from _serve(redis_url, limit=1000)
 
 
-def _serve(redis_url: str, limit: int) -> Iterator[int]:
+def _serve(redis_url: str, limit: int, **extra: str) -> Iterator[int]:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CELERY_BROKER_URL": redis_url,
-           "SIGHTLINE_WEBHOOK_TOKEN": TOKEN}  # fmt: skip
+           "SIGHTLINE_WEBHOOK_TOKEN": TOKEN, **extra}  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "handlers.webhook", "--host", "127.0.0.1", "--port", str(port),
          "--body-timeout", str(BODY_TIMEOUT_S), "--limit-concurrency", str(limit)],
@@ -109,6 +109,25 @@ def test_same_checks_as_the_stdlib_server(server: int, redis_url: str) -> None:
     chunked = (f"POST /minio HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
                "Transfer-Encoding: chunked\r\nConnection: close")  # fmt: skip
     assert _raw(server, chunked, b"2\r\n{}\r\n0\r\n\r\n")[0] == 411
+    assert drain(redis_url, QUEUE_OF[TAG_TASK], 0, timeout=0.3) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setting", ["exclude", "file"])
+def test_the_handler_settings_apply_as_under_the_stdlib_server(
+    redis_url: str, tmp_path: Path, setting: str
+) -> None:
+    """uvicorn's app was built without the exclusions and opaque-key rule and never read
+    sightline.toml: a bucket allow-list kept in the file was silently dropped."""
+    if setting == "exclude":
+        extra = {"SIGHTLINE_EXCLUDE": "*/Sommer + See/*", "SIGHTLINE_CONFIG": "none"}
+    else:
+        (tmp_path / "sightline.toml").write_text('sightline_allowed_buckets = "otherbucket"\n')
+        extra = {"SIGHTLINE_CONFIG": str(tmp_path / "sightline.toml")}
+    for port in _serve(redis_url, limit=100, **extra):
+        status, body = _post(port, MINIO_PUT)
+        assert (status, json.loads(body)) == (200, {"actions": {"ignore": 1}, "errors": []})
+        assert _post(port, b"[" * 200_000 + b"]" * 200_000)[0] == 400  # too deep for json
     assert drain(redis_url, QUEUE_OF[TAG_TASK], 0, timeout=0.3) == []
 
 

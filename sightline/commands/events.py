@@ -35,6 +35,8 @@ def parse_events(args: argparse.Namespace) -> int:
         event = json.loads(text)
     except ValueError as exc:
         raise CliError(f"{args.file}: not JSON ({exc})") from None
+    except RecursionError:
+        raise CliError(f"{args.file}: not an event (JSON nested too deep)") from None
     if not isinstance(event, dict):
         raise CliError(f"{args.file}: an event is a JSON object")
     try:
