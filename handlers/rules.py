@@ -21,6 +21,12 @@ NUL_KEY = "key contains NUL, which the photo database cannot store"
 _GENERIC_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})
 
 
+def declares_image(content_type: str | None) -> bool:
+    """A Content-Type an image may come under: none, ``image/*`` or a generic octet-stream."""
+    ctype = (content_type or "").split(";", 1)[0].strip().lower()
+    return not ctype or ctype in _GENERIC_TYPES or ctype.startswith("image/")
+
+
 @dataclass(frozen=True)
 class OwnerRule:
     """Owner from a key pattern like ``users/{owner}/``; keys outside it get the default."""
@@ -81,7 +87,9 @@ def skip_reason(
 
     Keys that ``exclude`` matches are ignored with the pattern. With ``opaque_keys``, a key
     with no extension is work (the worker sniffs its bytes); a key with any other non-image
-    extension is skipped here, costing nothing further.
+    extension is skipped here, costing nothing further. An image key written empty or under
+    a non-image Content-Type is work too: it replaces the photo that key held, whose tags
+    must go (the worker records it "ignored").
     """
     if event.kind == "other":
         return f"event type not handled ({event.event_name})"
@@ -96,11 +104,4 @@ def skip_reason(
     ext = name[dot:].lower() if dot > 0 else ""  # ".profile" is a name, not an extension
     if ext not in IMAGE_EXTENSIONS and not (ext == "" and opaque_keys):
         return f"not an image extension ({ext or 'none'})"
-    if not event.created:
-        return None  # a delete carries no size or content type worth checking
-    ctype = (event.content_type or "").split(";", 1)[0].strip().lower()
-    if ctype and ctype not in _GENERIC_TYPES and not ctype.startswith("image/"):
-        return f"not an image content type ({ctype})"
-    if event.size == 0:
-        return "empty object"
     return None

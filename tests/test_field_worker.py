@@ -477,6 +477,36 @@ def test_error_text_is_made_storable(db) -> None:
     assert stored.startswith("corrupt image: xxx") and len(stored) <= 1000
 
 
+@pytest.mark.parametrize(
+    ("body", "ctype", "reason"),
+    [
+        (b"", "binary/octet-stream", "empty file"),
+        (b"<html>moved</html>", "text/html", "not an image (format not recognised); "),
+    ],
+)
+def test_a_photo_overwritten_by_no_photo_leaves_its_albums(
+    s3, db, db_url, moto_endpoint, body, ctype, reason
+) -> None:
+    """A tagged photo overwritten by an empty object (or a page under text/html): the
+    handler ignored the newer write, so the old photo stayed in its albums for good."""
+    bucket = f"n-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    key = "users/dana/overwritten.jpg"
+    ev = Events(_runtime(db_url, moto_endpoint), bucket)
+    s3.put_object(Bucket=bucket, Key=key, Body=synthetic_jpeg(seed=3, width=96, height=72))
+    assert ev.run([ev.record(key, "ObjectCreated:Put", None, "e1")]) == ["tagged"]
+    assert _row(db, bucket, key)[2] > 0
+    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=ctype)
+    rec = ev.record(key, "ObjectCreated:Put", None, "e2")
+    rec["s3"]["object"]["size"] = len(body)
+    rec["s3"]["object"]["contentType"] = ctype  # as MinIO sends it
+    assert ev.run([rec]) == ["ignored"]
+    assert _row(db, bucket, key)[0::2] == ("ignored", 0)
+    with db, db.cursor() as cur:
+        cur.execute("SELECT error FROM photos WHERE key = %s", (key,))
+        assert cur.fetchone()[0].startswith(reason)
+
+
 def test_opaque_keys_are_sniffed(s3, db, db_url, moto_endpoint) -> None:
     """Keys with no extension: a photo is tagged, anything else is ignored with its reason
     (not failed)."""

@@ -51,7 +51,8 @@ def summary(event: dict[str, Any], owners: OwnerRule = OWNERS) -> list[tuple]:
         ("sqs_eventbridge.json", [("tag", "users/bob/100%2B.jpg", "bob")]),
         ("minio_put.json", [("tag", MINIO_KEY, "carol")]),
         ("minio_delete.json", [("delete", MINIO_KEY, "carol")]),
-        ("minio_text.json", [("ignore", "users/carol/scan.jpg", None)]),
+        # the bytes decide (the worker ignores them if no image): an image key's newer write
+        ("minio_text.json", [("tag", "users/carol/scan.jpg", "carol")]),
     ],
 )
 def test_every_envelope_gives_the_right_actions_and_decoded_keys(fixture, expected) -> None:
@@ -60,14 +61,15 @@ def test_every_envelope_gives_the_right_actions_and_decoded_keys(fixture, expect
 
 
 def test_filters_keep_only_images_with_an_owner() -> None:
-    """Folder markers, non-images, empty objects, tagging events and ownerless keys are ignored
-    (keys with no extension too, when SIGHTLINE_OPAQUE_KEYS=ignore)."""
+    """Folder markers, non-images, tagging events and ownerless keys are ignored (keys with no
+    extension too, when SIGHTLINE_OPAQUE_KEYS=ignore). An empty image key is tagged: it
+    replaced the photo the key held, whose tags must go (the worker records it ignored)."""
     actions = plan(load("s3_filters.json"), OWNERS, opaque_keys=False)
     got = [(a.action, a.event.key, a.reason) for a in actions]
     assert got == [
         ("ignore", "users/alice/albums/", "folder marker"),
         ("ignore", "users/alice/notes.txt", "not an image extension (.txt)"),
-        ("ignore", "users/alice/empty.jpg", "empty object"),
+        ("tag", "users/alice/empty.jpg", None),
         ("ignore", "users/alice/noext", "not an image extension (none)"),
         ("ignore", "users/alice/tagged.jpg", "event type not handled (ObjectTagging:Put)"),
         ("ignore", "shared/outside.jpg", "key outside the owner pattern 'users/{owner}/'"),

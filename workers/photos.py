@@ -41,6 +41,12 @@ class NotAnImage(PhotoError):
     """Bytes no decoder recognises: for a key with no extension this is "ignored"."""
 
 
+class NoPhoto(NotAnImage):
+    """An object that is no photo and never claimed to be one: zero bytes, or bytes no
+    decoder recognises under a Content-Type that is not an image's. "ignored" whatever its
+    key: it replaced what the key held, and is nobody's broken photo."""
+
+
 @dataclass(frozen=True)
 class DecodedPhoto:
     crop: np.ndarray  # uint8 (crop, crop, 3)
@@ -85,7 +91,7 @@ def decode_whole(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
 def _guarded(fn: Callable[[], T], data: bytes, max_pixels: int) -> T:
     """Run a decode with Pillow's bomb check at ``max_pixels``, its errors as PhotoError."""
     if not data:
-        raise PhotoError("empty file")
+        raise NoPhoto("empty file")
     set_pixel_cap(max_pixels)
     try:
         with warnings.catch_warnings():

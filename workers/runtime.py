@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import psycopg2
 
+from handlers.rules import declares_image
 from workers import job_tasks, jobs
 from workers.db import DatabaseError, ThreadConnections, connect
 from workers.errors import ObjectGone, RequestRefused, TransientError
@@ -25,7 +26,7 @@ from workers.metrics import WorkerMetrics
 from workers.migrate import hold_schema
 from workers.pgtext import unstorable
 from workers.photo_copy import write_photos_copy
-from workers.photos import NotAnImage, PhotoError
+from workers.photos import NoPhoto, NotAnImage, PhotoError
 from workers.pipeline import Prepared, album_scores, infer, prepare, unstorable_output
 from workers.releases import LiveRelease, LiveReleases
 from workers.scenemaps import LiveSceneMap, in_force, install
@@ -233,8 +234,11 @@ class WorkerRuntime:
                 outcomes[i] = p
             elif isinstance(p, ObjectGone):
                 items.append((i, status_item(tasks[i], "gone", str(p))))
-            elif isinstance(p, NotAnImage) and not _has_extension(tasks[i]["key"]):
-                # an opaque key (SIGHTLINE_OPAQUE_KEYS) whose bytes are no image: not a fault
+            elif isinstance(p, NoPhoto) or (
+                isinstance(p, NotAnImage) and not _has_extension(tasks[i]["key"])
+            ):
+                # an empty object, text under text/plain, an opaque key's (SIGHTLINE_OPAQUE_KEYS)
+                # bytes that are no image: not a fault; a photo the key held leaves its albums
                 items.append((i, status_item(tasks[i], "ignored", str(p))))
             elif isinstance(p, PhotoError):
                 items.append((i, status_item(tasks[i], "failed", str(p))))
@@ -380,7 +384,10 @@ class WorkerRuntime:
         except NotAnImage as exc:
             # the bytes decide; the Content-Type S3 gave only explains (SDKs often default it)
             ctype = getattr(data, "content_type", None)
-            return NotAnImage(f"{exc}; Content-Type {ctype}") if ctype else exc
+            if not ctype:
+                return exc
+            kind = NotAnImage if declares_image(ctype) and type(exc) is NotAnImage else NoPhoto
+            return kind(f"{exc}; Content-Type {ctype}")
         except PhotoError as exc:
             return exc
         except Exception as exc:  # a decoder bug: fail this photo, not its whole batch
