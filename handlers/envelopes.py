@@ -43,8 +43,13 @@ class SNSNotification:
         self.raw = raw
 
     @property
-    def type(self) -> str:
-        return str(self.raw.get("Type") or "Notification")
+    def type(self) -> str | None:
+        """SNS's message type ("Notification" when absent, as Lambda's records may leave it);
+        None when it is not a string."""
+        kind = self.raw.get("Type")
+        if kind is None or kind == "":
+            return "Notification"
+        return kind if isinstance(kind, str) else None
 
     @property
     def message_id(self) -> str | None:
@@ -179,9 +184,15 @@ def _record(raw: Any, depth: int) -> Iterator[Item]:
         yield Broken("record is neither an S3 nor an SNS record")
 
 
+_SNS_CONTROL = frozenset({"SubscriptionConfirmation", "UnsubscribeConfirmation"})
+
+
 def _sns(note: SNSNotification, depth: int) -> Iterator[Item]:
-    if note.type != "Notification":  # SubscriptionConfirmation, UnsubscribeConfirmation
+    if note.type in _SNS_CONTROL:
         yield Skip(f"SNS {note.type}")
+        return
+    if note.type != "Notification":  # not skipped: a malformed envelope may hold an upload
+        yield Broken(f"SNS Type is not a message type: {json.dumps(note.raw.get('Type'))[:80]}")
         return
     try:
         inner = note.payload()

@@ -164,6 +164,9 @@ def event_corpus() -> list[tuple[str, dict, str]]:
         ("SNS message not JSON", sqs(json.dumps(sns)), "SNS Message is not JSON"),
         ("SQS body nested too deep", sqs(deep), "SQS body .*too deep"),
         ("SNS message too deep", sqs(json.dumps({**sns, "Message": deep})), "SNS .*too deep"),
+        ("SNS Type not text", {"Records": [{"EventSource": "aws:sns",
+         "Sns": {**sns, "Type": [1]}}]}, "SNS Type is not a message type: \\[1\\]"),
+        ("SNS Type unknown", sqs(json.dumps({**sns, "Type": "Notice"})), 'type: "Notice"'),
         ("EventBridge from elsewhere", eventbridge, "not aws.s3"),
         ("nested too deep", _nested_sns(8), "nested too deep"),
     ]  # fmt: skip
