@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.support import run_cli
+from tests.support import run_cli, wait_for
 from workers import jobs
 
 
@@ -136,6 +136,12 @@ def test_a_backfill_no_process_publishes_says_so(db, db_url) -> None:
     with db, db.cursor() as cur:
         assert not jobs.get(cur, job_id).publisher_gone
     publisher.close()  # its lock goes with the session, as with a kill -9
+
+    def released() -> bool:  # the server ends the session a moment after the client goes
+        with db, db.cursor() as cur:
+            return jobs.get(cur, job_id).publisher_gone
+
+    wait_for(released, timeout=10, what="the closed session's lock to go")
     with db, db.cursor() as cur:
         gone = jobs.get(cur, job_id)
         assert gone.publisher_gone and not jobs.get(cur, other).publisher_gone
