@@ -118,6 +118,9 @@ def one_line(exc: BaseException) -> str:
         return ""
     if len(lines) > 1 and lines[1].startswith("Original Traceback"):
         return _RAISED_IN.sub("", lines[-1].strip(), count=1)
+    if len(lines) > 1 and lines[0].rstrip().endswith(":"):
+        # a heading with its reason below ("Parameter validation failed:\nInvalid bucket…")
+        return f"{lines[0].rstrip()} {lines[1].strip()}"
     return lines[0]
 
 

@@ -256,3 +256,27 @@ def test_eval_names_the_photo_it_cannot_read(tmp_path) -> None:
     err = [ln for ln in out.stderr.splitlines() if ln.startswith("sightline")]
     assert err == [f"sightline: error: cannot read image {tmp_path}/beach/bad.jpg: cannot "
                    f"identify image file '{tmp_path}/beach/bad.jpg'"], out.stderr  # fmt: skip
+
+
+def test_a_heading_error_keeps_its_reason_line() -> None:
+    """botocore puts the reason under "Parameter validation failed:"; `backfill s3://a?b`
+    printed only the heading."""
+    from botocore.exceptions import ParamValidationError
+
+    from sightline.cli import one_line
+
+    err = ParamValidationError(report='Invalid bucket name "a?b": Bucket name must match')
+    assert one_line(err) == (
+        'Parameter validation failed: Invalid bucket name "a?b": Bucket name must match'
+    )
+
+
+def test_jobs_list_limit_past_bigint_is_one_line(capsys, monkeypatch, db_url) -> None:
+    """A --limit past bigint was the server's NumericValueOutOfRange, exit 1."""
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    code, err, out = _run(capsys, "jobs", "list", "--limit", str(10**20))
+    assert (code, err, out) == (
+        2,
+        ["sightline: error: --limit must be 1 to 1,000,000, got 100000000000000000000"],
+        "",
+    )

@@ -248,3 +248,45 @@ def test_rows_repeated_across_pages_and_files_are_published_once(
     assert sorted(t["key"] for t in _queued(redis_url)) == [
         f"users/a/{k}.jpg" for k in (1, 2, 3, 4)
     ]
+
+
+def test_a_bad_inventory_row_is_that_row_alone(moto_endpoint, caplog) -> None:
+    """A bad size or time in an inventory row is no size or time (both informational); a key
+    S3 cannot hold is skipped with a warning. Each had stopped the backfill with a raw
+    EventError (exit 1), leaving its job running, and a resume met the same row again."""
+    from handlers.rules import Exclusions, OwnerRule
+    from sightline.backfill.select import to_tasks
+
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint)
+    dest = f"inv-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=dest)
+    row = lambda k, size="10", when=WHEN: ["src", f"users/a/{k}.jpg", "", "true", "false",  # noqa: E731
+                                           size, when, f"e{k}"]  # fmt: skip
+    data = _csv([row(1, size="\u00b2"), row(2, size="9" * 28), row(3, when="yesterday"),
+                 row("x" * 1100), row(5, when="9999-12-31T23:59:59-15:00")])  # fmt: skip
+    s3.put_object(Bucket=dest, Key="d/1.csv", Body=data)
+    parquet = _parquet([{"key": "users/c/6.jpg", "size": 10, "last_modified_date": 1714557600}])
+    s3.put_object(Bucket=dest, Key="d/2.parquet", Body=parquet)
+    manifest = {"sourceBucket": "src", "destinationBucket": dest, "fileFormat": "CSV",
+                "fileSchema": SCHEMA.split(", "), "files": [{"key": "d/1.csv"}]}  # fmt: skip
+    objects = [o for p in inventory_pages(s3, Manifest.parse(json.dumps(manifest)), None)
+               for o in p.objects]  # fmt: skip
+    with caplog.at_level("WARNING", logger="sightline.backfill"):
+        tasks = to_tasks(objects, OwnerRule(), Exclusions.parse(None), job_id=1)
+    assert [(t["key"], t["size"], t["event_time"]) for t in tasks] == [
+        ("users/a/1.jpg", None, WHEN),
+        ("users/a/2.jpg", None, WHEN),
+        ("users/a/3.jpg", 10, None),
+        ("users/a/5.jpg", 10, None),
+    ]
+    assert "longer than S3's 1024 bytes" in caplog.text
+    manifest = {**manifest, "fileFormat": "Parquet", "files": [{"key": "d/2.parquet"}]}
+    [obj] = [o for p in inventory_pages(s3, Manifest.parse(json.dumps(manifest)), None)
+             for o in p.objects]  # fmt: skip
+    assert (obj.key, obj.last_modified) == ("users/c/6.jpg", None)
+    s3.put_object(Bucket=dest, Key="d/3.parquet", Body=_parquet([{"object_key": "users/c/7.jpg"}]))
+    manifest = {**manifest, "files": [{"key": "d/3.parquet"}]}
+    with pytest.raises(SourceError, match=r"d/3\.parquet .*no key column"):
+        list(inventory_pages(s3, Manifest.parse(json.dumps(manifest)), None))
+    with pytest.raises(SourceError, match="JSON nested too deep"):
+        Manifest.parse("[" * 100_000 + "]" * 100_000)

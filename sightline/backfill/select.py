@@ -11,15 +11,18 @@ counted as published again but not re-sent, so the job's counts stay exact.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from handlers.contract import ObjectTask
 from handlers.core import Action
-from handlers.events import object_event
+from handlers.events import EventError, object_event
 from handlers.rules import Exclusions, OwnerRule, skip_reason
 from sightline.backfill.sources import ListedObject
+
+log = logging.getLogger("sightline.backfill")
 
 SELECTIONS = ("missing", "all", "stale-model", "failed")
 FAILED_KINDS = ("transient", "decode", "all")
@@ -48,20 +51,25 @@ def to_tasks(
     force: bool = False,
 ) -> list[ObjectTask]:
     """The tasks an upload of each object would make (images only, owner from the key,
-    SIGHTLINE_EXCLUDE honoured), carrying the job id; other objects are dropped."""
+    SIGHTLINE_EXCLUDE honoured), carrying the job id; other objects are dropped, and one the
+    handler's rules refuse (a key past S3's 1,024 bytes in an inventory) with a warning."""
     tasks = []
     for o in objects:
-        ev = object_event(
-            kind="created",
-            bucket=o.bucket,
-            raw_key=o.key,
-            url_encoded=False,  # listings and inventory readers hand over decoded keys
-            version_id=o.version_id,
-            etag=o.etag,
-            size=o.size,
-            event_time=o.last_modified,  # no sequencer: ordered by the object's time
-            event_name="Backfill",
-        )
+        try:
+            ev = object_event(
+                kind="created",
+                bucket=o.bucket,
+                raw_key=o.key,
+                url_encoded=False,  # listings and inventory readers hand over decoded keys
+                version_id=o.version_id,
+                etag=o.etag,
+                size=o.size,
+                event_time=o.last_modified,  # no sequencer: ordered by the object's time
+                event_name="Backfill",
+            )
+        except EventError as exc:  # one bad row never stops the job
+            log.warning("skipped an object of s3://%s: %s", o.bucket, exc)
+            continue
         if skip_reason(ev, exclude):
             continue
         owner = owners.owner_of(ev.key)

@@ -7,6 +7,7 @@ import csv
 import gzip
 import io
 import json
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +15,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
+
+from handlers.contract import event_time_problem
+from handlers.events import MAX_OBJECT_SIZE
+
+_SIZE = re.compile(r"[0-9]{1,19}")  # ASCII digits: str.isdigit() takes "²", int() does not
 
 
 class SourceError(ValueError):
@@ -116,10 +122,15 @@ class Manifest:
             fmt = str(data["fileFormat"])
             dest = str(data["destinationBucket"]).rsplit(":", 1)[-1]  # arn:aws:s3:::name
             files = [str(f["key"]) for f in data["files"]]
-            schema = [c.strip() for c in str(data.get("fileSchema") or "").split(",") if c]
+            schema = data.get("fileSchema") or ""
+            if not isinstance(schema, list):  # S3 writes "Bucket, Key, ..."; a list reads too
+                schema = str(schema).split(",")
+            schema = [str(c).strip() for c in schema if str(c).strip()]
             source = str(data["sourceBucket"])
         except (ValueError, KeyError, TypeError) as exc:
             raise SourceError(f"not an S3 Inventory manifest.json: {exc}") from None
+        except RecursionError:
+            raise SourceError("not an S3 Inventory manifest.json: JSON nested too deep") from None
         if fmt.upper() not in {"CSV", "PARQUET"}:
             raise SourceError(f"inventory format {fmt} is not supported (CSV or Parquet)")
         if fmt.upper() == "CSV" and "Key" not in schema:
@@ -171,6 +182,8 @@ def _parquet_rows(data: bytes) -> Iterator[dict[str, Any]]:
         "e_tag": "ETag",
     }
     cols = {names.get(c, c): table.column(c).to_pylist() for c in table.column_names}
+    if "Key" not in cols:
+        raise ValueError(f"no key column (columns: {', '.join(table.column_names)})")
     for i in range(table.num_rows):
         yield {name: values[i] for name, values in cols.items()}
 
@@ -186,14 +199,17 @@ def _inventory_object(row: dict[str, Any], encoded: bool, bucket: str) -> Listed
         key = unquote_plus(key)
     if not key:
         return None
-    size = row.get("Size")
+    # Size and time are informational (the worker reads the object): a bad one is none,
+    # not a task the handler's rules refuse
+    size = str(row.get("Size") or "").strip()
+    when = _iso(row.get("LastModifiedDate"))
     return ListedObject(
         bucket=str(row.get("Bucket") or bucket),
         key=key,
         version_id=str(row["VersionId"]) if row.get("VersionId") else None,
         etag=_etag(row.get("ETag")),
-        size=int(size) if str(size).isdigit() else None,  # informational: a bad one is no size
-        last_modified=_iso(row.get("LastModifiedDate")),
+        size=int(size) if _SIZE.fullmatch(size) and int(size) <= MAX_OBJECT_SIZE else None,
+        last_modified=when if when and event_time_problem(when) is None else None,
     )
 
 

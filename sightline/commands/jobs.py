@@ -47,8 +47,8 @@ def _cursor():
 def list_cmd(args: argparse.Namespace) -> int:
     from workers import jobs
 
-    if args.limit < 1:
-        raise CliError("--limit must be 1 or more")
+    if not 1 <= args.limit <= 1_000_000:
+        raise CliError(f"--limit must be 1 to 1,000,000, got {args.limit}")
     conn, _server = _cursor()
     try:
         with conn.cursor() as cur:
