@@ -69,6 +69,8 @@ def test_a_pause_while_the_queue_is_full_waits(db, db_url, redis_url, then) -> N
         jobs.move(cur, job_id, "paused")
     time.sleep(0.3)
     assert thread.is_alive() and sent == [2]  # waiting, not gone
+    # the page's sent chunk shows before its checkpoint (published read 0 for a whole page)
+    assert _counts(db, job_id) == ("paused", 2)
     with db, db.cursor() as cur:
         jobs.move(cur, job_id, "running" if then == "resume" else "cancelled")
     if then == "resume":

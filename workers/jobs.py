@@ -96,7 +96,15 @@ _PUBLISHER_GONE = (
     f"AND l.classid = {PUBLISHER_LOCK} AND l.objid = jobs.id::oid AND l.objsubid = 2 "
     "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())))"
 )
-_COLUMNS = ", ".join(n for n in Job.__dataclass_fields__ if n != "publisher_gone")
+# published as it stands: the column (exact at each page's checkpoint) plus what the page
+# being published has sent so far (``note_sending``), so progress and ETA move with the page
+_PUBLISHED = (
+    "published + CASE WHEN jsonb_typeof(checkpoint -> 'sending') = 'number' "
+    "THEN (checkpoint ->> 'sending')::bigint ELSE 0 END"
+)
+_COLUMNS = ", ".join(
+    _PUBLISHED if n == "published" else n for n in Job.__dataclass_fields__ if n != "publisher_gone"
+)
 _COLUMNS += f", {_PUBLISHER_GONE}"
 
 
@@ -153,6 +161,18 @@ def save_checkpoint(cur: Any, job_id: int, checkpoint: Any, **deltas: int) -> No
     cur.execute(
         "UPDATE jobs SET checkpoint = %s::jsonb, updated_at = now() WHERE id = %s",
         (json.dumps(checkpoint), job_id),
+    )
+
+
+def note_sending(cur: Any, job_id: int, sent: int) -> None:
+    """Record that the page being published has sent ``sent`` tasks so far (``published``
+    reads them; the page's ``save_checkpoint`` replaces them with its exact count). A kill
+    leaves them standing, which is what went out; the resumed run sets them to 0 first."""
+    cur.execute(
+        "UPDATE jobs SET checkpoint = jsonb_set(CASE jsonb_typeof(checkpoint) WHEN 'object' "
+        "THEN checkpoint ELSE '{}'::jsonb END, '{sending}', to_jsonb(%s::bigint)), "
+        "updated_at = now() WHERE id = %s",
+        (sent, job_id),
     )
 
 

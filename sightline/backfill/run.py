@@ -113,6 +113,8 @@ class Backfill:
     def run(self, pages: Iterator[Work]) -> Outcome:
         """Publish every page; returns how the job stands when publishing ends."""
         out = Outcome(self.job_id, "running")
+        with self.conn, self.conn.cursor() as cur:  # a killed run's page is listed again
+            jobs.note_sending(cur, self.job_id, 0)
         for work in pages:
             state = self._wait_while_paused()
             if state != "running":
@@ -122,6 +124,7 @@ class Backfill:
             if stopped:  # cancelled while waiting for the queue: count what went out
                 with self.conn, self.conn.cursor() as cur:
                     jobs.add(cur, self.job_id, listed=work.listed, published=sent)
+                    jobs.note_sending(cur, self.job_id, 0)
                 out.listed += work.listed
                 out.published += sent
                 out.state = self.state() or "gone"
@@ -160,6 +163,12 @@ class Backfill:
                 return sent, True
             self._send(chunk)
             sent += len(chunk)
+            if sent < len(tasks):  # the page's checkpoint counts the last chunk
+                with self.conn, self.conn.cursor() as cur:
+                    jobs.note_sending(cur, self.job_id, sent)
+                    job = jobs.get(cur, self.job_id) if self.on_page else None
+                if self.on_page and job is not None:
+                    self.on_page(job)
         return sent, False
 
     def _send(self, chunk: list[ObjectTask]) -> None:

@@ -215,7 +215,9 @@ def backfill(args: argparse.Namespace) -> int:
                     f"job {job_id} backfills {json.dumps(job.params)}; resume it with the "
                     "same source and selection"
                 )
-            position = {k: v for k, v in (job.checkpoint or {}).items() if k != "complete"}
+            position = {
+                k: v for k, v in (job.checkpoint or {}).items() if k not in ("complete", "sending")
+            }
         else:
             job_id = jobs.create(cur, "backfill", params)
             position = {}
