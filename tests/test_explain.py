@@ -214,3 +214,31 @@ def test_explain_decodes_as_the_worker_does(tmp_path: Path) -> None:
         proc = explain(name)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
         assert len(proc.stderr.splitlines()) == 1
+
+
+def test_explain_never_writes_over_the_photo_or_its_other_map(tmp_path: Path) -> None:
+    """`--out p.jpg` wrote the PNG over the user's photo, exit 0; `--out a.png --landmark-out
+    a.png` wrote one map over the other; `--out .` was a ValueError."""
+    import argparse
+
+    from sightline.cli import CliError
+    from sightline.commands.explain import _outputs
+
+    photo = tmp_path / "p.jpg"
+    _rotated_jpeg(photo)
+    (tmp_path / "link.jpg").symlink_to(photo)
+    cases = [
+        (photo, None, "is the photo itself"),
+        (tmp_path / "link.jpg", None, "is the photo itself"),
+        (tmp_path / "a.png", photo, "--landmark-out .* is the photo itself"),
+        (tmp_path / "a.png", tmp_path / "a.png", "one file"),
+        (tmp_path, None, "is a folder"),
+        (Path("."), None, "is a folder"),
+    ]
+    for out, lm_out, message in cases:
+        args = argparse.Namespace(photo=photo, out=out, landmark_out=lm_out)
+        with pytest.raises(CliError, match=message):
+            _outputs(args)
+    args = argparse.Namespace(photo=photo, out=tmp_path / "cam.png", landmark_out=None)
+    assert _outputs(args) == (tmp_path / "cam.png", tmp_path / "cam.landmark.png")
+    assert photo.read_bytes()[:2] == b"\xff\xd8"

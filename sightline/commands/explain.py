@@ -81,6 +81,32 @@ def _centroids(args: argparse.Namespace, dim: int):
     return c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12), names
 
 
+def _outputs(args: argparse.Namespace) -> tuple[Path, Path]:
+    """The two PNGs' paths; CliError for a path that is a folder, the photo itself (`--out
+    p.jpg` wrote a PNG over the user's photo) or the other map's."""
+    from sightline.cli import CliError
+
+    out = args.out
+    if not out.name or out.is_dir():
+        raise CliError(f"--out {out} is a folder; name the PNG to write")
+    lm_out = args.landmark_out or out.with_name(out.stem + ".landmark.png")
+    if not lm_out.name or lm_out.is_dir():
+        raise CliError(f"--landmark-out {lm_out} is a folder; name the PNG to write")
+    if _same(out, lm_out):
+        raise CliError(f"--out and --landmark-out are one file ({out}); name two")
+    for flag, path in (("--out", out), ("--landmark-out", lm_out)):
+        if _same(path, args.photo):
+            raise CliError(f"{flag} {path} is the photo itself; name another file")
+    return out, lm_out
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
 def explain_photo(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -93,6 +119,7 @@ def explain_photo(args: argparse.Namespace) -> int:
     from sightline.loading import load_network
     from workers.settings import Settings
 
+    out, lm_out = _outputs(args)
     s = Settings.from_env()
     net, meta = load_network(s, args.weights)
     sm = SceneMap.for_checkpoint(meta, s.scene_map, sift=s.sift)
@@ -133,8 +160,6 @@ def explain_photo(args: argparse.Namespace) -> int:
     if albums:
         scene_lines.append("albums: " + ", ".join(f"{a} {p:.3f}" for a, p in albums))
     lm_lines = ["landmark map: " + landmark_what]
-    out = args.out
-    lm_out = args.landmark_out or out.with_name(out.stem + ".landmark.png")
     try:
         overlay(photo, scene_map, scene_lines, warn).save(out, format="PNG")
         overlay(photo, lm_map, lm_lines, lm_warn).save(lm_out, format="PNG")
