@@ -48,6 +48,16 @@ def _run(capsys, *argv: str) -> tuple[int, list[str], str]:
         ("SIGHTLINE_S3_TIMEOUT_S", "0"),
         ("SIGHTLINE_MAX_PIXELS", "0"),
         ("SIGHTLINE_MAX_OBJECT_BYTES", "-1"),
+        # each passed, then overflowed (OverflowError, exit 1), hung fetches or was 0
+        ("SIGHTLINE_MAX_OBJECT_BYTES", "inf"),
+        ("SIGHTLINE_MAX_OBJECT_BYTES", "0.5"),
+        ("SIGHTLINE_BATCH_TIME_LIMIT_S", "inf"),
+        ("SIGHTLINE_BATCH_TIME_LIMIT_S", "1e308"),
+        ("SIGHTLINE_BATCH_WAIT_MS", "inf"),
+        ("SIGHTLINE_MAX_RETRIES", "2000"),
+        ("SIGHTLINE_DB_TIMEOUT_S", "inf"),
+        ("SIGHTLINE_S3_TIMEOUT_S", "inf"),
+        ("SIGHTLINE_RETRY_BASE_S", "nan"),
     ],
 )
 def test_config_show_refuses_a_bad_setting_in_one_line(capsys, monkeypatch, variable, value):
@@ -280,3 +290,14 @@ def test_jobs_list_limit_past_bigint_is_one_line(capsys, monkeypatch, db_url) ->
         ["sightline: error: --limit must be 1 to 1,000,000, got 100000000000000000000"],
         "",
     )
+
+
+def test_a_database_timeout_under_a_millisecond_is_one_not_off(db_url) -> None:
+    """SIGHTLINE_DB_TIMEOUT_S=0.0004 became statement_timeout=0: no timeout at all."""
+    from workers.db import connect
+
+    conn = connect(db_url, timeout_s=0.0004)
+    with conn.cursor() as cur:
+        cur.execute("SHOW statement_timeout")
+        assert cur.fetchone()[0] == "1ms"
+    conn.close()

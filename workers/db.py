@@ -4,6 +4,7 @@ one connection per worker thread, and lost connections turned into retries."""
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from typing import Any
 
@@ -29,7 +30,8 @@ def connect(
         conn = psycopg2.connect(
             url,
             connect_timeout=max(1, int(timeout_s)),
-            options=f"-c statement_timeout={int(timeout_s * 1000)}",
+            # at least 1 ms: 0 would switch the timeout off
+            options=f"-c statement_timeout={max(1, math.ceil(timeout_s * 1000))}",
             application_name=application,
         )
     except psycopg2.OperationalError as exc:

@@ -38,6 +38,9 @@ def _env_bool(name: str, default: bool = False) -> bool:
     )
 
 
+_DAY_S = 86_400.0  # no wait, limit or timeout here is meant to be longer
+
+
 def _env_float(name: str, default: float) -> float:
     value = os.environ.get(name)
     if not value:
@@ -48,22 +51,27 @@ def _env_float(name: str, default: float) -> float:
         raise SettingsError(f"{name} must be a number, got {value!r}") from None
 
 
-def _positive(name: str, default: float) -> float:
+def _positive(name: str, default: float, most: float = _DAY_S) -> float:
+    """Above 0 and at most ``most`` (infinity and 1e308 overflowed the arithmetic after it)."""
     value = _env_float(name, default)
-    if not value > 0:
-        raise SettingsError(f"{name} must be above 0, got {os.environ.get(name)!r}")
+    if not 0 < value <= most:  # NaN fails too
+        raise SettingsError(
+            f"{name} must be above 0 and at most {most:,g}, got {os.environ.get(name)!r}"
+        )
     return value
 
 
-def _not_negative(name: str, default: float) -> float:
+def _not_negative(name: str, default: float, most: float = _DAY_S) -> float:
     value = _env_float(name, default)
-    if not value >= 0:  # NaN fails too
-        raise SettingsError(f"{name} must be 0 or more, got {os.environ.get(name)!r}")
+    if not 0 <= value <= most:  # NaN fails too
+        raise SettingsError(
+            f"{name} must be 0 or more and at most {most:,g}, got {os.environ.get(name)!r}"
+        )
     return value
 
 
-def _env_count(name: str, default: int, *, least: int = 1) -> int:
-    """A whole number of at least ``least``; SettingsError otherwise (never clamped)."""
+def _env_count(name: str, default: int, *, least: int = 1, most: int = 2**62) -> int:
+    """A whole number from ``least`` to ``most``; SettingsError otherwise (never clamped)."""
     raw = (os.environ.get(name) or "").strip()
     if not raw:
         return default
@@ -71,8 +79,9 @@ def _env_count(name: str, default: int, *, least: int = 1) -> int:
         value = int(raw)
     except ValueError:
         value = None
-    if value is None or value < least:
-        raise SettingsError(f"{name} must be a whole number >= {least}, got {raw!r}")
+    if value is None or not least <= value <= most:
+        bound = f">= {least}" if most == 2**62 else f"from {least} to {most:,}"
+        raise SettingsError(f"{name} must be a whole number {bound}, got {raw!r}")
     return value
 
 
@@ -209,11 +218,12 @@ class Settings:
             scene_map=env.get("SIGHTLINE_SCENE_MAP") or None,
             sift=env.get("SIGHTLINE_SIFT") or None,
             albums_per_photo=_env_count("SIGHTLINE_ALBUMS_PER_PHOTO", 3),
-            max_object_bytes=int(_positive("SIGHTLINE_MAX_OBJECT_BYTES", 64 * 1024 * 1024)),
-            max_pixels=int(_positive("SIGHTLINE_MAX_PIXELS", 100_000_000)),
+            # whole numbers: 0.5 passed "above 0", then was 0 and refused every photo
+            max_object_bytes=_env_count("SIGHTLINE_MAX_OBJECT_BYTES", 64 * 1024 * 1024),
+            max_pixels=_env_count("SIGHTLINE_MAX_PIXELS", 100_000_000),
             batch_size=_env_count("SIGHTLINE_BATCH_SIZE", 16),
-            batch_wait_ms=_not_negative("SIGHTLINE_BATCH_WAIT_MS", 200.0),
-            max_retries=_env_count("SIGHTLINE_MAX_RETRIES", 5, least=0),
+            batch_wait_ms=_not_negative("SIGHTLINE_BATCH_WAIT_MS", 200.0, most=_DAY_S * 1000),
+            max_retries=_env_count("SIGHTLINE_MAX_RETRIES", 5, least=0, most=1000),
             retry_base_s=_not_negative("SIGHTLINE_RETRY_BASE_S", 2.0),
             batch_time_limit_s=_positive("SIGHTLINE_BATCH_TIME_LIMIT_S", 120.0),
             db_timeout_s=_positive("SIGHTLINE_DB_TIMEOUT_S", 30.0),
