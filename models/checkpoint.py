@@ -52,6 +52,33 @@ class HeadProvenance:
 
 UNTRAINED = HeadProvenance(trained=False, source="random initialisation")
 
+MAX_EMBEDDING_DIM = 16_000  # pgvector's halfvec holds at most 16,000 dimensions
+_MAX_VERSION = 200
+
+
+def version_problem(version: object) -> str | None:
+    """Why ``version`` cannot name a model, or None. It is written into every photo row
+    (``model_version``): a NUL failed the worker at start, a control character made two
+    versions look alike."""
+    if not isinstance(version, str) or not version.strip():
+        return "a version must be a non-empty text"
+    if len(version) > _MAX_VERSION:
+        return f"a version is at most {_MAX_VERSION} characters"
+    if version != version.strip():
+        return f"version {version!a} has white space around it"
+    bad = control_character(version)
+    if bad:
+        return f"version {version!a} has a control character ({bad!a})"
+    return None
+
+
+def embedding_dim_problem(dim: object) -> str | None:
+    """Why ``dim`` cannot be an embedding width, or None (a width of 10^10 allocated 20 TB
+    before the weights were read)."""
+    if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= MAX_EMBEDDING_DIM:
+        return f"embedding_dim must be a whole number from 1 to {MAX_EMBEDDING_DIM:,}, got {dim!a}"
+    return None
+
 
 @dataclass(frozen=True)
 class CheckpointMeta:
@@ -69,6 +96,11 @@ class CheckpointMeta:
     # The file the weights were converted from (weights import): kind, name, sha256.
     source: dict[str, str] = field(default_factory=dict)
     sha256: str = ""
+
+    def __post_init__(self) -> None:
+        problem = version_problem(self.version) or embedding_dim_problem(self.embedding_dim)
+        if problem:
+            raise ValueError(problem)
 
     @property
     def trained(self) -> bool:
@@ -131,8 +163,8 @@ class CheckpointMeta:
         return cls(
             arch=data["arch"],
             categories=_categories(data["categories"]),
-            embedding_dim=int(data["embedding_dim"]),
-            version=str(data["version"]),
+            embedding_dim=data["embedding_dim"],  # checked, as the version, by __post_init__
+            version=data["version"],
             transform=InputTransform.from_dict(data["transform"]),
             scene_head=scene,
             embedding_head=embedding,

@@ -266,3 +266,33 @@ def test_a_head_whose_trained_flag_is_not_a_boolean_is_refused(tmp_path, flag) -
     save_file(load_file(good), str(bad), metadata={"sightline": json.dumps(old)})
     with pytest.raises(CheckpointError, match="trained must be true or false"):
         read_meta(bad)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"version": "v\x00x"}, "has a control character"),  # the worker died at start
+        ({"version": ""}, "non-empty text"),
+        ({"version": 7}, "non-empty text"),
+        ({"embedding_dim": 10_000_000_000}, "embedding_dim must be a whole number"),
+        ({"embedding_dim": -5}, "embedding_dim must be a whole number"),
+        ({"embedding_dim": "8"}, "embedding_dim must be a whole number"),
+    ],
+)
+def test_a_version_or_width_no_row_can_hold_is_refused_at_load(tmp_path, change, message) -> None:
+    """A NUL in the version loaded, then failed the worker's first write; a width of 10^10
+    tried to allocate 20 TB before the weights were read."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    net, meta = untrained(arch="tiny", categories=load_categories(), embedding_dim=8)
+    good = tmp_path / "good.safetensors"
+    save_checkpoint(net, meta, good)
+    data = {**json.loads(meta.to_json()), **change}
+    bad = tmp_path / "bad.safetensors"
+    save_file(load_file(good), str(bad), metadata={"sightline": json.dumps(data)})
+    for read in (load_checkpoint, read_meta):
+        with pytest.raises(CheckpointError, match=message) as err:
+            read(bad)
+        assert "\n" not in str(err.value) and "\x00" not in str(err.value)

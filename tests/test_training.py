@@ -213,16 +213,27 @@ def test_resume_without_a_saved_run_is_one_clear_error(places, tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_a_negative_worker_count_is_one_clear_error(places, tmp_path: Path):
-    """--workers -1 reached the DataLoader, whose ValueError came after the data scan."""
-    for what in ("scene", "landmarks"):
-        extra = ["--scene", str(tmp_path / "none.safetensors")] if what == "landmarks" else []
-        proc = run_cli(
-            "train", what, "--data", str(places), "--out", str(tmp_path), *extra,
-            "--workers", "-1",
-        )  # fmt: skip
-        assert proc.returncode == 2, proc.stderr
-        assert proc.stderr.strip() == "sightline: error: --workers must be 0 or more, got -1"
+@pytest.mark.parametrize(
+    ("what", "option", "message"),
+    [
+        # --workers -1 reached the DataLoader, whose ValueError came after the data scan
+        ("scene", ["--workers", "-1"], "--workers must be 0 or more, got -1"),
+        ("landmarks", ["--workers", "-1"], "--workers must be 0 or more, got -1"),
+        # --lr nan trained to a NaN checkpoint and exited 0
+        ("scene", ["--lr", "nan"], "--lr must be positive, got nan"),
+        ("scene", ["--weight-decay", "inf"], "--weight-decay must be 0 or more, got inf"),
+        ("landmarks", ["--lr-embed", "nan"], "--lr-embed must be 0 or more, got nan"),
+        # a width of 10^8 allocated before anything was checked
+        ("scene", ["--embedding-dim", "100000000"], "--embedding-dim must be a whole number"),
+        ("scene", ["--version", "v\x01"], "version 'v\\x01' has a control character"),
+    ],
+)
+def test_an_option_no_run_can_use_is_one_clear_error(places, tmp_path: Path, what, option, message):
+    extra = ["--scene", str(tmp_path / "none.safetensors")] if what == "landmarks" else []
+    proc = run_cli("train", what, "--data", str(places), "--out", str(tmp_path), *extra, *option)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"sightline: error: {message}"), proc.stderr
+    assert proc.stderr.count("\n") == 1
 
 
 # ---------------------------------------------------------------------------- landmarks

@@ -271,3 +271,33 @@ def test_an_out_path_in_a_missing_folder_is_refused_in_one_line(tmp_path) -> Non
     out = tmp_path / "missing" / "x.safetensors"
     with pytest.raises(WeightsImportError, match="its folder does not exist"):
         import_weights(src, source="torchvision", out=out)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--embedding-dim", "100000000"], "--embedding-dim must be a whole number from 1 to"),
+        (["--embedding-dim", "0"], "--embedding-dim must be a whole number from 1 to"),
+        (["--version", "v\x01\x7f"], "has a control character"),
+    ],
+)
+def test_import_options_no_row_can_hold_are_refused_first(tmp_path, capsys, option, message):
+    """A width of 10^8 was a RuntimeError after building the network; control characters in
+    --version went into every photo row's model_version."""
+    from sightline.cli import main
+
+    src = tmp_path / "resnet50.pth"
+    src.write_bytes(b"never read")
+    argv = [
+        "weights",
+        "import",
+        str(src),
+        "--from",
+        "torchvision",
+        "--out",
+        str(tmp_path / "x.safetensors"),
+    ]
+    assert main([*argv, *option]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sightline: error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "x.safetensors").exists()

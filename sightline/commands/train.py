@@ -96,15 +96,29 @@ def _log(line: str) -> None:
     print(line, flush=True)
 
 
-def _positive(args: argparse.Namespace, *names: str) -> None:
+def _check(args: argparse.Namespace, positive: tuple[str, ...], finite: tuple[str, ...]) -> None:
+    """The options' values, before any data is read: ``positive`` ones above 0, ``finite``
+    ones 0 or more (NaN and infinity fail both: `--lr nan` trained to a NaN checkpoint and
+    exited 0), the worker count, embedding width and version (CliError, one line)."""
+    from models.checkpoint import embedding_dim_problem, version_problem
     from sightline.cli import CliError
 
-    for name in names:
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            raise CliError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    inf = float("inf")
+    for names, low, what in ((positive, 0, "positive"), (finite, None, "0 or more")):
+        for name in names:
+            value = getattr(args, name)
+            ok = value is None or (0 < value < inf if low == 0 else 0 <= value < inf)
+            if not ok:
+                raise CliError(f"--{name.replace('_', '-')} must be {what}, got {value}")
     if args.workers < 0:
         raise CliError(f"--workers must be 0 or more, got {args.workers}")
+    problem = None
+    if args.embedding_dim is not None:
+        problem = embedding_dim_problem(args.embedding_dim)
+    if args.version is not None:
+        problem = problem or version_problem(args.version)
+    if problem:
+        raise CliError(problem.replace("embedding_dim", "--embedding-dim"))
 
 
 def train_scene_cmd(args: argparse.Namespace) -> int:
@@ -116,7 +130,7 @@ def train_scene_cmd(args: argparse.Namespace) -> int:
     from sightline.cli import CliError
     from workers.settings import Settings
 
-    _positive(args, "epochs", "lr", "batch_size", "max_steps", "embedding_dim")
+    _check(args, ("epochs", "lr", "batch_size", "max_steps"), ("weight_decay",))
     if args.arch not in ARCHS:
         raise CliError(f"unknown --arch {args.arch!r}; choose one of {', '.join(ARCHS)}")
     s = Settings.from_env()
@@ -155,7 +169,11 @@ def train_landmarks_cmd(args: argparse.Namespace) -> int:
     from sightline.cli import CliError
     from workers.settings import Settings
 
-    _positive(args, "epochs_per_stage", "batch_size", "max_steps", "embedding_dim")
+    _check(
+        args,
+        ("epochs_per_stage", "batch_size", "max_steps"),
+        ("lr_layer4", "lr_embed", "lr_classifier", "lr_center", "center_weight"),
+    )
     if not 0.0 <= args.people_share <= 1.0:
         raise CliError(f"--people-share must be within 0..1, got {args.people_share}")
     s = Settings.from_env()

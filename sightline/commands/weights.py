@@ -97,8 +97,13 @@ def import_cmd(args: argparse.Namespace) -> int:
 
     if args.out.suffix != ".safetensors":
         raise CliError("--out must end in .safetensors (the serving checkpoint format)")
-    if args.embedding_dim < 1:
-        raise CliError("--embedding-dim must be at least 1")
+    from models.checkpoint import embedding_dim_problem, version_problem
+
+    problem = embedding_dim_problem(args.embedding_dim) or (
+        version_problem(args.version) if args.version is not None else None
+    )
+    if problem:
+        raise CliError(problem.replace("embedding_dim", "--embedding-dim"))
     transform = None
     if args.resize is not None or args.crop is not None:  # 0 is a value, refused below
         base = InputTransform()
