@@ -78,9 +78,11 @@ def load_toml(path: Path) -> dict[str, str]:
     booleans as 1/0). Raises SettingsError for a file that is not TOML or a key that is not
     a setting's name (``batch_size`` for SIGHTLINE_BATCH_SIZE would otherwise be ignored)."""
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text("utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise SettingsError(f"settings file {path}: {exc}") from None
+    except UnicodeDecodeError:  # TOML is UTF-8
+        raise SettingsError(f"settings file {path}: not UTF-8 text") from None
     out = {}
     for key, value in data.items():
         name = key.upper()
@@ -185,6 +187,7 @@ class HandlerConfig:
 
     @classmethod
     def _from_env(cls, env: Mapping[str, str]) -> HandlerConfig:
+        log_level(env)  # refused here too, so `config show` and every entry point say so
         return cls(
             broker_url=check_broker_url(env.get("CELERY_BROKER_URL") or None),
             broker_options=parse_broker_options(env.get("SIGHTLINE_BROKER_OPTIONS")),
@@ -197,6 +200,20 @@ class HandlerConfig:
             opaque_keys=parse_opaque_keys(env.get("SIGHTLINE_OPAQUE_KEYS")),
             exclude=Exclusions.parse(env.get("SIGHTLINE_EXCLUDE")),
         )
+
+
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_level(env: Mapping[str, str] | None = None) -> str:
+    """SIGHTLINE_LOG_LEVEL, upper-cased (``debug`` reads as DEBUG; logging takes only the
+    upper-case names, and an unknown one failed the Lambda's init); SettingsError else."""
+    env = os.environ if env is None else env
+    raw = env.get("SIGHTLINE_LOG_LEVEL") or "INFO"
+    level = raw.strip().upper()
+    if level not in _LEVELS:
+        raise SettingsError(f"SIGHTLINE_LOG_LEVEL must be one of {', '.join(_LEVELS)}, got {raw!r}")
+    return level
 
 
 def parse_opaque_keys(raw: str | None) -> bool:

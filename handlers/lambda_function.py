@@ -10,15 +10,14 @@ function's on-failure destination or dead-letter queue.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from handlers import batch_operations
-from handlers.config import HandlerConfig
+from handlers.config import HandlerConfig, log_level
 from handlers.core import handle
 from handlers.publish import CeleryPublisher
 
-logging.getLogger().setLevel(os.environ.get("SIGHTLINE_LOG_LEVEL", "INFO"))
+logging.getLogger().setLevel(log_level())
 
 # Read once per container: Lambda reuses it (and the broker connection) across invocations.
 _CONFIG = HandlerConfig.from_env()

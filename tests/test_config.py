@@ -109,6 +109,21 @@ def test_missing_or_broken_file_is_refused(tmp_path) -> None:
     (tmp_path / "bad.toml").write_text("this is = = not toml")
     with pytest.raises(SettingsError, match=r"bad\.toml"):
         apply_file({"SIGHTLINE_CONFIG": str(tmp_path / "bad.toml")})
+    (tmp_path / "latin.toml").write_bytes(
+        b"\xff\xfe"
+    )  # a UnicodeDecodeError, exit 1, no file named
+    with pytest.raises(SettingsError, match=r"latin\.toml: not UTF-8 text"):
+        apply_file({"SIGHTLINE_CONFIG": str(tmp_path / "latin.toml")})
+
+
+def test_the_log_level_reads_in_any_case_and_refuses_others() -> None:
+    """`debug` failed the Lambda's init (logging takes upper case only) and `consume sqs`."""
+    from handlers.config import HandlerConfig, log_level
+
+    assert log_level({"SIGHTLINE_LOG_LEVEL": " debug "}) == "DEBUG"
+    assert log_level({}) == "INFO"
+    with pytest.raises(SettingsError, match="SIGHTLINE_LOG_LEVEL must be one of DEBUG"):
+        HandlerConfig.from_env({"SIGHTLINE_LOG_LEVEL": "loud"})
 
 
 @pytest.mark.parametrize(

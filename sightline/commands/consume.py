@@ -61,16 +61,18 @@ def check_queue_url(queue_url: str) -> None:
 
 
 def consume_sqs(args: argparse.Namespace) -> int:
+    from handlers.config import log_level
+
     check_queue_url(args.queue)  # before any broker or AWS step
     logging.basicConfig(
-        level=os.environ.get("SIGHTLINE_LOG_LEVEL", "INFO"),
+        level=log_level(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
     if os.environ.get("SIGHTLINE_LOG_FORMAT", "").strip().lower() == "json":
         from workers.logs import configure_json_logging
 
-        configure_json_logging(os.environ.get("SIGHTLINE_LOG_LEVEL", "INFO"))
+        configure_json_logging(log_level())
     if not os.environ.get("CELERY_BROKER_URL"):
         raise CliError("CELERY_BROKER_URL is not set (e.g. redis://127.0.0.1:6379/0)")
     import boto3
