@@ -73,6 +73,14 @@ def normalize_sequencer(raw: str | None) -> str | None:
     return raw.upper().ljust(_SEQ_WIDTH, "0")
 
 
+# kombu transport options that are numbers (seconds or counts) on Redis, SQS and RabbitMQ
+_NUMERIC_OPTIONS = frozenset({
+    "visibility_timeout", "polling_interval", "wait_time_seconds", "max_connections",
+    "socket_timeout", "socket_connect_timeout", "health_check_interval", "max_retries",
+    "interval_start", "interval_step", "interval_max",
+})  # fmt: skip
+
+
 def parse_broker_options(raw: str | None) -> dict[str, Any]:
     """SIGHTLINE_BROKER_OPTIONS: a JSON object of kombu transport options (unset: ``{}``).
 
@@ -85,6 +93,13 @@ def parse_broker_options(raw: str | None) -> dict[str, Any]:
         raise ValueError(f"SIGHTLINE_BROKER_OPTIONS is not JSON: {raw!r}") from None
     if not isinstance(options, dict):
         raise ValueError("SIGHTLINE_BROKER_OPTIONS must be a JSON object")
+    for name in _NUMERIC_OPTIONS & options.keys():
+        value = options[name]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e9:
+            # kombu takes it as given: "abc" crashed the worker after its banner
+            raise ValueError(
+                f"SIGHTLINE_BROKER_OPTIONS {raw!r}: {name} must be a number of 0 or more"
+            )
     return options
 
 

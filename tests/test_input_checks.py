@@ -58,6 +58,10 @@ def _run(capsys, *argv: str) -> tuple[int, list[str], str]:
         ("SIGHTLINE_DB_TIMEOUT_S", "inf"),
         ("SIGHTLINE_S3_TIMEOUT_S", "inf"),
         ("SIGHTLINE_RETRY_BASE_S", "nan"),
+        # kombu took it as given: the worker crashed after its banner with a TypeError
+        ("SIGHTLINE_BROKER_OPTIONS", '{"visibility_timeout": "abc"}'),
+        ("SIGHTLINE_BROKER_OPTIONS", '{"polling_interval": -1}'),
+        ("SIGHTLINE_LOG_LEVEL", "loud"),
     ],
 )
 def test_config_show_refuses_a_bad_setting_in_one_line(capsys, monkeypatch, variable, value):
