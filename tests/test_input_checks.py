@@ -305,3 +305,14 @@ def test_a_database_timeout_under_a_millisecond_is_one_not_off(db_url) -> None:
         cur.execute("SHOW statement_timeout")
         assert cur.fetchone()[0] == "1ms"
     conn.close()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:3"])
+def test_a_cuda_device_this_machine_lacks_is_one_line(capsys, monkeypatch, device) -> None:
+    """`tag`, the worker and `bench worker` printed torch's "Found no NVIDIA driver" (exit 1)."""
+    from workers.inference import ModelUnavailable, SceneLandmarkModel
+
+    model = SceneLandmarkModel(weights=None, allow_untrained=True, arch="tiny", device=device)
+    with pytest.raises(ModelUnavailable, match=f"SIGHTLINE_DEVICE={device}: no CUDA device"):
+        model.load()

@@ -153,9 +153,23 @@ class SceneLandmarkModel:
         return self._lock if self.device.type == "cpu" else nullcontext()
 
     def _pick_device(self) -> torch.device:
+        """The device SIGHTLINE_DEVICE names; ModelUnavailable (one line, exit 2 from the CLI)
+        for a CUDA device this machine lacks, which was torch's own RuntimeError."""
         if self.device_name == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device_name)
+        device = torch.device(self.device_name)
+        if device.type == "cuda":
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            if count == 0:
+                raise ModelUnavailable(
+                    f"SIGHTLINE_DEVICE={self.device_name}: no CUDA device is available here"
+                )
+            if device.index is not None and device.index >= count:
+                raise ModelUnavailable(
+                    f"SIGHTLINE_DEVICE={self.device_name}: this machine has {count} CUDA "
+                    f"device(s), cuda:0 to cuda:{count - 1}"
+                )
+        return device
 
     @torch.inference_mode()
     def predict(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
