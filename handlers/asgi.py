@@ -44,8 +44,11 @@ class WebhookASGI:
         max_body: int = MAX_BODY,
         on_shutdown: Any = None,
     ) -> None:
-        if body_timeout_s <= 0 or publish_threads < 1:
-            raise ValueError("body timeout must be positive and publish threads at least 1")
+        if not 0 < body_timeout_s <= 3600 or publish_threads < 1:  # NaN fails too
+            raise ValueError(
+                "the body timeout must be above 0 and at most 3600 s, and publish threads at "
+                f"least 1 (got {body_timeout_s:g} s and {publish_threads})"
+            )
         self.app = app
         self.body_timeout_s = body_timeout_s
         self.max_body = max_body

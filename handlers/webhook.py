@@ -173,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     bounds.add_argument("--publish-threads", type=int, default=8, help="broker publishes at once")
     args = parser.parse_args(argv)
+    if not 0 <= args.port <= 65535:  # uvicorn's bind() said so in an 80-line traceback
+        parser.error(f"--port must be 0 to 65535, got {args.port}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.server == "uvicorn":
         return _serve_uvicorn(args)

@@ -140,3 +140,17 @@ def _up(url: str) -> bool:
         return request(url + "healthz", None, None, method="GET")[0] == 200
     except OSError:
         return False
+
+
+def test_a_port_or_body_timeout_no_server_can_use_is_refused(capsys) -> None:
+    """--port 99999 was uvicorn's 80-line traceback; --body-timeout nan was accepted."""
+    from handlers.asgi import WebhookASGI
+    from handlers.webhook import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--port", "99999"])
+    assert stop.value.code == 2
+    assert "--port must be 0 to 65535, got 99999" in capsys.readouterr().err
+    for timeout in (float("nan"), float("inf"), -1.0):
+        with pytest.raises(ValueError, match="body timeout must be above 0"):
+            WebhookASGI(None, body_timeout_s=timeout)  # type: ignore[arg-type]
