@@ -278,3 +278,30 @@ def test_bench_writes_owner_ids_are_fixed_and_of_their_kind() -> None:
     assert _owners("short")[12] == "user12"
     item = _items(98, "p", 8, 365, seed=1, owner_ids="uuid")[97]
     assert item["owner"] == ids[0] and item["key"] == f"p/users/{ids[0]}/000000097.jpg"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        # never returned: the matmul peak loop's NaN deadline was never passed
+        (["worker", "--peak-seconds", "nan"], "--peak-seconds: must be a finite number above 0"),
+        (["worker", "--batches", "-1"], "--batches: must be 1 or more"),  # ZeroDivisionError
+        (["worker", "--width", "0"], "--width: must be 1 or more"),
+        (["match", "--centroids", "0"], "--centroids: must be 1 or more"),
+        (["match", "--dim", "-1"], "--dim: must be 1 or more"),  # negative dimensions
+        (["writes", "--classes", "0"], "--classes: must be 1 or more"),  # IndexError
+        (["soak", "--corrupt", "2"], "--corrupt: must be from 0 to 1"),
+        (["soak", "--corrupt", "nan"], "--corrupt: must be from 0 to 1"),
+        (["publish", "--broker", "http://x"], "--broker: unknown scheme 'http'"),  # KeyError
+    ],
+)
+def test_bench_arguments_no_run_can_use_are_one_line(capsys, argv, message) -> None:
+    from sightline.cli import main
+
+    try:
+        code = main(["bench", *argv])
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err

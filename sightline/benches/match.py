@@ -8,18 +8,20 @@ import argparse
 import json
 import time
 
+from sightline.benches import positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("match", help="landmark matching latency (target <= 2 ms per photo)")
     p.add_argument(
         "--centroids",
-        type=int,
+        type=positive_int,
         default=13_000,
         help="centroids in the synthetic release (default 13000)",
     )
-    p.add_argument("--dim", type=int, default=512, help="embedding width (default 512)")
-    p.add_argument("--photos", type=int, default=4_000, help="photos matched in memory")
-    p.add_argument("--single", type=int, default=300, help="photos matched one at a time")
+    p.add_argument("--dim", type=positive_int, default=512, help="embedding width (default 512)")
+    p.add_argument("--photos", type=positive_int, default=4_000, help="photos matched in memory")
+    p.add_argument("--single", type=positive_int, default=300, help="photos matched one at a time")
     p.add_argument(
         "--pgvector-queries",
         type=int,

@@ -12,12 +12,18 @@ import json
 import time
 import uuid
 
+from sightline.benches import positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("publish", help="handler publish rate to the broker, tasks/s")
     p.add_argument("--broker", default=None, help="broker URL (default: CELERY_BROKER_URL)")
-    p.add_argument("--tasks", type=int, default=2000, help="tasks published in all (default 2000)")
-    p.add_argument("--per-call", type=int, default=100, help="tasks per handler invocation")
+    p.add_argument(
+        "--tasks", type=positive_int, default=2000, help="tasks published in all (default 2000)"
+    )
+    p.add_argument(
+        "--per-call", type=positive_int, default=100, help="tasks per handler invocation"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -25,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from kombu.utils.url import maybe_sanitize_url
 
+    from handlers.config import check_broker_url
     from handlers.contract import TAG_TASK
     from handlers.publish import CeleryPublisher
     from sightline.cli import CliError
@@ -33,8 +40,10 @@ def run(args: argparse.Namespace) -> int:
     url = args.broker or Settings.from_env().broker_url
     if not url:
         raise CliError("no broker: pass --broker or set CELERY_BROKER_URL")
-    if args.tasks < 1 or args.per_call < 1:
-        raise CliError("--tasks and --per-call must be positive")
+    try:  # a scheme kombu lacks was its KeyError, exit 1
+        check_broker_url(url)
+    except ValueError as exc:
+        raise CliError(str(exc).replace("CELERY_BROKER_URL", "--broker", 1)) from None
     queue = f"sightline-bench-{uuid.uuid4().hex[:8]}"
     task = {"bucket": "bench", "version_id": None, "etag": None, "size": 1,
             "sequencer": None, "event_time": None, "owner": "bench"}  # fmt: skip

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from handlers.contract import QUEUES
+from sightline.benches import positive_int, positive_seconds, share
 from sightline.cli import CliError
 from sightline.stack import StackError, stop_processes, wait_for_rows, worker_process
 
@@ -41,17 +42,21 @@ DEFAULT_BROKER = "redis://127.0.0.1:6379/15"
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("soak", help="10,000 events through handler, broker and worker, reconciled")
-    p.add_argument("--events", type=int, default=10_000, help="image events delivered")
-    p.add_argument("--distinct", type=int, default=8, help="distinct images reused under keys")
-    p.add_argument("--corrupt", type=float, default=0.02, help="share of corrupt objects")
-    p.add_argument("--deleted", type=float, default=0.02, help="share deleted before processing")
-    p.add_argument("--repeated", type=float, default=0.02, help="share of events sent twice")
-    p.add_argument("--workers", type=int, default=1, help="`sightline worker` processes")
+    p.add_argument("--events", type=positive_int, default=10_000, help="image events delivered")
+    p.add_argument(
+        "--distinct", type=positive_int, default=8, help="distinct images reused under keys"
+    )
+    p.add_argument("--corrupt", type=share, default=0.02, help="share of corrupt objects")
+    p.add_argument("--deleted", type=share, default=0.02, help="share deleted before processing")
+    p.add_argument("--repeated", type=share, default=0.02, help="share of events sent twice")
+    p.add_argument("--workers", type=positive_int, default=1, help="`sightline worker` processes")
     p.add_argument(
         "--batch-size", type=int, default=32, help="each worker's photos per batch (default 32)"
     )
     p.add_argument("--broker-url", default=None, help="Redis database of the soak's own")
-    p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the rows")
+    p.add_argument(
+        "--timeout", type=positive_seconds, default=3600, help="seconds to wait for the rows"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 

@@ -20,25 +20,35 @@ from concurrent.futures import ThreadPoolExecutor
 from statistics import mean
 from typing import Any
 
+from sightline.benches import positive_int, positive_seconds
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("worker", help="worker throughput: end to end vs model only")
     p.add_argument(
         "--batch-size",
-        type=int,
+        type=positive_int,
         default=None,
         help="photos per batch (default: SIGHTLINE_BATCH_SIZE, else 16)",
     )
-    p.add_argument("--batches", type=int, default=3, help="rounds of 2 batches per measurement")
-    p.add_argument("--photos", type=int, default=4, help="distinct generated 12 MP JPEGs")
-    p.add_argument("--width", type=int, default=4000, help="photo width, pixels (default 4000)")
-    p.add_argument("--height", type=int, default=3000, help="photo height, pixels (default 3000)")
+    p.add_argument(
+        "--batches", type=positive_int, default=3, help="rounds of 2 batches per measurement"
+    )
+    p.add_argument("--photos", type=positive_int, default=4, help="distinct generated 12 MP JPEGs")
+    p.add_argument(
+        "--width", type=positive_int, default=4000, help="photo width, pixels (default 4000)"
+    )
+    p.add_argument(
+        "--height", type=positive_int, default=3000, help="photo height, pixels (default 3000)"
+    )
     p.add_argument(
         "--layouts",
         action="store_true",
         help="also time channels_last and torch.compile (model only, both precisions)",
     )
-    p.add_argument("--peak-seconds", type=float, default=1.0, help="matmul peak measurement")
+    p.add_argument(
+        "--peak-seconds", type=positive_seconds, default=1.0, help="matmul peak measurement"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 

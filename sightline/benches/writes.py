@@ -31,6 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 from statistics import median
 from typing import Any
 
+from sightline.benches import positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("writes", help="write path rows/s per connection count; bytes per photo")
@@ -44,8 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="photos written last for bytes_per_photo_marginal (default 10,000: index pages "
         "are allocated in steps, so a few thousand photos may land in free space already there)",
     )
-    p.add_argument("--dim", type=int, default=512, help="embedding width")
-    p.add_argument("--classes", type=int, default=365, help="scene probabilities per photo")
+    p.add_argument("--dim", type=positive_int, default=512, help="embedding width")
+    p.add_argument(
+        "--classes", type=positive_int, default=365, help="scene probabilities per photo"
+    )
     p.add_argument(
         "--owner-ids",
         choices=("short", "uuid"),
