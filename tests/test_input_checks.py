@@ -316,3 +316,18 @@ def test_a_cuda_device_this_machine_lacks_is_one_line(capsys, monkeypatch, devic
     model = SceneLandmarkModel(weights=None, allow_untrained=True, arch="tiny", device=device)
     with pytest.raises(ModelUnavailable, match=f"SIGHTLINE_DEVICE={device}: no CUDA device"):
         model.load()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        # prefork's children inherit the loaded network and the batcher's threads, and hung
+        (["--pool", "prefork"], "argument --pool: invalid choice: 'prefork'"),
+        # refused only after the model loaded, as Celery's BadParameter (exit 1)
+        (["--loglevel", "loud"], "argument --loglevel: invalid choice: 'LOUD'"),
+        (["--queues", ","], "--queues names no queue"),  # served a queue named ""
+    ],
+)
+def test_worker_options_no_worker_can_use_are_one_line(capsys, argv, message) -> None:
+    code, err, _ = _run(capsys, "worker", *argv)
+    assert code == 2 and len(err) == 1 and message in err[0], err

@@ -45,11 +45,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=2,
         help="batches in flight: while one runs the network, the next is fetched and decoded",
     )
-    p.add_argument("--pool", default="threads", help="threads (one process owns the model)")
+    p.add_argument(
+        "--pool",
+        default="threads",
+        choices=("threads", "solo"),
+        help="threads (one process owns the model; default) or solo. Not prefork: its forked "
+        "children inherit a loaded network and the batcher's threads, and hang",
+    )
     p.add_argument("--batch-size", type=_count, default=None, help="photos per forward pass")
     p.add_argument("--batch-wait-ms", type=_millis, default=None, help="flush a partial batch")
     p.add_argument(
-        "--loglevel", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default: INFO)"
+        "--loglevel",
+        default="INFO",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+        help="DEBUG, INFO, WARNING or ERROR (default: INFO)",
     )
     p.add_argument(
         "--hostname",
@@ -70,13 +80,19 @@ def run_worker(args: argparse.Namespace) -> int:
     from workers.runtime import WorkerRuntime
     from workers.settings import Settings
 
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
+    if not queues:  # "," served a queue named ""
+        raise CliError(f"--queues names no queue ({' and/or '.join(QUEUES)}); got {args.queues!r}")
     settings = Settings.from_env()
     if not settings.broker_url:
         raise CliError("CELERY_BROKER_URL is not set (e.g. redis://127.0.0.1:6379/0)")
     if settings.log_format == "json":
         configure_json_logging(args.loglevel)
+    for q in queues:
+        if q not in QUEUES:  # it may be routed to on purpose; said, not refused
+            log.warning("queue %r gets no task sightline publishes (they go to %s)", q,
+                        " and ".join(QUEUES))  # fmt: skip
     url, _server = database_url(settings)
-    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
     tagging = TAG_QUEUE in queues  # only the tag queue reads photos and needs the network
     try:
         check_all(settings, url, settings.broker_url, object_store=tagging)
@@ -123,7 +139,7 @@ def run_worker(args: argparse.Namespace) -> int:
     argv = ["--quiet"] if settings.log_format == "json" else []
     argv += [
         "worker",
-        f"--queues={args.queues}",
+        f"--queues={','.join(queues)}",
         f"--concurrency={args.concurrency}",
         f"--pool={args.pool}",
         f"--loglevel={args.loglevel}",
