@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import subprocess
 import warnings
 from pathlib import Path
 from typing import Any
@@ -55,10 +56,30 @@ def embedded_postgres(pgdata: Path | None = None, *, keep_running: bool = False)
                     base / old,
                     pgdata,
                 )
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    from workers.db import DatabaseError
+
+    try:
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # SIGHTLINE_DATA_DIR names a file, or a folder we may not write
+        raise DatabaseError(
+            f"cannot use the data folder {pgdata.parent} (SIGHTLINE_DATA_DIR): "
+            f"{exc.strerror or exc}"
+        ) from None
+    version = pgdata / "PG_VERSION"
+    if version.is_file() and version.read_text().strip() != "18":
+        raise DatabaseError(
+            f"{pgdata} holds a PostgreSQL {version.read_text().strip()[:10]} database; the "
+            "embedded server is PostgreSQL 18: move that folder aside (pg_dump it to keep its data)"
+        )
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     keep = keep_running or (pgdata / KEEP_FLAG).exists()
-    return ep.get_server(pgdata, cleanup_mode=None if keep else "stop")
+    try:
+        return ep.get_server(pgdata, cleanup_mode=None if keep else "stop")
+    except subprocess.CalledProcessError as exc:  # pg_ctl's own lines are above this one
+        raise DatabaseError(
+            f"the embedded PostgreSQL in {pgdata} did not start ({Path(exc.cmd[0]).name} exit "
+            f"{exc.returncode}); a half-made folder can be moved aside"
+        ) from None
 
 
 def running_url(pgdata: Path | None = None) -> str | None:

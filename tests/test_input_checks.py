@@ -331,3 +331,18 @@ def test_a_cuda_device_this_machine_lacks_is_one_line(capsys, monkeypatch, devic
 def test_worker_options_no_worker_can_use_are_one_line(capsys, argv, message) -> None:
     code, err, _ = _run(capsys, "worker", *argv)
     assert code == 2 and len(err) == 1 and message in err[0], err
+
+
+def test_a_data_folder_the_embedded_server_cannot_use_is_one_line(tmp_path) -> None:
+    """Another major version's folder was 19 lines of pg_ctl and a CalledProcessError; a
+    data dir that is a file said only "File exists"."""
+    from sightline.embedded import embedded_postgres
+    from workers.db import DatabaseError
+
+    (tmp_path / "pg18").mkdir()
+    (tmp_path / "pg18" / "PG_VERSION").write_text("15\n")
+    with pytest.raises(DatabaseError, match="holds a PostgreSQL 15 database"):
+        embedded_postgres(tmp_path / "pg18")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DatabaseError, match=r"cannot use the data folder .*SIGHTLINE_DATA_DIR"):
+        embedded_postgres(tmp_path / "file" / "pg18")
