@@ -133,6 +133,26 @@ def test_serve_in_the_foreground_until_sigterm(data_dir: Path) -> None:
 
 
 @pytest.mark.slow
+def test_serve_ends_in_one_line_when_its_server_is_killed(data_dir: Path) -> None:
+    """A foreground `db serve` kept running, silent, after its server was killed."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **_env(data_dir))
+    proc = subprocess.Popen([sys.executable, "-m", "sightline", "db", "serve"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().startswith("postgresql://")
+        pid = int((data_dir / "pg18" / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGKILL)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 2
+    assert err.strip().splitlines()[-1] == (
+        f"sightline: error: the embedded Postgres in {data_dir / 'pg18'} stopped"
+    )
+
+
+@pytest.mark.slow
 def test_detached_server_outlives_its_users_until_db_stop(data_dir: Path) -> None:
     """`db serve --detach` returns at once; a command that joins the embedded server and exits
     (`db upgrade`) leaves it running; `db stop` stops it."""

@@ -79,7 +79,7 @@ def upgrade(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from sightline.embedded import KEEP_FLAG, default_pgdata, embedded_postgres
+    from sightline.embedded import KEEP_FLAG, default_pgdata, embedded_postgres, running_url
 
     pgdata = default_pgdata()
     if args.detach:
@@ -100,7 +100,8 @@ def serve(args: argparse.Namespace) -> int:
     print(server.get_uri(), flush=True)
     print(f"embedded Postgres serving from {pgdata}; Ctrl-C or SIGTERM stops it", file=sys.stderr)
     while not stopping.wait(1.0):
-        pass
+        if running_url(pgdata) is None:  # killed, or `sightline db stop`: say so and end
+            raise CliError(f"the embedded Postgres in {pgdata} stopped")
     # Stops the server unless another process still uses it, or a --detach asked to keep it.
     server.cleanup()
     print("embedded Postgres: this handle closed", file=sys.stderr)
