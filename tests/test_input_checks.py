@@ -346,3 +346,14 @@ def test_a_data_folder_the_embedded_server_cannot_use_is_one_line(tmp_path) -> N
     (tmp_path / "file").write_text("")
     with pytest.raises(DatabaseError, match=r"cannot use the data folder .*SIGHTLINE_DATA_DIR"):
         embedded_postgres(tmp_path / "file" / "pg18")
+
+
+def test_a_bad_event_age_names_its_setting(capsys, monkeypatch) -> None:
+    """`not an age: 'abc'` did not say which of --older-than and the setting it was."""
+    monkeypatch.setenv("SIGHTLINE_MAX_EVENT_AGE", "abc")
+    code, err, _ = _run(capsys, "purge", "--tombstones", "--older-than", "30d")
+    assert (code, err) == (2, ["sightline: error: SIGHTLINE_MAX_EVENT_AGE: not an age: 'abc' "
+                                "(use e.g. 30d, 12h, 90m)"])  # fmt: skip
+    monkeypatch.delenv("SIGHTLINE_MAX_EVENT_AGE")
+    code, err, _ = _run(capsys, "purge", "--tombstones", "--older-than", "soon")
+    assert code == 2 and err[0].startswith("sightline: error: --older-than: not an age")

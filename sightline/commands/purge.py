@@ -47,9 +47,15 @@ def purge(args: argparse.Namespace) -> int:
         if args.tombstones:
             if not args.older_than:
                 raise CliError("--tombstones needs --older-than (e.g. 30d)")
-            older_than = parse_age(args.older_than)
+            try:
+                older_than = parse_age(args.older_than)
+            except ValueError as exc:
+                raise CliError(f"--older-than: {exc}") from None
             raw = os.environ.get("SIGHTLINE_MAX_EVENT_AGE")
-            window = parse_age(raw) if raw else DEFAULT_MAX_EVENT_AGE
+            try:
+                window = parse_age(raw) if raw else DEFAULT_MAX_EVENT_AGE
+            except ValueError as exc:
+                raise CliError(f"SIGHTLINE_MAX_EVENT_AGE: {exc}") from None
         elif args.older_than:
             raise CliError("--older-than applies to --tombstones only")
     except ValueError as exc:
