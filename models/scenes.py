@@ -124,6 +124,12 @@ class SceneMap:
                 continue
             if name in mapping:
                 raise SceneMapError(f"scene map lists {name!r} twice")
+            if any((cell or "").strip() for cell in row.get(None) or ()):  # type: ignore[call-overload]
+                # a threshold under a header without the column was silently dropped
+                raise SceneMapError(
+                    f"scene map row {name!r} has more cells than its header names "
+                    f"({','.join(reader.fieldnames or [])})"
+                )
             album = (row.get("album") or "").strip()
             problem = album_label_problem(album)
             if problem:

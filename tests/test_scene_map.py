@@ -73,6 +73,17 @@ def test_a_map_with_a_duplicate_or_unknown_class_is_rejected(tmp_path, extra, me
         SceneMap.load(path)
 
 
+def test_a_row_with_more_cells_than_its_header_is_refused(tmp_path: Path):
+    """A threshold under a two-column header was accepted and silently ignored."""
+    rows = SHIPPED.read_text().splitlines()
+    first = rows[1].split(",")
+    rows[1] = f"{first[0]},{first[1]},0.4"
+    path = tmp_path / "map.csv"
+    path.write_text("places365_class,album\n" + "\n".join(r for r in rows[1:]) + "\n")
+    with pytest.raises(SceneMapError, match=f"row '{first[0]}' has more cells than its header"):
+        SceneMap.load(path)
+
+
 @pytest.mark.slow
 def test_a_map_that_is_not_text_headerless_or_all_drops_is_refused(tmp_path: Path):
     """Each a trial made: bytes that are not UTF-8 (a UnicodeDecodeError escaped), rows
