@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -53,7 +54,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--batch-size", type=int, default=32, help="each worker's photos per batch (default 32)"
     )
-    p.add_argument("--broker-url", default=None, help="Redis database of the soak's own")
+    p.add_argument(
+        "--broker-url",
+        default=None,
+        help="a Redis database of the soak's own: it is EMPTIED (FLUSHDB) before and after",
+    )
     p.add_argument(
         "--timeout", type=positive_seconds, default=3600, help="seconds to wait for the rows"
     )
@@ -142,6 +147,11 @@ def run(args: argparse.Namespace) -> int:
     cleanup: list[Any] = []
     workers: list[subprocess.Popen] = []
     tmp = Path(tempfile.mkdtemp(prefix="sightline-soak-"))
+
+    def terminated(signum: int, frame: Any) -> None:  # SIGTERM: clean up as for Ctrl-C
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminated)
     try:
         # ---------------------------------------------------------------- Postgres
         base = os.environ.get("DATABASE_URL")
@@ -277,6 +287,7 @@ def run(args: argparse.Namespace) -> int:
             timed_out=done < len(keys),
         )
     finally:
+        signal.signal(signal.SIGTERM, previous)
         stop_processes(workers)
         for step in reversed(cleanup):
             try:
