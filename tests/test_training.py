@@ -393,3 +393,16 @@ def test_landmark_training_resumes_after_an_interruption(tmp_path: Path):
     assert [(r["stage"], r["epoch"]) for r in result.history] == [(1, 1), (1, 2), (2, 1), (2, 2)]
     assert any("after stage 1 epoch 1" in ln for ln in logs)
     assert sum(ln.startswith("{") for ln in logs) == 3
+
+
+@pytest.mark.parametrize("name", ["mps", "bogus", "xla"])
+def test_a_training_device_other_than_cpu_or_cuda_is_one_line(name: str) -> None:
+    """--device mps was torch's RuntimeError ("not linked with support for mps"), exit 1."""
+    from models.training import TrainingError
+    from models.training.loop import pick_device
+
+    with pytest.raises(
+        TrainingError, match=f"--device must be auto, cpu, cuda or cuda:N, got '{name}'"
+    ):
+        pick_device(name)
+    assert pick_device("cpu").type == "cpu"
