@@ -326,6 +326,7 @@ def test_a_cuda_device_this_machine_lacks_is_one_line(capsys, monkeypatch, devic
         # refused only after the model loaded, as Celery's BadParameter (exit 1)
         (["--loglevel", "loud"], "argument --loglevel: invalid choice: 'LOUD'"),
         (["--queues", ","], "--queues names no queue"),  # served a queue named ""
+        (["--batch-wait-ms", "inf"], "must be a number of ms from 0 to 86400000"),  # Overflow
     ],
 )
 def test_worker_options_no_worker_can_use_are_one_line(capsys, argv, message) -> None:

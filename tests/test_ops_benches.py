@@ -285,11 +285,14 @@ def test_bench_writes_owner_ids_are_fixed_and_of_their_kind() -> None:
     [
         # never returned: the matmul peak loop's NaN deadline was never passed
         (["worker", "--peak-seconds", "nan"], "--peak-seconds: must be a finite number above 0"),
-        (["worker", "--batches", "-1"], "--batches: must be 1 or more"),  # ZeroDivisionError
-        (["worker", "--width", "0"], "--width: must be 1 or more"),
-        (["match", "--centroids", "0"], "--centroids: must be 1 or more"),
-        (["match", "--dim", "-1"], "--dim: must be 1 or more"),  # negative dimensions
-        (["writes", "--classes", "0"], "--classes: must be 1 or more"),  # IndexError
+        (
+            ["worker", "--batches", "-1"],
+            "--batches: must be a whole number >= 1",
+        ),  # ZeroDivisionError
+        (["worker", "--width", "0"], "--width: must be a whole number >= 1"),
+        (["match", "--centroids", "0"], "--centroids: must be a whole number >= 1"),
+        (["match", "--dim", "-1"], "--dim: must be a whole number >= 1"),  # negative dimensions
+        (["writes", "--classes", "0"], "--classes: must be a whole number >= 1"),  # IndexError
         (["soak", "--corrupt", "2"], "--corrupt: must be from 0 to 1"),
         (["soak", "--corrupt", "nan"], "--corrupt: must be from 0 to 1"),
         (["publish", "--broker", "http://x"], "--broker: unknown scheme 'http'"),  # KeyError

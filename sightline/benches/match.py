@@ -8,7 +8,7 @@ import argparse
 import json
 import time
 
-from sightline.benches import positive_int
+from sightline.argtypes import positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -12,7 +12,7 @@ import json
 import time
 import uuid
 
-from sightline.benches import positive_int
+from sightline.argtypes import positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from handlers.contract import QUEUES
-from sightline.benches import positive_int, positive_seconds, share
+from sightline.argtypes import positive_int, positive_seconds, share
 from sightline.cli import CliError
 from sightline.stack import StackError, stop_processes, wait_for_rows, worker_process
 

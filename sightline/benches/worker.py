@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from statistics import mean
 from typing import Any
 
-from sightline.benches import positive_int, positive_seconds
+from sightline.argtypes import positive_int, positive_seconds
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from statistics import median
 from typing import Any
 
-from sightline.benches import positive_int
+from sightline.argtypes import positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:

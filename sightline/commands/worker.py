@@ -9,31 +9,10 @@ import socket
 from typing import Any
 
 from handlers.contract import QUEUES, TAG_QUEUE
+from sightline.argtypes import millis, positive_int
 from sightline.cli import CliError
 
 log = logging.getLogger("sightline.worker")
-
-
-def _count(raw: str) -> int:
-    """An argparse type: a whole number of at least 1 (argparse says so in one line, exit 2)."""
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {raw!r}")
-    return value
-
-
-def _millis(raw: str) -> float:
-    """An argparse type: milliseconds, 0 or more."""
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be a number of ms >= 0, got {raw!r}")
-    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-Q", "--queues", default=",".join(QUEUES), help="comma-separated queues")
     p.add_argument(
         "--concurrency",
-        type=_count,
+        type=positive_int,
         default=2,
         help="batches in flight: while one runs the network, the next is fetched and decoded",
     )
@@ -52,8 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="threads (one process owns the model; default) or solo. Not prefork: its forked "
         "children inherit a loaded network and the batcher's threads, and hang",
     )
-    p.add_argument("--batch-size", type=_count, default=None, help="photos per forward pass")
-    p.add_argument("--batch-wait-ms", type=_millis, default=None, help="flush a partial batch")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="photos per forward pass")
+    p.add_argument("--batch-wait-ms", type=millis, default=None, help="flush a partial batch")
     p.add_argument(
         "--loglevel",
         default="INFO",

@@ -1,0 +1,45 @@
+"""argparse types for the CLI's numbers: a bad value is refused by argparse in one line
+(exit 2) before a command starts, instead of failing inside it (a ZeroDivisionError, a
+negative array size, a NaN that never ends a timing loop)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+
+def positive_int(text: str) -> int:
+    """A whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
+def _number(text: str, low: float, high: float, low_open: bool, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    above = value > low if low_open else value >= low
+    if not (math.isfinite(value) and above and value <= high):  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """Seconds: finite, above 0."""
+    return _number(text, 0.0, math.inf, True, "a finite number above 0")
+
+
+def millis(text: str) -> float:
+    """Milliseconds: 0 up to a day (infinity overflowed the worker's visibility timeout)."""
+    return _number(text, 0.0, 86_400_000.0, False, "a number of ms from 0 to 86400000")
+
+
+def share(text: str) -> float:
+    """A share from 0 to 1."""
+    return _number(text, 0.0, 1.0, False, "from 0 to 1")
