@@ -19,6 +19,32 @@ def positive_int(text: str) -> int:
     return value
 
 
+MAX_PROCESSES = 64  # processes a command may start: more than any machine here has cores
+
+
+def _whole(text: str, low: int, high: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number from {low} to {high}, got {text!r}"
+        )
+    return value
+
+
+def loader_workers(text: str) -> int:
+    """Data-loading processes: 0 (load in this process) to MAX_PROCESSES (100,000 forked
+    until the machine ran out of memory)."""
+    return _whole(text, 0, MAX_PROCESSES)
+
+
+def process_count(text: str) -> int:
+    """Processes to start: 1 to MAX_PROCESSES."""
+    return _whole(text, 1, MAX_PROCESSES)
+
+
 def _number(text: str, low: float, high: float, low_open: bool, what: str) -> float:
     try:
         value = float(text)

@@ -295,6 +295,7 @@ def test_bench_writes_owner_ids_are_fixed_and_of_their_kind() -> None:
         (["writes", "--classes", "0"], "--classes: must be a whole number >= 1"),  # IndexError
         (["soak", "--corrupt", "2"], "--corrupt: must be from 0 to 1"),
         (["soak", "--corrupt", "nan"], "--corrupt: must be from 0 to 1"),
+        (["soak", "--workers", "1000"], "--workers: must be a whole number from 1 to 64"),
         (["publish", "--broker", "http://x"], "--broker: unknown scheme 'http'"),  # KeyError
     ],
 )

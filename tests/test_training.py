@@ -217,8 +217,10 @@ def test_resume_without_a_saved_run_is_one_clear_error(places, tmp_path: Path):
     ("what", "option", "message"),
     [
         # --workers -1 reached the DataLoader, whose ValueError came after the data scan
-        ("scene", ["--workers", "-1"], "--workers must be 0 or more, got -1"),
-        ("landmarks", ["--workers", "-1"], "--workers must be 0 or more, got -1"),
+        ("scene", ["--workers", "-1"], "argument --workers: must be a whole number from 0 to 64"),
+        ("landmarks", ["--workers", "-1"], "argument --workers: must be a whole number from 0"),
+        # forked 100,000 data-loading processes until the machine ran out of memory
+        ("scene", ["--workers", "100000"], "argument --workers: must be a whole number from 0"),
         # --lr nan trained to a NaN checkpoint and exited 0
         ("scene", ["--lr", "nan"], "--lr must be positive, got nan"),
         ("scene", ["--weight-decay", "inf"], "--weight-decay must be 0 or more, got inf"),

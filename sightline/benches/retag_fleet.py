@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sightline.argtypes import MAX_PROCESSES
+
 ONE_THREAD = {
     "OMP_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
@@ -214,8 +216,8 @@ def run_fleet(args: Any) -> int:
         counts = [int(x) for x in args.workers.split(",") if x.strip()]
     except ValueError:
         raise CliError("--workers takes worker counts, e.g. 1,2") from None
-    if not counts or min(counts) < 1:
-        raise CliError("--workers takes worker counts of at least 1, e.g. 1,2")
+    if not counts or min(counts) < 1 or max(counts) > MAX_PROCESSES:
+        raise CliError(f"--workers takes worker counts from 1 to {MAX_PROCESSES}, e.g. 1,2")
     broker = Settings.from_env().broker_url
     if not broker:
         raise CliError("CELERY_BROKER_URL is not set: the fleet bench needs a broker")

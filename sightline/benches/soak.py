@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from handlers.contract import QUEUES
-from sightline.argtypes import positive_int, positive_seconds, share
+from sightline.argtypes import positive_int, positive_seconds, process_count, share
 from sightline.cli import CliError
 from sightline.stack import StackError, stop_processes, wait_for_rows, worker_process
 
@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--corrupt", type=share, default=0.02, help="share of corrupt objects")
     p.add_argument("--deleted", type=share, default=0.02, help="share deleted before processing")
     p.add_argument("--repeated", type=share, default=0.02, help="share of events sent twice")
-    p.add_argument("--workers", type=positive_int, default=1, help="`sightline worker` processes")
+    p.add_argument("--workers", type=process_count, default=1, help="`sightline worker` processes")
     p.add_argument(
         "--batch-size", type=int, default=32, help="each worker's photos per batch (default 32)"
     )

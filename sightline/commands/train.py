@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sightline.argtypes import loader_workers
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the scene model or the landmark branch")
@@ -72,7 +74,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="photos per batch (default: 64)")
     p.add_argument(
         "--workers",
-        type=int,
+        type=loader_workers,
         default=min(8, os.cpu_count() or 1),
         help="data-loading processes (default: the CPUs, at most 8; 0 loads in this process)",
     )
@@ -110,8 +112,6 @@ def _check(args: argparse.Namespace, positive: tuple[str, ...], finite: tuple[st
             ok = value is None or (0 < value < inf if low == 0 else 0 <= value < inf)
             if not ok:
                 raise CliError(f"--{name.replace('_', '-')} must be {what}, got {value}")
-    if args.workers < 0:
-        raise CliError(f"--workers must be 0 or more, got {args.workers}")
     problem = None
     if args.embedding_dim is not None:
         problem = embedding_dim_problem(args.embedding_dim)

@@ -6,13 +6,17 @@ import argparse
 import json
 from pathlib import Path
 
+from sightline.argtypes import loader_workers
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("scenes", help="top-1/top-5 scene error, with and without the scene map")
     p.add_argument("--data", required=True, type=Path, help="class folders (or a folder with val/)")
     p.add_argument("--weights", help="checkpoint (default: SIGHTLINE_WEIGHTS)")
     p.add_argument("--batch-size", type=int, default=64, help="photos per batch (default: 64)")
-    p.add_argument("--workers", type=int, default=4, help="data-loading processes (default: 4)")
+    p.add_argument(
+        "--workers", type=loader_workers, default=4, help="data-loading processes (default: 4)"
+    )
     p.add_argument("--device", help="auto, cpu, cuda (default: SIGHTLINE_DEVICE)")
     p.add_argument("--json", action="store_true", help="print the errors as one JSON object")
     p.set_defaults(func=eval_scenes)
