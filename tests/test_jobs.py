@@ -31,6 +31,21 @@ def test_counters_checkpoint_and_eta(db) -> None:
         jobs.add(db.cursor(), job_id, written=1)
 
 
+def test_a_job_of_unknown_size_has_no_eta_until_its_source_ends(db) -> None:
+    """Against what was published so far, a listing whose workers kept up with its --rate
+    read 0m00s for the whole run."""
+    with db, db.cursor() as cur:
+        job_id = jobs.create(cur, "backfill", {"source": "s3://b/p"})
+        jobs.add(cur, job_id, listed=40, published=35, done=30)
+        cur.execute("UPDATE jobs SET started_at = updated_at - interval '30 seconds' "
+                    "WHERE id = %s", (job_id,))  # fmt: skip
+        assert jobs.get(cur, job_id).eta_s() is None
+        jobs.save_checkpoint(cur, job_id, {"complete": True})
+        cur.execute("UPDATE jobs SET started_at = updated_at - interval '30 seconds' "
+                    "WHERE id = %s", (job_id,))  # fmt: skip
+        assert jobs.get(cur, job_id).eta_s() == pytest.approx(5.0)  # 5 left at 1/s
+
+
 def test_a_listing_job_shows_its_total_once_the_listing_ends(db) -> None:
     """A bucket listing's size is not known in advance: `jobs show` says so while it lists,
     and gives what it listed once the source is exhausted (it said "unknown" for ever)."""

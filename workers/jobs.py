@@ -67,14 +67,21 @@ class Job:
         return isinstance(self.checkpoint, dict) and self.checkpoint.get("complete") is True
 
     def eta_s(self) -> float | None:
-        """Seconds left at the rate so far, against ``total`` or else what was published;
-        None when unknown (no outcome yet) and for a job that is not running (paused, done,
-        failed or cancelled: nothing is left to wait for, or nothing moves it)."""
+        """Seconds left at the rate so far, against ``total``, or against what was published
+        once the source is exhausted; None when unknown (no outcome yet, or a listing not yet
+        done: against what was published so far it read 0 while workers kept up with the
+        publisher) and for a job that is not running (paused, done, failed or cancelled:
+        nothing is left to wait for, or nothing moves it)."""
         if self.state != "running":
             return None
         rate = self.rate_per_s()
-        target = self.total if self.total is not None else self.published
-        if not rate or target is None:
+        if self.total is not None:
+            target = self.total
+        elif self.source_done:
+            target = self.published
+        else:
+            return None
+        if not rate:
             return None
         return max(0.0, (target - self.finished) / rate)
 
