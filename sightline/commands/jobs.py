@@ -112,7 +112,7 @@ def _line(j: Any) -> str:
 
 
 def _total(j: Any) -> str:
-    """Objects the job's source holds: known from the start (an inventory's rows), or once a
+    """Objects the job's source holds: known from the start (a fleet re-tag's photos), or once a
     listing is exhausted (what it listed)."""
     if j.total is not None:
         return f"{j.total:,}"
