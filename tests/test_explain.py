@@ -234,11 +234,18 @@ def test_explain_never_writes_over_the_photo_or_its_other_map(tmp_path: Path) ->
         (tmp_path / "a.png", tmp_path / "a.png", "one file"),
         (tmp_path, None, "is a folder"),
         (Path("."), None, "is a folder"),
+        # a checkpoint or centroids file given as the output was written over too
+        (tmp_path / "w.safetensors", None, "exists and is not a PNG"),
+        (tmp_path / "cam.png", tmp_path / "c.npy", "--landmark-out .* exists and is not a PNG"),
     ]
+    (tmp_path / "w.safetensors").write_bytes(b"\x00" * 64)
+    (tmp_path / "c.npy").write_bytes(b"\x93NUMPY")
     for out, lm_out, message in cases:
         args = argparse.Namespace(photo=photo, out=out, landmark_out=lm_out)
         with pytest.raises(CliError, match=message):
             _outputs(args)
     args = argparse.Namespace(photo=photo, out=tmp_path / "cam.png", landmark_out=None)
     assert _outputs(args) == (tmp_path / "cam.png", tmp_path / "cam.landmark.png")
+    (tmp_path / "cam.png").write_bytes(b"\x89PNG\r\n\x1a\n...")  # an earlier map: replaced
+    assert _outputs(args)[0] == tmp_path / "cam.png"
     assert photo.read_bytes()[:2] == b"\xff\xd8"

@@ -97,7 +97,14 @@ def _outputs(args: argparse.Namespace) -> tuple[Path, Path]:
     for flag, path in (("--out", out), ("--landmark-out", lm_out)):
         if _same(path, args.photo):
             raise CliError(f"{flag} {path} is the photo itself; name another file")
+        # a checkpoint, centroids or names file given as the output was written over too:
+        # only a PNG (an earlier map) is replaced
+        if path.is_file() and path.open("rb").read(8) != _PNG:
+            raise CliError(f"{flag} {path} exists and is not a PNG; name another file")
     return out, lm_out
+
+
+_PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _same(a: Path, b: Path) -> bool:
