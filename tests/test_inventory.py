@@ -263,7 +263,8 @@ def test_a_bad_inventory_row_is_that_row_alone(moto_endpoint, caplog) -> None:
     row = lambda k, size="10", when=WHEN: ["src", f"users/a/{k}.jpg", "", "true", "false",  # noqa: E731
                                            size, when, f"e{k}"]  # fmt: skip
     data = _csv([row(1, size="\u00b2"), row(2, size="9" * 28), row(3, when="yesterday"),
-                 row("x" * 1100), row(5, when="9999-12-31T23:59:59-15:00")])  # fmt: skip
+                 row("x" * 1100), row(5, when="9999-12-31T23:59:59-15:00"),
+                 row("%FF%FE")])  # fmt: skip
     s3.put_object(Bucket=dest, Key="d/1.csv", Body=data)
     parquet = _parquet([{"key": "users/c/6.jpg", "size": 10, "last_modified_date": 1714557600}])
     s3.put_object(Bucket=dest, Key="d/2.parquet", Body=parquet)
@@ -280,6 +281,7 @@ def test_a_bad_inventory_row_is_that_row_alone(moto_endpoint, caplog) -> None:
         ("users/a/5.jpg", 10, None),
     ]
     assert "longer than S3's 1024 bytes" in caplog.text
+    assert "key 'users/a/%FF%FE.jpg' is not UTF-8 once decoded" in caplog.text
     manifest = {**manifest, "fileFormat": "Parquet", "files": [{"key": "d/2.parquet"}]}
     [obj] = [o for p in inventory_pages(s3, Manifest.parse(json.dumps(manifest)), None)
              for o in p.objects]  # fmt: skip

@@ -7,6 +7,7 @@ import csv
 import gzip
 import io
 import json
+import logging
 import re
 import zlib
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from urllib.parse import unquote_plus
 from handlers.contract import event_time_problem
 from handlers.events import MAX_OBJECT_SIZE
 
+log = logging.getLogger("sightline.backfill")
 _SIZE = re.compile(r"[0-9]{1,19}")  # ASCII digits: str.isdigit() takes "²", int() does not
 
 
@@ -196,7 +198,12 @@ def _inventory_object(row: dict[str, Any], encoded: bool, bucket: str) -> Listed
         return None
     key = str(row.get("Key") or "")
     if encoded:  # CSV inventories URL-encode keys (a space as '+')
-        key = unquote_plus(key)
+        try:
+            key = unquote_plus(key, errors="strict")
+        except UnicodeDecodeError:  # "%FF%FE" became "��", a key no object has
+            log.warning("skipped an inventory row of s3://%s: key %r is not UTF-8 once decoded",
+                        bucket, key[:200])  # fmt: skip
+            return None
     if not key:
         return None
     # Size and time are informational (the worker reads the object): a bad one is none,
