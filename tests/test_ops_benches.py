@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
@@ -309,3 +310,25 @@ def test_bench_arguments_no_run_can_use_are_one_line(capsys, argv, message) -> N
     err = capsys.readouterr().err
     assert code == 2 and message in err, err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("corrupt", "deleted"), [(0.02, 0.02), (0.6, 0.0), (0.3, 0.3), (1.0, 0.0)])
+def test_the_soak_plans_exactly_its_shares_of_bad_photos(corrupt, deleted) -> None:
+    """Above a half, the modulo spacing marked none (--corrupt 0.6: 0 failed of 1,000)."""
+    from collections import Counter
+
+    from sightline.benches.soak import _plan_keys
+
+    args = argparse.Namespace(events=1000, repeated=0.0, corrupt=corrupt, deleted=deleted)
+    keys, _ = _plan_keys(args)
+    got = Counter(status for _, status in keys)
+    assert (got["failed"], got["gone"]) == (round(1000 * corrupt), round(1000 * deleted))
+    assert len({k for k, _ in keys}) == 1000
+
+
+def test_the_soak_refuses_a_redis_url_without_its_database(capsys) -> None:
+    """It empties its database: redis://host:6379 emptied database 0."""
+    from sightline.cli import main
+
+    assert main(["bench", "soak", "--broker-url", "redis://127.0.0.1:6379"]) == 2
+    assert "name it in the URL (redis://HOST:PORT/N)" in capsys.readouterr().err

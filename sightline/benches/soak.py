@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -70,6 +71,14 @@ def _broker(args: argparse.Namespace) -> tuple[str, bool]:
     """(URL, flush it): the soak's own Redis database, or CELERY_BROKER_URL left as it is."""
     own = args.broker_url or os.environ.get("SIGHTLINE_SOAK_BROKER_URL")
     if own:
+        # it is emptied: a URL without its database number would empty database 0
+        if own.startswith(("redis://", "rediss://")) and not re.fullmatch(
+            r"rediss?://[^/]*/\d+", own
+        ):
+            raise CliError(
+                f"the soak empties its Redis database: name it in the URL "
+                f"(redis://HOST:PORT/N), got {own!r}"
+            )
         return own, True
     if os.environ.get("CELERY_BROKER_URL"):
         return os.environ["CELERY_BROKER_URL"], False
@@ -82,19 +91,17 @@ def _plan_keys(args: argparse.Namespace) -> tuple[list[tuple[str, str]], list[in
     n = args.events - repeats
     if n < 1:
         raise CliError("--events must leave at least one photo after --repeated")
-    every = {
-        "failed": round(n * args.corrupt),
-        "gone": round(n * args.deleted),
-    }
-    keys = []
-    for i in range(n):
-        expected = "tagged"
-        # Spread the bad ones evenly through the load.
-        if every["failed"] and i % max(1, n // every["failed"]) == 1:
-            expected = "failed"
-        elif every["gone"] and i % max(1, n // every["gone"]) == 2:
-            expected = "gone"
-        keys.append((f"users/u{i % 50}/soak/{i:06d}.jpg", expected))
+    if args.corrupt + args.deleted > 1:
+        raise CliError("--corrupt and --deleted are shares of one load: at most 1 together")
+    # Exactly round(n x share) of each, spread evenly through the load (a modulo step of 1
+    # marked none: --corrupt 0.6 gave no failed photo).
+    expected = ["tagged"] * n
+    for status, part in (("failed", args.corrupt), ("gone", args.deleted)):
+        free = [i for i in range(n) if expected[i] == "tagged"]
+        k = min(len(free), round(n * part))
+        for j in range(k):
+            expected[free[(2 * j + 1) * len(free) // (2 * k)]] = status
+    keys = [(f"users/u{i % 50}/soak/{i:06d}.jpg", expected[i]) for i in range(n)]
     step = max(1, n // repeats) if repeats else 0
     again = [(i * step + 3) % n for i in range(repeats)]
     return keys, again
