@@ -71,15 +71,38 @@ def embedded_postgres(pgdata: Path | None = None, *, keep_running: bool = False)
             f"{pgdata} holds a PostgreSQL {version.read_text().strip()[:10]} database; the "
             "embedded server is PostgreSQL 18: move that folder aside (pg_dump it to keep its data)"
         )
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    library = logging.getLogger("embedded_postgres")
+    library.setLevel(logging.WARNING)
     keep = keep_running or (pgdata / KEEP_FLAG).exists()
+    failure = _LastFailure()  # the library logs a failed command's whole output: kept here
+    library.addHandler(failure)
+    library.propagate = False
     try:
         return ep.get_server(pgdata, cleanup_mode=None if keep else "stop")
-    except subprocess.CalledProcessError as exc:  # pg_ctl's own lines are above this one
+    except subprocess.CalledProcessError as exc:
         raise DatabaseError(
             f"the embedded PostgreSQL in {pgdata} did not start ({Path(exc.cmd[0]).name} exit "
-            f"{exc.returncode}); a half-made folder can be moved aside"
+            f"{exc.returncode}{': ' + failure.reason if failure.reason else ''}); a half-made "
+            "folder can be moved aside"
         ) from None
+    finally:
+        library.removeHandler(failure)
+        library.propagate = True
+
+
+class _LastFailure(logging.Handler):
+    """The last line of a failed command's stderr, from embedded-postgres' error record (its
+    arguments: command, kwargs, error, stdout, stderr); the record itself is not printed."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.reason = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args if isinstance(record.args, tuple) else ()
+        lines = [ln.strip() for ln in str(args[4] if len(args) > 4 else "").splitlines()]
+        errors = [ln for ln in lines if "error:" in ln or "FATAL:" in ln]  # not the hints
+        self.reason = (errors or [ln for ln in lines if ln] or [self.reason])[-1][:300]
 
 
 def running_url(pgdata: Path | None = None) -> str | None:

@@ -349,6 +349,22 @@ def test_a_data_folder_the_embedded_server_cannot_use_is_one_line(tmp_path) -> N
         embedded_postgres(tmp_path / "file" / "pg18")
 
 
+@pytest.mark.slow
+def test_a_folder_initdb_refuses_is_one_line(tmp_path) -> None:
+    """initdb refusing a non-empty folder printed embedded-postgres' 20-line record first."""
+    (tmp_path / "pg18").mkdir(parents=True)
+    (tmp_path / "pg18" / "junk").write_text("hello")
+    tmp_path.chmod(0o755)
+    done = run_cli("db", "serve", "--detach", env={"SIGHTLINE_DATA_DIR": str(tmp_path),
+                                                   "DATABASE_URL": ""}, timeout=120)  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"sightline: error: the embedded PostgreSQL in {tmp_path / 'pg18'} did not start "
+        f'(initdb exit 1: initdb: error: directory "{tmp_path / "pg18"}" exists but is not '
+        "empty); a half-made folder can be moved aside"
+    ]
+
+
 def test_a_bad_event_age_names_its_setting(capsys, monkeypatch) -> None:
     """`not an age: 'abc'` did not say which of --older-than and the setting it was."""
     monkeypatch.setenv("SIGHTLINE_MAX_EVENT_AGE", "abc")
