@@ -291,6 +291,7 @@ def test_bench_writes_owner_ids_are_fixed_and_of_their_kind() -> None:
             "--batches: must be a whole number >= 1",
         ),  # ZeroDivisionError
         (["worker", "--width", "0"], "--width: must be a whole number >= 1"),
+        (["worker", "--width", "100000000", "--height", "100000000"], "past SIGHTLINE_MAX_PIXELS"),
         (["match", "--centroids", "0"], "--centroids: must be a whole number >= 1"),
         (["match", "--dim", "-1"], "--dim: must be a whole number >= 1"),  # negative dimensions
         (["writes", "--classes", "0"], "--classes: must be a whole number >= 1"),  # IndexError

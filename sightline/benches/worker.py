@@ -74,11 +74,17 @@ def _ms(fn, repeat: int) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sightline.cli import CliError
     from sightline.samples import synthetic_jpeg
     from sightline.stack import scratch_database
     from workers.settings import Settings
 
     settings = Settings.from_env()
+    if args.width * args.height > settings.max_pixels:  # 10^8 x 10^8 was a 142 PiB MemoryError
+        raise CliError(
+            f"--width x --height is {args.width * args.height:,} pixels, past "
+            f"SIGHTLINE_MAX_PIXELS ({settings.max_pixels:,}): the worker would refuse such photos"
+        )
     if not settings.weights:
         settings = Settings(**{**settings.__dict__, "allow_untrained": True})
     photos = [
