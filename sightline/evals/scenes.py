@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from sightline.argtypes import loader_workers
@@ -15,7 +16,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", help="checkpoint (default: SIGHTLINE_WEIGHTS)")
     p.add_argument("--batch-size", type=int, default=64, help="photos per batch (default: 64)")
     p.add_argument(
-        "--workers", type=loader_workers, default=4, help="data-loading processes (default: 4)"
+        "--workers",
+        type=loader_workers,
+        default=min(4, os.cpu_count() or 1),  # more than the CPUs: torch warns, nothing gained
+        help="data-loading processes (default: the CPUs, at most 4)",
     )
     p.add_argument("--device", help="auto, cpu, cuda (default: SIGHTLINE_DEVICE)")
     p.add_argument("--json", action="store_true", help="print the errors as one JSON object")
