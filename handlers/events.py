@@ -105,7 +105,7 @@ def object_event(
     if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
         raise EventError(f"object key is longer than S3's {MAX_KEY_BYTES} bytes: {key[:60]!r}…")
     try:
-        size_n = _byte_count(size)
+        size_n = byte_count(size)
         when = optional_text(event_time)
         problem = event_time_problem(when) if when is not None else None
         if problem:
@@ -126,9 +126,9 @@ def object_event(
     )
 
 
-def _byte_count(size: Any) -> int | None:
+def byte_count(size: Any) -> int | None:
     """An object's size: an int, or a string of ASCII digits (``int()`` would also take
-    "1_000", " 5" and other scripts' digits); None when absent."""
+    "1_000", " 5" and other scripts' digits); None when absent. EventError otherwise."""
     if size is None:
         return None
     if isinstance(size, str) and _DIGITS.fullmatch(size):

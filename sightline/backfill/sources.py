@@ -8,7 +8,6 @@ import gzip
 import io
 import json
 import logging
-import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,10 +17,9 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from handlers.contract import event_time_problem
-from handlers.events import MAX_OBJECT_SIZE
+from handlers.events import EventError, byte_count
 
 log = logging.getLogger("sightline.backfill")
-_SIZE = re.compile(r"[0-9]{1,19}")  # ASCII digits: str.isdigit() takes "²", int() does not
 
 
 class SourceError(ValueError):
@@ -208,14 +206,17 @@ def _inventory_object(row: dict[str, Any], encoded: bool, bucket: str) -> Listed
         return None
     # Size and time are informational (the worker reads the object): a bad one is none,
     # not a task the handler's rules refuse
-    size = str(row.get("Size") or "").strip()
+    try:  # the handler's rule (str.isdigit() took "²", which int() refuses)
+        size = byte_count(str(row.get("Size") or "").strip() or None)
+    except EventError:
+        size = None
     when = _iso(row.get("LastModifiedDate"))
     return ListedObject(
         bucket=str(row.get("Bucket") or bucket),
         key=key,
         version_id=str(row["VersionId"]) if row.get("VersionId") else None,
         etag=_etag(row.get("ETag")),
-        size=int(size) if _SIZE.fullmatch(size) and int(size) <= MAX_OBJECT_SIZE else None,
+        size=size,
         last_modified=when if when and event_time_problem(when) is None else None,
     )
 
