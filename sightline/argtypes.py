@@ -56,9 +56,19 @@ def _number(text: str, low: float, high: float, low_open: bool, what: str) -> fl
     return value
 
 
+def positive_number(text: str) -> float:
+    """Finite, above 0 (a learning rate)."""
+    return _number(text, 0.0, math.inf, True, "a finite number above 0")
+
+
+def non_negative_number(text: str) -> float:
+    """Finite, 0 or more (a weight decay, a loss weight)."""
+    return _number(text, 0.0, math.inf, False, "a finite number of 0 or more")
+
+
 def positive_seconds(text: str) -> float:
     """Seconds: finite, above 0."""
-    return _number(text, 0.0, math.inf, True, "a finite number above 0")
+    return positive_number(text)
 
 
 def millis(text: str) -> float:

@@ -222,9 +222,10 @@ def test_resume_without_a_saved_run_is_one_clear_error(places, tmp_path: Path):
         # forked 100,000 data-loading processes until the machine ran out of memory
         ("scene", ["--workers", "100000"], "argument --workers: must be a whole number from 0"),
         # --lr nan trained to a NaN checkpoint and exited 0
-        ("scene", ["--lr", "nan"], "--lr must be positive, got nan"),
-        ("scene", ["--weight-decay", "inf"], "--weight-decay must be 0 or more, got inf"),
-        ("landmarks", ["--lr-embed", "nan"], "--lr-embed must be 0 or more, got nan"),
+        ("scene", ["--lr", "nan"], "argument --lr: must be a finite number above 0, got nan"),
+        ("scene", ["--weight-decay", "inf"], "argument --weight-decay: must be a finite number"),
+        ("landmarks", ["--lr-embed", "nan"], "argument --lr-embed: must be a finite number of 0"),
+        ("scene", ["--epochs", "0"], "argument --epochs: must be a whole number >= 1"),
         # a width of 10^8 allocated before anything was checked
         ("scene", ["--embedding-dim", "100000000"], "--embedding-dim must be a whole number"),
         ("scene", ["--version", "v\x01"], "version 'v\\x01' has a control character"),

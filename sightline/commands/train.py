@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sightline.argtypes import loader_workers
+from sightline.argtypes import loader_workers, non_negative_number, positive_int, positive_number
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,10 +20,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", required=True, type=Path, help="run folder: state, metrics, export")
     s.add_argument("--init", type=Path, help="torchvision ImageNet or CSAIL Places365 weights")
     s.add_argument("--arch", default="wide_resnet50_2", help="wide_resnet50_2, resnet50, tiny")
-    s.add_argument("--epochs", type=int, default=10, help="passes over train/ (default: 10)")
-    s.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (default: 0.01)")
     s.add_argument(
-        "--weight-decay", type=float, default=1e-4, help="SGD weight decay (default: 1e-4)"
+        "--epochs", type=positive_int, default=10, help="passes over train/ (default: 10)"
+    )
+    s.add_argument(
+        "--lr", type=positive_number, default=0.01, help="SGD learning rate (default: 0.01)"
+    )
+    s.add_argument(
+        "--weight-decay",
+        type=non_negative_number,
+        default=1e-4,
+        help="SGD weight decay (default: 1e-4)",
     )
     s.add_argument(
         "--embedding-dim", type=int, default=512, help="landmark embedding size (default: 512)"
@@ -38,27 +45,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--embedding-dim", type=int, help="default: the checkpoint's")
     m.add_argument(
         "--epochs-per-stage",
-        type=int,
+        type=positive_int,
         default=2,
         help="epochs of each curriculum stage of the manifest (default: 2)",
     )
     m.add_argument(
-        "--lr-layer4", type=float, default=1e-3, help="learning rate of layer4 (default: 1e-3)"
+        "--lr-layer4",
+        type=non_negative_number,
+        default=1e-3,
+        help="learning rate of layer4 (default: 1e-3)",
     )
     m.add_argument(
         "--lr-embed",
-        type=float,
+        type=non_negative_number,
         default=1e-2,
         help="learning rate of the embedding head (default: 1e-2)",
     )
     m.add_argument(
         "--lr-classifier",
-        type=float,
+        type=non_negative_number,
         default=1e-1,
         help="learning rate of the landmark classifier (default: 1e-1)",
     )
-    m.add_argument("--lr-center", type=float, default=0.5, help="learning rate of the centers")
-    m.add_argument("--center-weight", type=float, default=0.1, help="center loss weight")
+    m.add_argument(
+        "--lr-center", type=non_negative_number, default=0.5, help="learning rate of the centers"
+    )
+    m.add_argument(
+        "--center-weight", type=non_negative_number, default=0.1, help="center loss weight"
+    )
     m.add_argument("--people", type=Path, help="folder of RGBA person cut-outs to paste")
     m.add_argument("--people-share", type=float, default=0.3, help="share of photos pasted")
     m.add_argument(
@@ -71,7 +85,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--batch-size", type=int, default=64, help="photos per batch (default: 64)")
+    p.add_argument(
+        "--batch-size", type=positive_int, default=64, help="photos per batch (default: 64)"
+    )
     p.add_argument(
         "--workers",
         type=loader_workers,
@@ -81,7 +97,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="auto, cpu, cuda (default: SIGHTLINE_DEVICE)")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--max-steps", type=int, help="at most this many batches per epoch")
+    p.add_argument("--max-steps", type=positive_int, help="at most this many batches per epoch")
     p.add_argument(
         "--seed", type=int, default=0, help="random seed: same seed, same run (default: 0)"
     )
@@ -98,20 +114,12 @@ def _log(line: str) -> None:
     print(line, flush=True)
 
 
-def _check(args: argparse.Namespace, positive: tuple[str, ...], finite: tuple[str, ...]) -> None:
-    """The options' values, before any data is read: ``positive`` ones above 0, ``finite``
-    ones 0 or more (NaN and infinity fail both: `--lr nan` trained to a NaN checkpoint and
-    exited 0), the worker count, embedding width and version (CliError, one line)."""
+def _check(args: argparse.Namespace) -> None:
+    """The embedding width and version, before any data is read (CliError, one line); the
+    numbers are refused by their argparse types (`--lr nan` trained to a NaN checkpoint)."""
     from models.checkpoint import embedding_dim_problem, version_problem
     from sightline.cli import CliError
 
-    inf = float("inf")
-    for names, low, what in ((positive, 0, "positive"), (finite, None, "0 or more")):
-        for name in names:
-            value = getattr(args, name)
-            ok = value is None or (0 < value < inf if low == 0 else 0 <= value < inf)
-            if not ok:
-                raise CliError(f"--{name.replace('_', '-')} must be {what}, got {value}")
     problem = None
     if args.embedding_dim is not None:
         problem = embedding_dim_problem(args.embedding_dim)
@@ -130,7 +138,7 @@ def train_scene_cmd(args: argparse.Namespace) -> int:
     from sightline.cli import CliError
     from workers.settings import Settings
 
-    _check(args, ("epochs", "lr", "batch_size", "max_steps"), ("weight_decay",))
+    _check(args)
     if args.arch not in ARCHS:
         raise CliError(f"unknown --arch {args.arch!r}; choose one of {', '.join(ARCHS)}")
     s = Settings.from_env()
@@ -169,11 +177,7 @@ def train_landmarks_cmd(args: argparse.Namespace) -> int:
     from sightline.cli import CliError
     from workers.settings import Settings
 
-    _check(
-        args,
-        ("epochs_per_stage", "batch_size", "max_steps"),
-        ("lr_layer4", "lr_embed", "lr_classifier", "lr_center", "center_weight"),
-    )
+    _check(args)
     if not 0.0 <= args.people_share <= 1.0:
         raise CliError(f"--people-share must be within 0..1, got {args.people_share}")
     s = Settings.from_env()
