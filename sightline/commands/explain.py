@@ -99,12 +99,14 @@ def _outputs(args: argparse.Namespace) -> tuple[Path, Path]:
             raise CliError(f"{flag} {path} is the photo itself; name another file")
         # a checkpoint, centroids or names file given as the output was written over too:
         # only a PNG (an earlier map) is replaced
-        if path.is_file() and path.open("rb").read(8) != _PNG:
+        if path.is_file() and not _is_png(path):
             raise CliError(f"{flag} {path} exists and is not a PNG; name another file")
     return out, lm_out
 
 
-_PNG = b"\x89PNG\r\n\x1a\n"
+def _is_png(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def _same(a: Path, b: Path) -> bool:
